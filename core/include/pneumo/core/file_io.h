@@ -1,0 +1,20 @@
+// Small file helpers with error messages that name the file. Everything pneumo writes for a
+// user (configs, checkpoints, outputs) goes through write_file_atomic, so an interrupted
+// write never leaves a half-written file where a good one used to be.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace pneumo::core {
+
+// Reads a whole file. Throws IoError naming the file and the system's reason.
+std::string read_text_file(const std::filesystem::path& file);
+
+// Writes `bytes` to `<file>.tmp-<pid>` in the same folder, flushes it to disk, then renames it
+// over `file` (atomic on POSIX). Creates missing parent folders. Throws IoError on failure
+// and leaves `file` untouched.
+void write_file_atomic(const std::filesystem::path& file, std::string_view bytes);
+
+}  // namespace pneumo::core

@@ -1,0 +1,37 @@
+// Where and how computations run: device selection and CPU thread counts.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <c10/core/Device.h>
+
+namespace pneumo::core {
+
+// A device request as written in a config or on the command line.
+struct DeviceSpec {
+  enum class Type { kAuto, kCpu, kCuda };
+  Type type = Type::kAuto;
+  int index = -1;  // cuda:N; -1 = the current CUDA device
+
+  std::string str() const;  // "auto", "cpu", "cuda", "cuda:1"
+};
+
+// Parses "auto", "cpu", "cuda" or "cuda:N". Throws ConfigError naming what was expected.
+DeviceSpec parse_device(std::string_view text);
+bool is_device_name(std::string_view text);
+
+// The concrete device for a request: auto picks CUDA when LibTorch has it and a GPU is
+// visible, else the CPU. Asking for CUDA without it throws DeviceError saying why.
+c10::Device resolve_device(const DeviceSpec& spec);
+
+// Sets LibTorch's intra-op thread count; 0 means one per hardware core. Returns the count.
+int configure_threads(int requested);
+
+// The number of hardware threads (at least 1).
+int hardware_threads();
+
+// One line: LibTorch version, CUDA/cuDNN availability and GPU count.
+std::string describe_torch_runtime();
+
+}  // namespace pneumo::core

@@ -1,0 +1,55 @@
+// The configuration sections core owns: `experiment` (identity, output folder, seed) and
+// `runtime` (device, threads, determinism, logging).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <c10/core/Device.h>
+
+#include "pneumo/core/config_schema.h"
+#include "pneumo/core/runtime.h"
+
+namespace pneumo::core {
+
+struct ExperimentSection {
+  std::string name = "experiment";
+  std::string output_dir = "runs";
+  std::string run_name;  // empty: a timestamp
+  int64_t seed = 42;
+
+  template <class V>
+  void visit(V& v) {
+    v("name", name, "experiment name; runs go to <output_dir>/<name>/<run_name>/", non_empty());
+    v("output_dir", output_dir, "folder holding all runs", non_empty());
+    v("run_name", run_name, "this run's folder name; empty for a timestamp");
+    v("seed", seed, "seed of every random choice (splits, sampling, augmentation, init)",
+      at_least<int64_t>(0));
+  }
+};
+
+struct RuntimeSection {
+  std::string device = "auto";
+  int threads = 0;
+  bool deterministic = false;
+  std::string log_level = "info";
+
+  template <class V>
+  void visit(V& v) {
+    v("device", device, "where to compute",
+      Check<std::string>{"auto, cpu, cuda or cuda:N", [](const std::string& d) {
+                           return is_device_name(d);
+                         }});
+    v("threads", threads, "LibTorch intra-op CPU threads; 0 = one per core", at_least(0));
+    v("deterministic", deterministic,
+      "use only deterministic kernels (bitwise repeatable runs, sometimes slower)");
+    v("log_level", log_level, "console and run-log verbosity",
+      one_of({"debug", "info", "warn", "error"}));
+  }
+};
+
+// Applies a runtime section and seed: log level, thread count, determinism, all seeds.
+// Returns the resolved device (DeviceError if it is unavailable).
+c10::Device activate_runtime(const RuntimeSection& runtime, uint64_t seed);
+
+}  // namespace pneumo::core

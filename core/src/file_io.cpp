@@ -1,0 +1,86 @@
+#include "pneumo/core/file_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+
+namespace pneumo::core {
+
+namespace fs = std::filesystem;
+
+std::string read_text_file(const fs::path& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec))
+    throw IoError(fmt::format("{}: is a folder; expected a file", file.string()));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: cannot open: {}", file.string(), std::strerror(errno)));
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) throw IoError(fmt::format("{}: read failed", file.string()));
+  return content.str();
+}
+
+namespace {
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+[[noreturn]] void fail(const fs::path& file, const char* step) {
+  throw IoError(fmt::format("{}: {} failed: {}", file.string(), step, std::strerror(errno)));
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& file, std::string_view bytes) {
+  const fs::path parent = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec)
+    throw IoError(fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
+
+  const fs::path temp = fs::path(file.string() + fmt::format(".tmp-{}", ::getpid()));
+  FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) fail(temp, "open");
+  try {
+    for (size_t done = 0; done < bytes.size();) {
+      const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail(temp, "write");
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) fail(temp, "fsync");
+    if (::close(fd.release()) != 0) fail(temp, "close");
+    if (::rename(temp.c_str(), file.c_str()) != 0) fail(file, "rename");
+  } catch (...) {
+    fs::remove(temp, ec);
+    throw;
+  }
+  // Make the rename itself durable.
+  FileDescriptor dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() >= 0) ::fsync(dir.get());
+}
+
+}  // namespace pneumo::core

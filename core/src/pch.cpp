@@ -1,0 +1,1 @@
+// Compiles the shared precompiled header (core/src/pch.h); nothing else.

@@ -1,0 +1,103 @@
+#include "pneumo/core/runtime.h"
+
+#include <algorithm>
+#include <charconv>
+#include <thread>
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+
+namespace pneumo::core {
+
+namespace {
+constexpr const char* kDeviceChoices = "auto, cpu, cuda or cuda:N (N = GPU index)";
+
+bool parse_cuda_index(std::string_view digits, int& index) {
+  if (digits.empty()) return false;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+  return ec == std::errc() && end == digits.data() + digits.size() && index >= 0;
+}
+}  // namespace
+
+std::string DeviceSpec::str() const {
+  switch (type) {
+    case Type::kAuto: return "auto";
+    case Type::kCpu: return "cpu";
+    case Type::kCuda: return index < 0 ? "cuda" : fmt::format("cuda:{}", index);
+  }
+  return "?";
+}
+
+bool is_device_name(std::string_view text) {
+  int index = 0;
+  return text == "auto" || text == "cpu" || text == "cuda" ||
+         (text.substr(0, 5) == "cuda:" && parse_cuda_index(text.substr(5), index));
+}
+
+DeviceSpec parse_device(std::string_view text) {
+  if (!is_device_name(text))
+    throw ConfigError(fmt::format("unknown device '{}'; expected {}", text, kDeviceChoices));
+  DeviceSpec spec;
+  if (text == "cpu") {
+    spec.type = DeviceSpec::Type::kCpu;
+  } else if (text != "auto") {
+    spec.type = DeviceSpec::Type::kCuda;
+    if (text.size() > 5) parse_cuda_index(text.substr(5), spec.index);
+  }
+  return spec;
+}
+
+c10::Device resolve_device(const DeviceSpec& spec) {
+  const bool built_with_cuda = at::hasCUDA();
+  const int gpus = built_with_cuda ? static_cast<int>(torch::cuda::device_count()) : 0;
+  switch (spec.type) {
+    case DeviceSpec::Type::kCpu: return c10::Device(c10::kCPU);
+    case DeviceSpec::Type::kAuto:
+      return gpus > 0 ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    case DeviceSpec::Type::kCuda:
+      if (!built_with_cuda)
+        throw DeviceError(fmt::format(
+            "device '{}' requested, but this LibTorch ({}) was built without CUDA; use device "
+            "'cpu' or 'auto', or rebuild pneumo against a CUDA LibTorch (see README)",
+            spec.str(), TORCH_VERSION));
+      if (gpus == 0)
+        throw DeviceError(fmt::format(
+            "device '{}' requested, but no CUDA GPU is visible (check the driver and "
+            "CUDA_VISIBLE_DEVICES)", spec.str()));
+      if (spec.index >= gpus)
+        throw DeviceError(fmt::format("device '{}' requested, but only {} GPU(s) are visible "
+                                      "(cuda:0..cuda:{})", spec.str(), gpus, gpus - 1));
+      return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::max(spec.index, 0)));
+  }
+  return c10::Device(c10::kCPU);
+}
+
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+int configure_threads(int requested) {
+  if (requested < 0)
+    throw ConfigError(fmt::format("thread count must be >= 0 (0 = one per core); got {}",
+                                  requested));
+  const int threads = requested == 0 ? hardware_threads() : requested;
+  at::set_num_threads(threads);
+  return threads;
+}
+
+std::string describe_torch_runtime() {
+  const bool cuda = at::hasCUDA();
+  const int gpus = cuda ? static_cast<int>(torch::cuda::device_count()) : 0;
+  return fmt::format("LibTorch {} (CUDA {}, cuDNN {}, {} GPU(s) visible, {} CPU threads)",
+                     TORCH_VERSION, cuda ? "built in" : "not built in",
+                     at::Context::hasCuDNN() ? "built in" : "not built in", gpus, at::get_num_threads());
+}
+
+}  // namespace pneumo::core

@@ -1,0 +1,63 @@
+#include <catch2/catch.hpp>
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/core/sections.h"
+
+using namespace pneumo::core;
+using Catch::Matchers::Contains;
+
+TEST_CASE("device names parse to device specs") {
+  CHECK(parse_device("auto").type == DeviceSpec::Type::kAuto);
+  CHECK(parse_device("cpu").type == DeviceSpec::Type::kCpu);
+  CHECK(parse_device("cuda").index == -1);
+  CHECK(parse_device("cuda:3").index == 3);
+  CHECK(parse_device("cuda:3").str() == "cuda:3");
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""}) {
+    INFO(bad);
+    CHECK_FALSE(is_device_name(bad));
+    CHECK_THROWS_AS(parse_device(bad), ConfigError);
+  }
+  CHECK_THROWS_WITH(parse_device("gpu"), Contains("unknown device 'gpu'; expected auto, cpu"));
+}
+
+TEST_CASE("devices resolve to what is available, and CUDA without a GPU is a clear error") {
+  CHECK(resolve_device(parse_device("cpu")).is_cpu());
+  const c10::Device automatic = resolve_device(parse_device("auto"));
+  if (!at::hasCUDA()) {
+    CHECK(automatic.is_cpu());
+    CHECK_THROWS_AS(resolve_device(parse_device("cuda")), DeviceError);
+    CHECK_THROWS_WITH(resolve_device(parse_device("cuda:1")),
+                      Contains("'cuda:1' requested") && Contains("without CUDA"));
+  } else {
+    CHECK_THROWS_WITH(resolve_device(parse_device("cuda:64")), Contains("GPU(s) are visible"));
+  }
+}
+
+TEST_CASE("thread settings apply to LibTorch and 0 means one per core") {
+  const int before = at::get_num_threads();
+  CHECK(configure_threads(1) == 1);
+  CHECK(at::get_num_threads() == 1);
+  CHECK(configure_threads(0) == hardware_threads());
+  CHECK(at::get_num_threads() == hardware_threads());
+  CHECK_THROWS_AS(configure_threads(-2), ConfigError);
+  configure_threads(before);
+}
+
+TEST_CASE("activate_runtime seeds LibTorch so random tensors repeat") {
+  RuntimeSection runtime;
+  runtime.device = "cpu";
+  runtime.threads = 1;
+  CHECK(activate_runtime(runtime, 123).is_cpu());
+  const at::Tensor first = at::rand({4});
+  activate_runtime(runtime, 123);
+  CHECK(at::equal(first, at::rand({4})));
+  activate_runtime(runtime, 124);
+  CHECK_FALSE(at::equal(first, at::rand({4})));
+  runtime.device = "cuda:7";
+  if (!at::hasCUDA()) CHECK_THROWS_AS(activate_runtime(runtime, 1), DeviceError);
+}

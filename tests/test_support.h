@@ -1,0 +1,40 @@
+// Helpers shared by the test suites: temporary folders, files, and running the CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace pneumo::testing {
+
+// A fresh folder under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes `text` to `file` (creating parent folders) and returns the path.
+std::filesystem::path write_file(const std::filesystem::path& file, const std::string& text);
+std::string read_file(const std::filesystem::path& file);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs a program with arguments (no shell), capturing stdout and stderr separately.
+CommandResult run_command(const std::vector<std::string>& argv);
+
+// Runs build/bin/pneumo with the given arguments.
+CommandResult run_pneumo(const std::vector<std::string>& args);
+
+}  // namespace pneumo::testing

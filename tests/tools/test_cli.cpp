@@ -1,0 +1,106 @@
+// The `pneumo` program as a user meets it: help, exit codes, config errors on stderr.
+#include <catch2/catch.hpp>
+
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using pneumo::testing::run_pneumo;
+using pneumo::testing::TempDir;
+using pneumo::testing::write_file;
+using Catch::Matchers::Contains;
+
+namespace {
+const std::string kDemo = std::string(PNEUMO_SOURCE_DIR) + "/configs/demo.yaml";
+}
+
+TEST_CASE("pneumo --help lists the subcommands and exits 0") {
+  const auto r = run_pneumo({"--help"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("version") && Contains("config"));
+  const auto sub = run_pneumo({"config", "show", "--help"});
+  CHECK(sub.exit_code == 0);
+  CHECK_THAT(sub.out, Contains("--set") && Contains("--docs"));
+}
+
+TEST_CASE("usage errors exit with code 2") {
+  CHECK(run_pneumo({}).exit_code == 2);
+  CHECK(run_pneumo({"no-such-command"}).exit_code == 2);
+  CHECK(run_pneumo({"config"}).exit_code == 2);
+  CHECK(run_pneumo({"config", "show"}).exit_code == 2);
+  CHECK(run_pneumo({"version", "--bogus"}).exit_code == 2);
+}
+
+TEST_CASE("pneumo version names pneumo, LibTorch, GDCM and OpenCV") {
+  const auto r = run_pneumo({"version"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("pneumo 0.") && Contains("LibTorch") && Contains("GDCM") &&
+                        Contains("OpenCV") && Contains("CUDA"));
+}
+
+TEST_CASE("config show prints the resolved config with overrides applied") {
+  const auto r = run_pneumo({"config", "show", kDemo, "--set", "experiment.seed=7", "--set",
+                             "runtime.device=cpu"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("name: demo") && Contains("seed: 7") && Contains("device: cpu") &&
+                        Contains("log_level: info"));
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("config show merges base files and the result checks cleanly") {
+  TempDir dir;
+  write_file(dir / "child.yaml", "base: " + kDemo + "\nruntime: {threads: 2}\n");
+  const auto show = run_pneumo({"config", "show", (dir / "child.yaml").string()});
+  CHECK(show.exit_code == 0);
+  CHECK_THAT(show.out, Contains("name: demo") && Contains("threads: 2"));
+  // The printed config is itself a valid config.
+  write_file(dir / "resolved.yaml", show.out);
+  const auto check = run_pneumo({"config", "check", (dir / "resolved.yaml").string()});
+  CHECK(check.exit_code == 0);
+  CHECK_THAT(check.out, Contains("ok"));
+}
+
+TEST_CASE("a misspelled key fails with exit code 2, its location and the valid keys") {
+  TempDir dir;
+  const auto file = write_file(dir / "bad.yaml", "experiment:\n  name: demo\n  sead: 3\n");
+  const auto r = run_pneumo({"config", "check", file.string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("bad.yaml:3:3") && Contains("unknown key 'sead'") &&
+                        Contains("known: name, output_dir, run_name, seed"));
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("bad values, bad overrides, syntax errors and missing files exit with code 2") {
+  TempDir dir;
+  const auto syntax = write_file(dir / "syntax.yaml", "runtime: [1, 2\n");
+  const auto type = write_file(dir / "type.yaml", "runtime:\n  threads: many\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"config", "check", syntax.string()}, "YAML syntax error"},
+      {{"config", "check", type.string()}, "type.yaml:2:12 runtime.threads: invalid value 'many'"},
+      {{"config", "check", kDemo, "--set", "runtime.device=gpu"}, "expected auto, cpu, cuda"},
+      {{"config", "check", kDemo, "--set", "runtime.threads"}, "key.path=value"},
+      {{"config", "check", kDemo, "--set", "model.name=unet"}, "unknown key 'model'"},
+      {{"config", "show", (dir / "absent.yaml").string()}, "absent.yaml"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args.back());
+    const auto r = run_pneumo(c.args);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains(c.message));
+  }
+}
+
+TEST_CASE("every shipped experiment in configs/ passes config check") {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(PNEUMO_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    INFO(entry.path());
+    const auto r = run_pneumo({"config", "check", entry.path().string()});
+    CHECK(r.exit_code == 0);
+    ++checked;
+  }
+  CHECK(checked >= 1);
+}

@@ -1,0 +1,14 @@
+// Each subcommand of `pneumo`: setup_<name>(app) declares its options and wires its run
+// function. Run functions throw pneumo::core::Error on failure; main maps it to an exit code.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace pneumo::tools {
+
+void setup_version(CLI::App& app);
+void setup_config(CLI::App& app);
+
+}  // namespace pneumo::tools

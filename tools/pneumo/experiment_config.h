@@ -1,0 +1,32 @@
+// The whole experiment file: one typed section per component that has configuration.
+// Sections join this list as their components land.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pneumo/core/config_node.h"
+#include "pneumo/core/sections.h"
+
+namespace pneumo::tools {
+
+struct ExperimentConfig {
+  core::ExperimentSection experiment;
+  core::RuntimeSection runtime;
+
+  template <class V>
+  void visit(V& v) {
+    v("experiment", experiment, "name, output folder and seed");
+    v("runtime", runtime, "device, threads, determinism, logging");
+  }
+};
+
+// Loads FILE (with its `base:` chain), applies `--set` overrides and validates every section.
+// Throws ConfigError naming file:line:column, the key path and what is allowed.
+ExperimentConfig load_experiment(const std::string& file,
+                                 const std::vector<std::string>& overrides);
+
+// The resolved config (defaults filled in) as YAML; with `docs`, each key's meaning as a comment.
+std::string experiment_to_yaml(const ExperimentConfig& config, bool docs = false);
+
+}  // namespace pneumo::tools

@@ -1,0 +1,45 @@
+// The `pneumo` program: wires the subcommands, catches errors at the top, prints them and
+// exits with 0 (ok), 2 (usage or configuration error) or 1 (any other failure).
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+
+int main(int argc, char** argv) {
+  using namespace pneumo;
+  CLI::App app{
+      "pneumo: pneumothorax classification and segmentation on chest X-rays (DICOM in, "
+      "masks, reports and TorchScript out)",
+      "pneumo"};
+  app.require_subcommand(1);
+  app.failure_message(CLI::FailureMessage::help);
+  bool verbose = false;
+  bool quiet = false;
+  app.add_flag("-v,--verbose", verbose, "log debug messages");
+  app.add_flag("-q,--quiet", quiet, "log warnings and errors only");
+  app.parse_complete_callback([&] {
+    if (verbose) core::set_log_level(core::LogLevel::kDebug);
+    if (quiet) core::set_log_level(core::LogLevel::kWarn);
+  });
+
+  tools::setup_version(app);
+  tools::setup_config(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help or the parse error
+    return code == 0 ? core::kExitOk : core::kExitUsageOrConfig;
+  } catch (const core::Error& e) {
+    core::log::error("{}", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    core::log::error("unexpected failure: {}", e.what());
+    return core::kExitFailure;
+  }
+  return core::kExitOk;
+}
