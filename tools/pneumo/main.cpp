@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
 
   tools::setup_version(app);
   tools::setup_config(app);
+  tools::setup_dicom(app);
+  tools::setup_rle(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,48 @@
+"""Reference decoder for the DICOM conformance test: pydicom's pixel_array.
+
+For every *.dcm in the given folder, writes the first frame's stored values as little-endian
+int32 (<name>.raw, shape rows x columns x samples) and one manifest line:
+    name <TAB> ok|error <TAB> rows <TAB> columns <TAB> samples <TAB> transfer syntax <TAB> message
+Handlers: pydicom's numpy handler for native syntaxes, then GDCM (python3-gdcm), then
+pydicom's RLE handler.
+"""
+import os
+import sys
+
+import numpy as np
+import pydicom
+from pydicom.pixel_data_handlers import gdcm_handler, numpy_handler, rle_handler
+
+
+def main(source, out):
+    pydicom.config.pixel_data_handlers = [numpy_handler, gdcm_handler, rle_handler]
+    os.makedirs(out, exist_ok=True)
+    lines = []
+    for name in sorted(os.listdir(source)):
+        if not name.endswith(".dcm"):
+            continue
+        path = os.path.join(source, name)
+        syntax = ""
+        try:
+            ds = pydicom.dcmread(path)
+            syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
+            pixels = ds.pixel_array
+            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            if frames > 1:
+                pixels = pixels[0]
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+            if pixels.dtype.kind not in "iu":
+                raise TypeError("pixel data of type %s" % pixels.dtype)
+            rows, cols, samples = pixels.shape
+            np.ascontiguousarray(pixels, dtype="<i4").tofile(os.path.join(out, name + ".raw"))
+            lines.append("\t".join([name, "ok", str(rows), str(cols), str(samples), syntax, ""]))
+        except Exception as error:  # the manifest records why pydicom could not decode it
+            message = (type(error).__name__ + ": " + str(error)).replace("\t", " ").replace("\n", " ")
+            lines.append("\t".join([name, "error", "0", "0", "0", syntax, message[:200]]))
+    with open(os.path.join(out, "manifest.tsv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
