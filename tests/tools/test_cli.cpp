@@ -104,3 +104,60 @@ TEST_CASE("every shipped experiment in configs/ passes config check") {
   }
   CHECK(checked >= 1);
 }
+
+TEST_CASE("dicom info and convert work on real files and fail cleanly on bad ones") {
+  const std::string sample = std::string(PNEUMO_SHARED_DATA_DIR) +
+                             "/siim/dicom/1.2.276.0.7230010.3.1.4.8323329.1000.1517875165.878027.dcm";
+  TempDir dir;
+  const auto bad = write_file(dir / "bad.dcm", "not dicom");
+  const auto bad_info = run_pneumo({"dicom", "info", bad.string()});
+  CHECK(bad_info.exit_code == 1);
+  CHECK_THAT(bad_info.err, Contains("bad.dcm: is not a DICOM Part 10 file"));
+  CHECK(run_pneumo({"dicom", "info", (dir / "absent.dcm").string()}).exit_code == 2);
+  if (!std::filesystem::exists(sample)) {
+    WARN("../shared/data/siim is absent; skipping the real-file part");
+    return;
+  }
+  const auto info = run_pneumo({"dicom", "info", sample});
+  CHECK(info.exit_code == 0);
+  CHECK_THAT(info.out, Contains("JPEG Baseline") && Contains("1024 x 1024") &&
+                           Contains("MONOCHROME2") && Contains("decode: ok"));
+  // One bad file among good ones: the good ones are still reported, the exit code is 1.
+  const auto mixed = run_pneumo({"dicom", "info", sample, bad.string()});
+  CHECK(mixed.exit_code == 1);
+  CHECK_THAT(mixed.out, Contains("decode: ok"));
+  CHECK_THAT(mixed.err, Contains("1 of 2 file(s) could not be read"));
+
+  const auto png = dir / "x.png";
+  const auto convert = run_pneumo({"dicom", "convert", sample, "--out", png.string()});
+  CHECK(convert.exit_code == 0);
+  CHECK(std::filesystem::file_size(png) > 10000);
+  CHECK(run_pneumo({"dicom", "convert", sample, "--out", png.string(), "--window", "bogus"})
+            .exit_code == 2);
+}
+
+TEST_CASE("rle decode and encode round-trip a real label through a PNG") {
+  const std::string labels = std::string(PNEUMO_SHARED_DATA_DIR) + "/siim/train-rle.csv";
+  if (!std::filesystem::exists(labels)) {
+    WARN("../shared/data/siim is absent; skipping");
+    return;
+  }
+  TempDir dir;
+  const std::string id = "1.2.276.0.7230010.3.1.4.8323329.12743.1517875241.599591";
+  const auto mask = dir / "mask.png";
+  const auto decode = run_pneumo({"rle", "decode", "--csv", labels, "--id", id, "--out", mask.string()});
+  REQUIRE(decode.exit_code == 0);
+  const auto encode = run_pneumo({"rle", "encode", mask.string()});
+  CHECK(encode.exit_code == 0);
+  const std::string csv = pneumo::testing::read_file(labels);
+  const auto row = csv.find(id);
+  REQUIRE(row != std::string::npos);
+  const std::string expected = csv.substr(row + id.size() + 2, csv.find('\n', row) - row - id.size() - 2);
+  CHECK(encode.out == expected + "\n");
+
+  const auto missing = run_pneumo({"rle", "decode", "--csv", labels, "--id", "nobody", "--out", mask.string()});
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Contains("no rows for ImageId 'nobody'"));
+  const auto not_png = write_file(dir / "mask.txt", "text");
+  CHECK(run_pneumo({"rle", "encode", not_png.string()}).exit_code == 1);
+}
