@@ -1,0 +1,110 @@
+// Benchmark: DICOM decode + resize, pneumo against the Python way, in one run.
+//
+//   build/bin/bench_decode [--size 512] [--seconds 5] [FOLDER_OR_FILES...]
+//
+// Default data: the real SIIM samples in ../shared/data/siim/dicom. Prints images/s for
+// pneumo with 1 and 2 worker threads (libjpeg-turbo path), pneumo with GDCM's own codec on one
+// thread, and pydicom + OpenCV-Python on one process, with the ratios.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "pneumo/core/error.h"
+#include "pneumo/data/dicom.h"
+
+namespace fs = std::filesystem;
+using namespace pneumo;
+
+namespace {
+
+double pneumo_rate(const std::vector<std::string>& files, int size, double seconds, int threads,
+                   bool fast_jpeg) {
+  data::DicomReadOptions options;
+  options.fast_jpeg = fast_jpeg;
+  std::atomic<long> done{0};
+  std::atomic<bool> stop{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (size_t i = t; !stop; i += threads) {
+        const data::DicomImage image = data::read_dicom(files[i % files.size()], options);
+        cv::Mat resized;
+        cv::resize(image.pixels, resized, cv::Size(size, size), 0, 0, cv::INTER_AREA);
+        ++done;
+      }
+    });
+  }
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  stop = true;
+  for (auto& w : workers) w.join();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(done) / elapsed;
+}
+
+double python_rate(const std::vector<std::string>& files, int size, double seconds) {
+  std::string command = fmt::format("/usr/bin/python3 {}/tools/bench/decode_python.py {} {}",
+                                    PNEUMO_SOURCE_DIR, size, seconds);
+  for (const auto& f : files) command += " '" + f + "'";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw core::Error("cannot start the Python reference");
+  char line[64] = {};
+  const bool got = std::fgets(line, sizeof line, pipe) != nullptr;
+  const int rc = ::pclose(pipe);
+  if (!got || rc != 0) throw core::Error("the Python reference failed: " + command);
+  return std::stod(line);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"DICOM decode + resize: pneumo against pydicom + OpenCV-Python"};
+  int size = 512;
+  double seconds = 5;
+  std::vector<std::string> inputs{PNEUMO_SOURCE_DIR "/../shared/data/siim/dicom"};
+  app.add_option("--size", size, "resize to SIZE x SIZE")->capture_default_str();
+  app.add_option("--seconds", seconds, "measuring time per configuration")->capture_default_str();
+  app.add_option("inputs", inputs, "DICOM files or folders");
+  CLI11_PARSE(app, argc, argv);
+  cv::setNumThreads(1);  // each worker is one core; OpenCV must not add threads of its own
+
+  std::vector<std::string> files;
+  for (const auto& input : inputs) {
+    if (fs::is_directory(input)) {
+      for (const auto& e : fs::recursive_directory_iterator(input))
+        if (e.path().extension() == ".dcm") files.push_back(e.path().string());
+    } else if (fs::exists(input)) {
+      files.push_back(input);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    fmt::print(stderr, "no DICOM files found in {}\n", fmt::join(inputs, ", "));
+    return 1;
+  }
+  try {
+    fmt::print("decode + resize to {0}x{0}, {1} files, {2} s per row, {3} hardware threads\n", size,
+               files.size(), seconds, std::thread::hardware_concurrency());
+    const double python = python_rate(files, size, seconds);
+    const double gdcm = pneumo_rate(files, size, seconds, 1, false);
+    const double one = pneumo_rate(files, size, seconds, 1, true);
+    const double two = pneumo_rate(files, size, seconds, 2, true);
+    fmt::print("{:<44} {:>10} {:>10}\n", "", "images/s", "vs Python");
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pydicom + OpenCV-Python (1 process)", python, 1.0);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, GDCM codec, 1 thread", gdcm, gdcm / python);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, libjpeg-turbo, 1 thread", one, one / python);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, libjpeg-turbo, 2 threads", two, two / python);
+    fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
