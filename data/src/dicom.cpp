@@ -3,12 +3,10 @@
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
 #include <gdcmSequenceOfFragments.h>
-#include <gdcmTrace.h>
 #include <gdcmUIDs.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
@@ -16,6 +14,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "dicom_structure.h"
+#include "gdcm_support.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 
@@ -66,12 +65,7 @@ std::optional<double> nth_number(const std::string& text, int n) {
 }
 
 void open_image(gdcm::ImageReader& reader, const fs::path& file) {
-  static std::once_flag quiet;
-  std::call_once(quiet, [] {  // our errors say what went wrong; GDCM's traces only add noise
-    gdcm::Trace::SetWarning(false);
-    gdcm::Trace::SetError(false);
-    gdcm::Trace::SetDebug(false);
-  });
+  detail::silence_gdcm_traces();
   std::error_code ec;
   if (!fs::exists(file, ec)) fail(file, "no such file");
   if (fs::is_directory(file, ec)) fail(file, "is a folder; expected a DICOM file");

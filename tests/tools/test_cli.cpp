@@ -161,3 +161,23 @@ TEST_CASE("rle decode and encode round-trip a real label through a PNG") {
   const auto not_png = write_file(dir / "mask.txt", "text");
   CHECK(run_pneumo({"rle", "encode", not_png.string()}).exit_code == 1);
 }
+
+TEST_CASE("make-demo writes a set that dicom info reads, and refuses bad options") {
+  TempDir dir;
+  const auto made = run_pneumo({"make-demo", "--out", (dir / "demo").string(), "--count", "3",
+                                "--size", "64", "--seed", "5"});
+  REQUIRE(made.exit_code == 0);
+  CHECK_THAT(made.err, Contains("wrote 3 synthetic radiographs"));
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "demo/dicom")) {
+    const auto info = run_pneumo({"dicom", "info", entry.path().string()});
+    CHECK(info.exit_code == 0);
+    CHECK_THAT(info.out, Contains("JPEG Baseline") && Contains("64 x 64"));
+    ++files;
+  }
+  CHECK(files == 3);
+  CHECK(std::filesystem::exists(dir / "demo/train-rle.csv"));
+  CHECK(run_pneumo({"make-demo", "--out", (dir / "x").string(), "--size", "8"}).exit_code == 2);
+  CHECK(run_pneumo({"make-demo", "--out", (dir / "x").string(), "--count", "0"}).exit_code == 2);
+  CHECK(run_pneumo({"make-demo"}).exit_code == 2);
+}
