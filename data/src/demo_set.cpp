@@ -5,7 +5,7 @@
 #include <gdcmJPEGCodec.h>
 
 #include <cmath>
-#include <unistd.h>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -241,16 +241,10 @@ void write_demo_dicom(const fs::path& file, const cv::Mat& pixels, const std::st
   const double spacing = 0.168 * 1024.0 / o.size;  // a SIIM film's field of view
   put(ds, 0x0028, 0x0030, gdcm::VR::DS, fmt::format("{:.4f}\\{:.4f}", spacing, spacing));
 
-  const fs::path temp = file.string() + fmt::format(".tmp-{}", ::getpid());
-  writer.SetFileName(temp.c_str());
-  if (!writer.Write()) {
-    std::error_code ec;
-    fs::remove(temp, ec);
-    throw core::IoError(fmt::format("{}: cannot write DICOM file", temp.string()));
-  }
-  std::error_code ec;
-  fs::rename(temp, file, ec);
-  if (ec) throw core::IoError(fmt::format("{}: rename failed: {}", file.string(), ec.message()));
+  std::ostringstream bytes;
+  writer.SetStream(bytes);
+  if (!writer.Write()) throw core::IoError(fmt::format("{}: DICOM encoding failed", file.string()));
+  core::write_file_atomic(file, bytes.str());
 }
 
 }  // namespace

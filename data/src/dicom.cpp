@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
@@ -64,7 +65,9 @@ std::optional<double> nth_number(const std::string& text, int n) {
   return value;
 }
 
-void open_image(gdcm::ImageReader& reader, const fs::path& file) {
+// Reads the file once: its bytes are checked structurally, then parsed by GDCM from memory.
+// `stream` must outlive `reader`'s use of it.
+void open_image(gdcm::ImageReader& reader, std::istringstream& stream, const fs::path& file) {
   detail::silence_gdcm_traces();
   std::error_code ec;
   if (!fs::exists(file, ec)) fail(file, "no such file");
@@ -77,7 +80,8 @@ void open_image(gdcm::ImageReader& reader, const fs::path& file) {
   }
   if (const std::string problem = detail::check_dicom_structure(bytes); !problem.empty())
     fail(file, problem);
-  reader.SetFileName(file.c_str());
+  stream.str(std::move(bytes));
+  reader.SetStream(stream);
   if (reader.Read()) return;
   const gdcm::DataSet& ds = reader.GetFile().GetDataSet();
   if (!ds.IsEmpty() && !ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010)))
@@ -286,14 +290,16 @@ cv::Mat to_grey_modality(const cv::Mat& stored, const DicomMetadata& m) {
 }  // namespace
 
 DicomMetadata read_dicom_metadata(const fs::path& file) {
+  std::istringstream stream;
   gdcm::ImageReader reader;
-  open_image(reader, file);
+  open_image(reader, stream, file);
   return metadata_of(reader);
 }
 
 cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
+  std::istringstream stream;
   gdcm::ImageReader reader;
-  open_image(reader, file);
+  open_image(reader, stream, file);
   DicomMetadata m = metadata_of(reader);
   cv::Mat stored = decode_stored(reader, m, file, fast_jpeg);
   if (meta != nullptr) *meta = std::move(m);
