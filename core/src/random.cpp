@@ -1,6 +1,5 @@
 #include "pneumo/core/random.h"
 
-#include <atomic>
 #include <cmath>
 
 #include <torch/cuda.h>
@@ -9,8 +8,6 @@
 namespace pneumo::core {
 
 namespace {
-
-std::atomic<uint64_t> g_seed{0};
 
 uint64_t splitmix64(uint64_t& x) {
   uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
@@ -24,12 +21,9 @@ uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 void seed_everything(uint64_t seed) {
-  g_seed = seed;
   torch::manual_seed(seed);
   if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);
 }
-
-uint64_t global_seed() { return g_seed; }
 
 uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index) {
   uint64_t x = seed;

@@ -289,13 +289,6 @@ cv::Mat to_grey_modality(const cv::Mat& stored, const DicomMetadata& m) {
 
 }  // namespace
 
-DicomMetadata read_dicom_metadata(const fs::path& file) {
-  std::istringstream stream;
-  gdcm::ImageReader reader;
-  open_image(reader, stream, file);
-  return metadata_of(reader);
-}
-
 cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
   std::istringstream stream;
   gdcm::ImageReader reader;

@@ -1,8 +1,5 @@
 #include "pneumo/data/image_io.h"
 
-#include <algorithm>
-#include <cctype>
-#include <fstream>
 #include <vector>
 
 #include <fmt/format.h>
@@ -33,16 +30,6 @@ void write_png(const fs::path& file, const cv::Mat& image) {
     throw core::IoError(fmt::format("{}: PNG encoding failed", file.string()));
   core::write_file_atomic(file, std::string_view(reinterpret_cast<const char*>(bytes.data()),
                                                  bytes.size()));
-}
-
-bool looks_like_dicom(const fs::path& file) {
-  std::string ext = file.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (ext == ".dcm" || ext == ".dicom") return true;
-  std::ifstream in(file, std::ios::binary);
-  char head[132] = {};
-  in.read(head, sizeof head);
-  return in.gcount() == 132 && std::string_view(head + 128, 4) == "DICM";
 }
 
 }  // namespace pneumo::data

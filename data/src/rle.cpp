@@ -1,7 +1,6 @@
 #include "pneumo/data/rle.h"
 
 #include <charconv>
-#include <cstring>
 
 #include <fmt/format.h>
 #include <opencv2/core.hpp>
@@ -64,9 +63,6 @@ void decode_rle_into(std::string_view rle, cv::Mat& mask) {
   const uint64_t height = static_cast<uint64_t>(mask.rows);
   const uint64_t width = static_cast<uint64_t>(mask.cols);
   const uint64_t total = height * width;
-  // Column-major order is the row-major order of the transpose: fill that, then add it back.
-  cv::Mat transposed(mask.cols, mask.rows, CV_8UC1, cv::Scalar(0));
-  uchar* flat = transposed.ptr<uchar>();
   uint64_t position = 0;
   uint64_t pending_gap = 0;
   bool have_gap = false;
@@ -88,14 +84,13 @@ void decode_rle_into(std::string_view rle, cv::Mat& mask) {
                                 pair, pending_gap, value, width, height, total);
       return;
     }
-    std::memset(flat + start, 255, value);
+    // Column-major flat index k is pixel (row k % height, column k / height).
+    for (uint64_t k = start; k < start + value; ++k)
+      mask.ptr<uchar>(static_cast<int>(k % height))[k / height] = 255;
     position = start + value;
   });
   if (!syntax.empty()) throw core::DataError(syntax);
   if (!range_error.empty()) throw core::DataError(range_error);
-  cv::Mat runs;
-  cv::transpose(transposed, runs);
-  cv::bitwise_or(mask, runs, mask);
 }
 
 cv::Mat decode_rle(std::string_view rle, int height, int width) {

@@ -11,10 +11,9 @@
 
 namespace pneumo::core {
 
-// Seeds LibTorch's CPU and CUDA generators and remembers the seed as the global one.
+// Seeds LibTorch's CPU and CUDA generators.
 // OpenCV's generator is never used by pneumo (all draws go through Rng), so it needs none.
 void seed_everything(uint64_t seed);
-uint64_t global_seed();
 
 // Mixes the parts into one well-spread 64-bit seed (SplitMix64 finaliser per part).
 uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index);

@@ -73,7 +73,4 @@ DicomImage read_dicom(const std::filesystem::path& file, const DicomReadOptions&
 cv::Mat read_dicom_stored(const std::filesystem::path& file, DicomMetadata* meta = nullptr,
                           bool fast_jpeg = true);
 
-// Metadata only (pixel data is not decoded).
-DicomMetadata read_dicom_metadata(const std::filesystem::path& file);
-
 }  // namespace pneumo::data

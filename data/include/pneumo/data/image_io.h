@@ -13,7 +13,4 @@ cv::Mat read_grey_image(const std::filesystem::path& file);
 // Writes a PNG atomically (temporary file, then rename). Throws IoError.
 void write_png(const std::filesystem::path& file, const cv::Mat& image);
 
-// True for names ending in .dcm/.dicom (any case) or files starting with the DICM preamble.
-bool looks_like_dicom(const std::filesystem::path& file);
-
 }  // namespace pneumo::data

@@ -16,7 +16,7 @@ cv::Mat decode_rle(std::string_view rle, int height, int width);
 
 // Adds the runs of `rle` to an existing CV_8UC1 mask (union; several label rows per image).
 // Throws DataError for malformed text (odd count, negative or non-numeric values) or a run
-// that leaves the image.
+// that leaves the image; the mask may then already hold the runs before the bad one.
 void decode_rle_into(std::string_view rle, cv::Mat& mask);
 
 // Encodes every non-zero pixel of a CV_8UC1 mask; "-1" when there is none.
