@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -52,14 +53,16 @@ class FileDescriptor {
 
 }  // namespace
 
-void write_file_atomic(const fs::path& file, std::string_view bytes) {
+void write_file_atomic(const fs::path& file, std::string_view bytes, Durability durability) {
   const fs::path parent = file.has_parent_path() ? file.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec)
     throw IoError(fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
 
-  const fs::path temp = fs::path(file.string() + fmt::format(".tmp-{}", ::getpid()));
+  static std::atomic<uint64_t> counter{0};
+  const fs::path temp =
+      fs::path(file.string() + fmt::format(".tmp-{}-{}", ::getpid(), counter.fetch_add(1)));
   FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) fail(temp, "open");
   try {
@@ -71,13 +74,14 @@ void write_file_atomic(const fs::path& file, std::string_view bytes) {
       }
       done += static_cast<size_t>(n);
     }
-    if (::fsync(fd.get()) != 0) fail(temp, "fsync");
+    if (durability == Durability::kDurable && ::fsync(fd.get()) != 0) fail(temp, "fsync");
     if (::close(fd.release()) != 0) fail(temp, "close");
     if (::rename(temp.c_str(), file.c_str()) != 0) fail(file, "rename");
   } catch (...) {
     fs::remove(temp, ec);
     throw;
   }
+  if (durability != Durability::kDurable) return;
   // Make the rename itself durable.
   FileDescriptor dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());

@@ -181,3 +181,59 @@ TEST_CASE("make-demo writes a set that dicom info reads, and refuses bad options
   CHECK(run_pneumo({"make-demo", "--out", (dir / "x").string(), "--count", "0"}).exit_code == 2);
   CHECK(run_pneumo({"make-demo"}).exit_code == 2);
 }
+
+TEST_CASE("data check indexes, splits and loads a set, then reads it from the cache") {
+  TempDir dir;
+  REQUIRE(run_pneumo({"make-demo", "--out", (dir / "set").string(), "--count", "12", "--size",
+                      "64"}).exit_code == 0);
+  const auto config = write_file(dir / "exp.yaml", "base: " + kDemo + "\n" +
+                                                       "data:\n  labels: " + (dir / "set/train-rle.csv").string() +
+                                                       "\n  images: " + (dir / "set/dicom").string() +
+                                                       "\n  size: 32\n  folds: 3\n  cache: " +
+                                                       (dir / "cache").string() + "\n");
+  const auto first = run_pneumo({"data", "check", config.string(), "--folds-out",
+                                 (dir / "folds.csv").string()});
+  INFO(first.out << first.err);
+  CHECK(first.exit_code == 0);
+  CHECK_THAT(first.out, Contains("indexed: 12 images") && Contains("fold 2: 4 images") &&
+                            Contains("12 ok, 0 failed (12 decoded"));
+  CHECK(pneumo::testing::read_file(dir / "folds.csv").rfind("ImageId,fold,positive\n", 0) == 0);
+  const auto second = run_pneumo({"data", "check", config.string()});
+  CHECK_THAT(second.out, Contains("12 ok, 0 failed (0 decoded, 12 from cache"));
+}
+
+TEST_CASE("data check reports unreadable files and mismatches, and exits 1") {
+  TempDir dir;
+  REQUIRE(run_pneumo({"make-demo", "--out", (dir / "set").string(), "--count", "6", "--size",
+                      "64"}).exit_code == 0);
+  std::filesystem::path victim;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "set/dicom")) victim = e.path();
+  write_file(victim, "DICM but not really");
+  write_file(dir / "set/dicom/extra/stray.dcm", "x");
+  const std::vector<std::string> sets = {
+      "--set", "data.labels=" + (dir / "set/train-rle.csv").string(),
+      "--set", "data.images=" + (dir / "set/dicom").string(), "--set", "data.folds=2",
+      "--set", "data.cache=none"};
+  std::vector<std::string> args = {"data", "check", kDemo};
+  args.insert(args.end(), sets.begin(), sets.end());
+  const auto r = run_pneumo(args);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out, Contains("images without labels (1)") && Contains("stray.dcm") &&
+                        Contains("5 ok, 1 failed") && Contains(victim.filename().string()));
+  CHECK_THAT(r.err, Contains("1 of 6 images could not be loaded"));
+}
+
+TEST_CASE("data check refuses a config without data paths or with a wrong data key") {
+  TempDir dir;
+  const auto r = run_pneumo({"data", "check", kDemo, "--set", "data.labels="});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("data.labels"));
+  const auto typo = run_pneumo({"data", "check", kDemo, "--set", "data.fodls=3"});
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.err, Contains("fodls") && Contains("folds"));
+  const auto labels = write_file(dir / "labels.csv", "ImageId,EncodedPixels\na,-1\n");
+  const auto missing = run_pneumo({"data", "check", kDemo, "--set", "data.labels=" + labels.string(),
+                                   "--set", "data.images=" + (dir / "nowhere").string()});
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Contains("nowhere") && Contains("not found"));
+}

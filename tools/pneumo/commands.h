@@ -10,6 +10,7 @@ namespace pneumo::tools {
 
 void setup_version(CLI::App& app);
 void setup_config(CLI::App& app);
+void setup_data(CLI::App& app);
 void setup_dicom(CLI::App& app);
 void setup_make_demo(CLI::App& app);
 void setup_rle(CLI::App& app);

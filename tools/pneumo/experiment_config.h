@@ -7,17 +7,20 @@
 
 #include "pneumo/core/config_node.h"
 #include "pneumo/core/sections.h"
+#include "pneumo/data/data_section.h"
 
 namespace pneumo::tools {
 
 struct ExperimentConfig {
   core::ExperimentSection experiment;
   core::RuntimeSection runtime;
+  data::DataSection data;
 
   template <class V>
   void visit(V& v) {
     v("experiment", experiment, "name, output folder and seed");
     v("runtime", runtime, "device, threads, determinism, logging");
+    v("data", data, "labels, images, size, folds, sampling, cache and loader threads");
   }
 };
 

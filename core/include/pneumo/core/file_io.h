@@ -12,9 +12,15 @@ namespace pneumo::core {
 // Reads a whole file. Throws IoError naming the file and the system's reason.
 std::string read_text_file(const std::filesystem::path& file);
 
-// Writes `bytes` to `<file>.tmp-<pid>` in the same folder, flushes it to disk, then renames it
-// over `file` (atomic on POSIX). Creates missing parent folders. Throws IoError on failure
-// and leaves `file` untouched.
-void write_file_atomic(const std::filesystem::path& file, std::string_view bytes);
+// Whether write_file_atomic waits for the data to reach the disk. kDurable (fsync of file and
+// folder) is for everything a user would lose; kReplaceOnly keeps the all-or-nothing rename
+// but skips the fsyncs, for files that can be rebuilt (the preprocessing cache).
+enum class Durability { kDurable, kReplaceOnly };
+
+// Writes `bytes` to a temporary file in the same folder (unique per process and thread),
+// flushes it to disk, then renames it over `file` (atomic on POSIX). Creates missing parent
+// folders. Throws IoError on failure and leaves `file` untouched.
+void write_file_atomic(const std::filesystem::path& file, std::string_view bytes,
+                       Durability durability = Durability::kDurable);
 
 }  // namespace pneumo::core

@@ -1,0 +1,93 @@
+// The `data:` section of an experiment file, and what it builds: the dataset, its folds, the
+// negative-share schedule and the loader settings.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pneumo/core/config_schema.h"
+#include "pneumo/data/dataset.h"
+#include "pneumo/data/loader.h"
+#include "pneumo/data/sampler.h"
+
+namespace pneumo::data {
+
+struct NegativeSharePoint {
+  int64_t epoch = 0;
+  double share = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("epoch", epoch, "epoch (0-based) at which this share holds", core::at_least<int64_t>(0));
+    v("share", share, "fraction of negative images drawn that epoch",
+      core::in_range(0.0, 1.0));
+  }
+};
+
+struct DataSection {
+  std::string labels;  // SIIM label CSV
+  std::string images;  // folder searched recursively for <ImageId>.dcm
+  int size = 256;
+  std::string interpolation = "area";
+  std::string window = "none";
+  int channels = 1;
+  std::vector<double> mean{0.0};
+  std::vector<double> std{1.0};
+  int folds = 5;
+  int fold = 0;
+  std::string folds_file;
+  std::string cache = "auto";
+  int workers = 2;
+  int prefetch = 4;
+  std::vector<NegativeSharePoint> negative_share;
+
+  template <class V>
+  void visit(V& v) {
+    v("labels", labels, "label CSV (ImageId,EncodedPixels); relative paths from the working folder");
+    v("images", images, "folder searched recursively for <ImageId>.dcm");
+    v("size", size, "images and masks are resized to size x size", core::in_range(8, 8192));
+    v("interpolation", interpolation, "image resize filter (masks: nearest)",
+      core::one_of({"area", "linear", "cubic", "nearest"}));
+    v("window", window, "grey mapping: none (8-bit as is, else min..max) or file (VOI window)",
+      core::one_of({"none", "file"}));
+    v("channels", channels, "input channels: 1, or 3 (grey repeated, for ImageNet encoders)",
+      core::Check<int>{"1 or 3", [](const int& c) { return c == 1 || c == 3; }});
+    v("mean", mean, "per-channel mean subtracted from pixels in 0..1 (one value or one per channel)");
+    v("std", std, "per-channel divisor after the mean (one value or one per channel)");
+    v("folds", folds, "number of stratified folds", core::in_range(2, 100));
+    v("fold", fold, "the fold used for validation; the others train", core::at_least(0));
+    v("folds_file", folds_file, "CSV (ImageId,fold) to use instead of drawing folds");
+    v("cache", cache, "preprocessing cache folder: auto (~/.cache/pneumo), none, or a path",
+      core::non_empty());
+    v("workers", workers, "loader threads; 0 loads on the training thread", core::in_range(0, 256));
+    v("prefetch", prefetch, "batches prepared ahead of training", core::in_range(1, 1024));
+    v("negative_share", negative_share,
+      "training epochs use all positives plus this share of negatives, linear between points "
+      "(empty: all)");
+  }
+};
+
+// Checks what the per-key rules cannot (required paths, fold < folds, mean/std lengths).
+// Throws ConfigError naming the key.
+void validate(const DataSection& data);
+
+PreprocessOptions preprocess_options(const DataSection& data);
+NegativeShareSchedule negative_share_schedule(const DataSection& data);
+
+// Reads the labels, indexes the images and sets up preprocessing (after validate).
+Dataset open_dataset(const DataSection& data);
+
+// The fold of every entry: read from `folds_file` when set, else drawn with `seed`.
+std::vector<int> assign_folds(const DataSection& data, const DatasetIndex& index, uint64_t seed);
+
+struct FoldSplit {
+  std::vector<int64_t> train;       // dataset indices outside `fold`
+  std::vector<int64_t> validation;  // dataset indices in `fold`
+};
+FoldSplit split_by_fold(const std::vector<int>& folds, int fold);
+
+// Loader settings from the section (batch size, epoch, seed and transform are the caller's).
+LoaderOptions loader_options(const DataSection& data);
+
+}  // namespace pneumo::data

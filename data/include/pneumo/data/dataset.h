@@ -1,0 +1,45 @@
+// A labelled dataset: the index, its label table and the preprocessing, giving one training
+// sample (image at the experiment's size, its mask at the same size, its label) per entry.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+#include "pneumo/data/dataset_index.h"
+#include "pneumo/data/labels.h"
+#include "pneumo/data/preprocess.h"
+
+namespace pneumo::data {
+
+struct Sample {
+  int64_t index = 0;  // position in the dataset index
+  std::string image_id;
+  cv::Mat image;  // [H, W] CV_8UC1 (or CV_32FC1 in 0..1 after a float transform)
+  cv::Mat mask;   // [H, W] CV_8UC1, 255 inside the pneumothorax, 0 outside
+  float label = 0.0f;  // 1 when the image has any mask pixel in its labels
+};
+
+class Dataset {
+ public:
+  Dataset(LabelTable labels, DatasetIndex index, Preprocessor preprocessor);
+
+  int64_t size() const { return static_cast<int64_t>(index_.entries.size()); }
+  const DatasetIndex& index() const { return index_; }
+  const LabelTable& labels() const { return labels_; }
+  const Preprocessor& preprocessor() const { return preprocessor_; }
+
+  // Thread-safe. The mask is the union of the image's label rows decoded at the DICOM's native
+  // size, then resized to the experiment's size with nearest-neighbour (as Albumentations
+  // resizes masks). Throws DataError naming the file, or the label file and line.
+  Sample load(int64_t index) const;
+
+ private:
+  LabelTable labels_;
+  DatasetIndex index_;
+  Preprocessor preprocessor_;
+};
+
+}  // namespace pneumo::data

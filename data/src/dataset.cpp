@@ -1,0 +1,36 @@
+#include "pneumo/data/dataset.h"
+
+#include <fmt/format.h>
+#include <opencv2/imgproc.hpp>
+
+#include "pneumo/core/error.h"
+
+namespace pneumo::data {
+
+Dataset::Dataset(LabelTable labels, DatasetIndex index, Preprocessor preprocessor)
+    : labels_(std::move(labels)), index_(std::move(index)), preprocessor_(std::move(preprocessor)) {}
+
+Sample Dataset::load(int64_t index) const {
+  if (index < 0 || index >= size())
+    throw core::Error(fmt::format("dataset index {} outside 0..{}", index, size() - 1));
+  const IndexEntry& entry = index_.entries[static_cast<size_t>(index)];
+  PreparedImage prepared = preprocessor_.prepare(entry.file);
+
+  Sample sample;
+  sample.index = index;
+  sample.image_id = entry.image_id;
+  sample.image = std::move(prepared.pixels);
+  sample.label = entry.positive ? 1.0f : 0.0f;
+  if (entry.positive) {
+    const cv::Mat native = labels_.mask(entry.image_id, prepared.native_rows, prepared.native_columns);
+    if (native.size() == sample.image.size())
+      sample.mask = native;
+    else
+      cv::resize(native, sample.mask, sample.image.size(), 0, 0, cv::INTER_NEAREST);
+  } else {
+    sample.mask = cv::Mat::zeros(sample.image.size(), CV_8UC1);
+  }
+  return sample;
+}
+
+}  // namespace pneumo::data

@@ -1,0 +1,84 @@
+#include "pneumo/data/dataset_index.h"
+
+#include <algorithm>
+#include <cctype>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+
+namespace pneumo::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_dcm_extension(const fs::path& file) {
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext == ".dcm";
+}
+
+std::vector<fs::path> find_dicom_files(const fs::path& image_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(image_dir, ec))
+    throw core::DataError(fmt::format("{}: image folder not found{}", image_dir.string(),
+                                      fs::exists(image_dir, ec) ? " (it is not a folder)" : ""));
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(
+      image_dir, fs::directory_options::follow_directory_symlink |
+                     fs::directory_options::skip_permission_denied, ec);
+  if (ec) throw core::DataError(fmt::format("{}: cannot list: {}", image_dir.string(), ec.message()));
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw core::DataError(fmt::format("{}: cannot list: {}", image_dir.string(), ec.message()));
+    if (it->is_regular_file(ec) && has_dcm_extension(it->path())) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());  // directory order differs between file systems
+  return files;
+}
+
+}  // namespace
+
+int64_t DatasetIndex::positive_count() const {
+  return std::count_if(entries.begin(), entries.end(), [](const IndexEntry& e) { return e.positive; });
+}
+
+std::vector<bool> DatasetIndex::positives() const {
+  std::vector<bool> out;
+  out.reserve(entries.size());
+  for (const IndexEntry& e : entries) out.push_back(e.positive);
+  return out;
+}
+
+DatasetIndex build_dataset_index(const LabelTable& labels, const fs::path& image_dir) {
+  const std::vector<fs::path> files = find_dicom_files(image_dir);
+  DatasetIndex index;
+  index.files_scanned = static_cast<int64_t>(files.size());
+
+  std::unordered_map<std::string, fs::path> file_of;
+  for (const fs::path& file : files) {
+    const std::string id = file.stem().string();
+    auto [it, inserted] = file_of.emplace(id, file);
+    if (!inserted)
+      throw core::DataError(fmt::format("{}: ImageId '{}' found twice: {} and {}",
+                                        image_dir.string(), id, it->second.string(), file.string()));
+    if (!labels.contains(id)) index.images_without_label.push_back(file);
+  }
+  for (const std::string& id : labels.image_ids()) {
+    auto it = file_of.find(id);
+    if (it == file_of.end()) {
+      index.labels_without_image.push_back(id);
+      continue;
+    }
+    index.entries.push_back({id, it->second, labels.is_positive(id)});
+  }
+  if (index.entries.empty())
+    throw core::DataError(fmt::format(
+        "{}: none of the {} ImageIds of {} has a .dcm file here ({} .dcm files found)",
+        image_dir.string(), labels.image_ids().size(), labels.source().string(), files.size()));
+  return index;
+}
+
+}  // namespace pneumo::data
