@@ -2,7 +2,7 @@
 # The main job on the embedded demo data: installs what is missing, builds, then runs pneumo
 # end to end as far as it goes today, printing where the outputs are.
 #   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv) in demo/data
-#   2. check that every DICOM decodes, and show one file's metadata
+#   2. index the set, draw the folds, load every image and mask (filling the cache)
 #   3. convert one positive image to PNG and decode its label to a mask PNG
 #   4. show the resolved demo experiment (configs/demo.yaml)
 # Training, evaluation and prediction join this script as those components land.
@@ -21,9 +21,9 @@ echo "== 1. synthetic demo set"
 "$pneumo" make-demo --out "$out/data" --count 200 --size 256 --seed 7
 
 echo
-echo "== 2. decode check of every DICOM"
+echo "== 2. data check: index, folds, every image and mask loaded once"
+"$pneumo" data check configs/demo.yaml --folds-out "$out/folds.csv"
 "$pneumo" dicom info "$out"/data/dicom/*.dcm > "$out/dicom-info.txt"
-echo "all $(grep -c 'decode: ok' "$out/dicom-info.txt") files decode; metadata in $out/dicom-info.txt"
 
 echo
 echo "== 3. one positive image and its mask"
@@ -39,5 +39,7 @@ echo "== 4. resolved demo experiment (configs/demo.yaml)"
 echo
 echo "outputs:"
 echo "  demo set:      $root/$out/data (dicom/, train-rle.csv)"
-echo "  decode report: $root/$out/dicom-info.txt"
+echo "  folds:         $root/$out/folds.csv"
+echo "  cache:         $root/$out/cache"
+echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"
