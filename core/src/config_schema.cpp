@@ -118,18 +118,23 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+std::string did_you_mean(const std::string& given, const std::vector<std::string>& known) {
+  std::string hint;
+  size_t best = 3;  // suggest only close spellings
+  for (const auto& candidate : known) {
+    const size_t d = edit_distance(given, candidate);
+    if (d < best) best = d, hint = fmt::format(" (did you mean '{}'?)", candidate);
+  }
+  return hint;
+}
+
 void ConfigReader::finish() const {
   if (node_ == nullptr) return;
   for (const auto& entry : node_->entries()) {
     if (std::find(known_.begin(), known_.end(), entry.key) != known_.end()) continue;
     std::vector<std::string> sorted = known_;
     std::sort(sorted.begin(), sorted.end());
-    std::string hint;
-    size_t best = 3;  // suggest only close spellings
-    for (const auto& candidate : sorted) {
-      const size_t d = edit_distance(entry.key, candidate);
-      if (d < best) best = d, hint = fmt::format(" (did you mean '{}'?)", candidate);
-    }
+    const std::string hint = did_you_mean(entry.key, sorted);
     throw ConfigError(fmt::format("{} {}: unknown key '{}'{}; known: {}", entry.key_where.str(),
                                   path_.empty() ? "(top level)" : path_, entry.key, hint,
                                   config_detail::join(sorted)));

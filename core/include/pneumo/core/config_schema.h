@@ -40,6 +40,9 @@ Check<T> in_range(T low, T high);
 Check<std::string> one_of(std::vector<std::string> choices);
 Check<std::string> non_empty();
 
+// " (did you mean 'seed'?)" when one of `known` is a close spelling of `given`, else "".
+std::string did_you_mean(const std::string& given, const std::vector<std::string>& known);
+
 namespace config_detail {
 
 bool parse_scalar(const std::string& text, bool& out);

@@ -51,7 +51,8 @@ class Registry {
 
   // "unknown encoder 'resnet43'; known: densenet121, resnet34"
   std::string unknown_message(std::string_view name) const {
-    return "unknown " + kind_ + " '" + std::string(name) + "'; known: " + config_detail::join(names());
+    return "unknown " + kind_ + " '" + std::string(name) + "'" +
+           did_you_mean(std::string(name), names()) + "; known: " + config_detail::join(names());
   }
 
   // A config check that accepts registered names (for a `name` field of a section).

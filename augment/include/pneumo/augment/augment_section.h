@@ -1,0 +1,28 @@
+// The `augment:` section of an experiment file: one pipeline for training samples and one
+// for validation (usually empty), each a list of ops or the path of a file holding one.
+#pragma once
+
+#include "pneumo/augment/pipeline.h"
+#include "pneumo/core/config_node.h"
+
+namespace pneumo::augment {
+
+struct AugmentSection {
+  core::ConfigNode train;       // null: no augmentation
+  core::ConfigNode validation;  // null: none
+
+  template <class V>
+  void visit(V& v) {
+    v("train", train,
+      "ops applied to training samples (Albumentations 0.4.x names and parameters), or a "
+      "pipeline file (configs/augment/)");
+    v("validation", validation, "ops applied to validation samples (usually none)");
+  }
+
+  Pipeline train_pipeline() const { return Pipeline::from_config(train, "augment.train"); }
+  Pipeline validation_pipeline() const {
+    return Pipeline::from_config(validation, "augment.validation");
+  }
+};
+
+}  // namespace pneumo::augment

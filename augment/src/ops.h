@@ -1,0 +1,33 @@
+// The op table behind Pipeline: each Albumentations name maps to a factory that reads the op's
+// parameters and returns the transform.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "op_params.h"
+#include "pneumo/augment/pipeline.h"
+#include "pneumo/core/registry.h"
+
+namespace pneumo::augment {
+
+using OpFactory = std::function<TransformPtr(OpParams&)>;
+
+core::Registry<OpFactory>& op_registry();
+
+void register_spatial_ops(core::Registry<OpFactory>& registry);
+void register_pixel_ops(core::Registry<OpFactory>& registry);
+void register_composition_ops(core::Registry<OpFactory>& registry);
+
+// One list item: `Name`, or `{Name: {params}}`. `path` names it in errors.
+TransformPtr build_transform(const core::ConfigNode& item, const std::string& path);
+
+// p (in [0, 1], default `default_p`) and always_apply, which every op takes.
+Probability read_probability(OpParams& params, double default_p);
+
+// Checks shared by the ops.
+core::Check<double> positive();
+core::Check<double> non_negative();
+core::Check<int> positive_int();
+
+}  // namespace pneumo::augment

@@ -1,0 +1,173 @@
+#include "pneumo/augment/pipeline.h"
+
+#include <fmt/format.h>
+
+#include "ops.h"
+#include "pneumo/core/error.h"
+
+namespace pneumo::augment {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<TransformPtr> build_list(const core::ConfigNode& list, const std::string& path) {
+  if (!list.is_sequence())
+    throw core::ConfigError(fmt::format("{} {}: expected a list of ops (- Name: {{params}}); got {}",
+                                        list.where().str(), path, list.kind_name()));
+  std::vector<TransformPtr> out;
+  for (size_t i = 0; i < list.items().size(); ++i)
+    out.push_back(build_transform(list.items()[i], fmt::format("{}[{}]", path, i)));
+  return out;
+}
+
+// Compose(transforms, p=1.0): with probability p, each child in order (each with its own p).
+class Compose : public Transform {
+ public:
+  explicit Compose(OpParams& params)
+      : Transform("Compose", read_probability(params, 1.0)), children_(children(params)) {}
+
+ protected:
+  void apply(Target& t, core::Rng& rng) const override {
+    for (const TransformPtr& child : children_) (*child)(t, rng);
+  }
+
+ private:
+  static std::vector<TransformPtr> children(OpParams& params) {
+    const core::ConfigNode* node = params.child("transforms");
+    if (node == nullptr) params.fail("transforms", "required: the list of ops to apply");
+    return build_list(*node, params.path() + ".transforms");
+  }
+  std::vector<TransformPtr> children_;
+};
+
+// OneOf(transforms, p=0.5): with probability p, one child chosen with probability proportional
+// to its p, then applied unconditionally.
+class OneOf : public Transform {
+ public:
+  explicit OneOf(OpParams& params) : Transform("OneOf", read_probability(params, 0.5)) {
+    const core::ConfigNode* node = params.child("transforms");
+    if (node == nullptr) params.fail("transforms", "required: the ops to choose from");
+    children_ = build_list(*node, params.path() + ".transforms");
+    if (children_.empty()) params.fail("transforms", "needs at least one op");
+    double total = 0.0;
+    for (const TransformPtr& child : children_) total += child->p();
+    if (!(total > 0.0)) params.fail("transforms", "the children's p values sum to 0");
+    double running = 0.0;
+    for (const TransformPtr& child : children_) cumulative_.push_back((running += child->p()) / total);
+  }
+
+ protected:
+  void apply(Target& t, core::Rng& rng) const override {
+    const double u = rng.uniform();
+    size_t pick = 0;
+    while (pick + 1 < cumulative_.size() && u >= cumulative_[pick]) ++pick;
+    (*children_[pick])(t, rng, /*force=*/true);
+  }
+
+ private:
+  std::vector<TransformPtr> children_;
+  std::vector<double> cumulative_;
+};
+
+}  // namespace
+
+void Transform::operator()(Target& target, core::Rng& rng, bool force) const {
+  if (force || always_apply_ || rng.uniform() < p_) {
+    try {
+      apply(target, rng);
+    } catch (const core::DataError& e) {
+      const std::string message = e.what();
+      if (message.rfind(name_, 0) == 0) throw;  // already names the op
+      throw core::DataError(fmt::format("{}: {}", name_, message));
+    }
+  }
+}
+
+Probability read_probability(OpParams& params, double default_p) {
+  Probability p;
+  p.p = params.number("p", default_p, core::in_range(0.0, 1.0));
+  p.always_apply = params.flag("always_apply", false);
+  return p;
+}
+
+core::Check<double> positive() {
+  return {"> 0", [](const double& v) { return v > 0.0; }};
+}
+core::Check<double> non_negative() { return core::at_least(0.0); }
+core::Check<int> positive_int() { return core::at_least(1); }
+
+void register_composition_ops(core::Registry<OpFactory>& registry) {
+  registry.add("Compose", [](OpParams& p) { return std::make_shared<Compose>(p); });
+  registry.add("OneOf", [](OpParams& p) { return std::make_shared<OneOf>(p); });
+}
+
+core::Registry<OpFactory>& op_registry() {
+  static core::Registry<OpFactory>* registry = [] {
+    auto* r = new core::Registry<OpFactory>("augmentation op");
+    register_spatial_ops(*r);
+    register_pixel_ops(*r);
+    register_composition_ops(*r);
+    return r;
+  }();
+  return *registry;
+}
+
+TransformPtr build_transform(const core::ConfigNode& item, const std::string& path) {
+  std::string name;
+  const core::ConfigNode* params = nullptr;
+  if (item.is_scalar()) {
+    name = item.text();
+  } else if (item.is_map() && item.entries().size() == 1) {
+    name = item.entries()[0].key;
+    params = &item.entries()[0].value;
+  } else {
+    throw core::ConfigError(fmt::format(
+        "{} {}: expected an op: a name (HorizontalFlip) or one name with its parameters "
+        "(HorizontalFlip: {{p: 0.5}}); got {}",
+        item.where().str(), path, item.is_map() ? "a map with several keys" : item.kind_name()));
+  }
+  const OpFactory* factory = op_registry().find(name);
+  if (factory == nullptr)
+    throw core::ConfigError(fmt::format("{} {}: {}", item.where().str(), path,
+                                        op_registry().unknown_message(name)));
+  OpParams op_params(name, params, path + "." + name, item.where());
+  TransformPtr transform = (*factory)(op_params);
+  op_params.finish();
+  return transform;
+}
+
+Pipeline Pipeline::from_config(const core::ConfigNode& node, const std::string& path) {
+  if (node.is_null()) return {};
+  if (node.is_scalar()) {
+    // A pipeline file, relative to the file that names it.
+    fs::path file = node.text();
+    const fs::path origin = node.where().source;
+    if (file.is_relative() && node.where().line > 0 && origin.has_parent_path())
+      file = origin.parent_path() / file;
+    return from_file(file);
+  }
+  Pipeline pipeline;
+  pipeline.transforms_ = build_list(node, path);
+  return pipeline;
+}
+
+Pipeline Pipeline::from_file(const fs::path& file) {
+  const core::ConfigNode root = core::load_yaml_file(file);
+  return from_config(root, file.filename().string());
+}
+
+void Pipeline::apply(Target& target, core::Rng& rng) const {
+  for (const TransformPtr& transform : transforms_) (*transform)(target, rng);
+}
+
+void Pipeline::apply(cv::Mat& image, cv::Mat& mask, core::Rng& rng) const {
+  Target target{image, mask};
+  apply(target, rng);
+  image = target.image;
+  mask = target.mask;
+}
+
+std::vector<std::string> op_names() { return op_registry().names(); }
+
+}  // namespace pneumo::augment
