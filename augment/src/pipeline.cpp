@@ -4,6 +4,7 @@
 
 #include "ops.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
 
 namespace pneumo::augment {
 
@@ -153,7 +154,10 @@ Pipeline Pipeline::from_config(const core::ConfigNode& node, const std::string& 
 }
 
 Pipeline Pipeline::from_file(const fs::path& file) {
-  const core::ConfigNode root = core::load_yaml_file(file);
+  const core::ConfigNode root = core::parse_yaml(core::read_text_file(file), file.string());
+  if (!root.is_sequence())
+    throw core::ConfigError(fmt::format("{}: expected a pipeline file: a YAML list of ops; got {}",
+                                        file.string(), root.kind_name()));
   return from_config(root, file.filename().string());
 }
 

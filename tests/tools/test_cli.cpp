@@ -237,3 +237,33 @@ TEST_CASE("data check refuses a config without data paths or with a wrong data k
   CHECK(missing.exit_code == 1);
   CHECK_THAT(missing.err, Contains("nowhere") && Contains("not found"));
 }
+
+TEST_CASE("augment preview draws a grid and augment apply runs a pipeline file") {
+  TempDir dir;
+  REQUIRE(run_pneumo({"make-demo", "--out", (dir / "set").string(), "--count", "2", "--size",
+                      "64", "--positive-fraction", "1"}).exit_code == 0);
+  std::filesystem::path dicom;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "set/dicom")) dicom = e.path();
+  const auto preview = run_pneumo({"augment", "preview", kDemo, "--image",
+                                   dicom.string(), "--count", "3", "--out", (dir / "grid.png").string()});
+  INFO(preview.err);
+  CHECK(preview.exit_code == 0);
+  CHECK(std::filesystem::file_size(dir / "grid.png") > 1000);
+
+  const auto pipe = write_file(dir / "flip.yaml", "- HorizontalFlip: {p: 1}\n- ToFloat: {max_value: 255}\n");
+  const auto apply = run_pneumo({"augment", "apply", pipe.string(), "--image", dicom.string(),
+                                 "--out", (dir / "out.png").string(), "--seed", "4"});
+  INFO(apply.err);
+  CHECK(apply.exit_code == 0);
+  CHECK_THAT(apply.err, Contains("value * 255"));
+  CHECK(std::filesystem::exists(dir / "out.png"));
+
+  const auto bad = write_file(dir / "bad.yaml", "- Flip: {p: 1}\n");
+  const auto refused = run_pneumo({"augment", "apply", bad.string(), "--image", dicom.string(),
+                                   "--out", (dir / "x.png").string()});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Contains("bad.yaml:1:3") && Contains("unknown augmentation op 'Flip'"));
+  const auto wrong_mask = write_file(dir / "m.png", "not a png");
+  CHECK(run_pneumo({"augment", "apply", pipe.string(), "--image", dicom.string(), "--mask",
+                    wrong_mask.string(), "--out", (dir / "y.png").string()}).exit_code == 1);
+}

@@ -8,6 +8,7 @@ class App;
 
 namespace pneumo::tools {
 
+void setup_augment(CLI::App& app);
 void setup_version(CLI::App& app);
 void setup_config(CLI::App& app);
 void setup_data(CLI::App& app);

@@ -7,7 +7,11 @@ namespace pneumo::tools {
 ExperimentConfig load_experiment(const std::string& file,
                                  const std::vector<std::string>& overrides) {
   const core::ConfigNode root = core::load_config(file, overrides);
-  return core::read_section<ExperimentConfig>(root);
+  ExperimentConfig config = core::read_section<ExperimentConfig>(root);
+  // Building the pipelines checks every op and parameter now, not at the first batch.
+  config.augment.train_pipeline();
+  config.augment.validation_pipeline();
+  return config;
 }
 
 std::string experiment_to_yaml(const ExperimentConfig& config, bool docs) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "pneumo/augment/augment_section.h"
 #include "pneumo/core/config_node.h"
 #include "pneumo/core/sections.h"
 #include "pneumo/data/data_section.h"
@@ -15,12 +16,14 @@ struct ExperimentConfig {
   core::ExperimentSection experiment;
   core::RuntimeSection runtime;
   data::DataSection data;
+  augment::AugmentSection augment;
 
   template <class V>
   void visit(V& v) {
     v("experiment", experiment, "name, output folder and seed");
     v("runtime", runtime, "device, threads, determinism, logging");
     v("data", data, "labels, images, size, folds, sampling, cache and loader threads");
+    v("augment", augment, "training and validation augmentation pipelines");
   }
 };
 

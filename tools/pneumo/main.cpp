@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
 
   tools::setup_version(app);
   tools::setup_config(app);
+  tools::setup_augment(app);
   tools::setup_data(app);
   tools::setup_dicom(app);
   tools::setup_make_demo(app);
