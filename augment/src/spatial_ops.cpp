@@ -90,9 +90,10 @@ class ElasticTransform : public Transform {
  protected:
   void apply(Target& t, core::Rng& rng) const override {
     const auto seed = static_cast<uint32_t>(rng.randint(0, 10000));
+    const fn::ElasticField field =
+        fn::elastic_field(t.image.size(), alpha_, sigma_, alpha_affine_, seed, approximate_);
     warp_both(t, warp_, [&](const cv::Mat& img, int interpolation, double value) {
-      return fn::elastic_transform(img, alpha_, sigma_, alpha_affine_, interpolation,
-                                   warp_.border_mode, value, seed, approximate_);
+      return fn::apply_elastic(img, field, interpolation, warp_.border_mode, value);
     });
   }
 

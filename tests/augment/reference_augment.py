@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 
-def gaussian_filter(field, sigma):
+def numpy_gaussian_filter(field, sigma):
     """scipy.ndimage.gaussian_filter(field, sigma) for 2-D float64 input: mode 'reflect',
-    truncate 4.0, axis 0 then axis 1."""
+    truncate 4.0, axis 0 then axis 1 (used where python3-scipy is absent)."""
     radius = int(4.0 * sigma + 0.5)
     x = np.arange(-radius, radius + 1)
     w = np.exp(-0.5 / (sigma * sigma) * x ** 2)
@@ -37,6 +37,12 @@ def gaussian_filter(field, sigma):
         return out
 
     return along(along(field, 0), 1)
+
+
+try:  # what Albumentations calls
+    from scipy.ndimage import gaussian_filter
+except ImportError:
+    gaussian_filter = numpy_gaussian_filter
 
 
 def clip(img, dtype, maxval):

@@ -30,6 +30,17 @@ cv::Mat elastic_transform(const cv::Mat& img, double alpha, double sigma, double
                           int interpolation, int border_mode, double value, uint32_t random_state,
                           bool approximate);
 
+// elastic_transform in two steps, so an image and its mask share one field (Albumentations
+// draws and smooths it twice, once per target; the result is the same).
+struct ElasticField {
+  cv::Mat affine;        // 2x3
+  cv::Mat map_x, map_y;  // CV_32FC1 sampling positions
+};
+ElasticField elastic_field(cv::Size size, double alpha, double sigma, double alpha_affine,
+                           uint32_t random_state, bool approximate);
+cv::Mat apply_elastic(const cv::Mat& img, const ElasticField& field, int interpolation,
+                      int border_mode, double value);
+
 // Piecewise-linear stretching of num_steps cells per axis by the given factors
 // (num_steps + 1 of each).
 cv::Mat grid_distortion(const cv::Mat& img, int num_steps, const std::vector<double>& xsteps,
