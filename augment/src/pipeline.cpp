@@ -138,27 +138,42 @@ TransformPtr build_transform(const core::ConfigNode& item, const std::string& pa
   return transform;
 }
 
+namespace {
+
+core::ConfigNode read_pipeline_file(const fs::path& file) {
+  core::ConfigNode root = core::parse_yaml(core::read_text_file(file), file.string());
+  if (!root.is_sequence())
+    throw core::ConfigError(fmt::format("{}: expected a pipeline file: a YAML list of ops; got {}",
+                                        file.string(), root.kind_name()));
+  return root;
+}
+
+}  // namespace
+
+core::ConfigNode inline_pipeline_file(const core::ConfigNode& node) {
+  if (!node.is_scalar()) return node;
+  // Relative to the file that names it (or to the working folder for a --set).
+  fs::path file = node.text();
+  const fs::path origin = node.where().source;
+  if (file.is_relative() && node.where().line > 0 && origin.has_parent_path())
+    file = origin.parent_path() / file;
+  try {
+    return read_pipeline_file(file);
+  } catch (const core::IoError& e) {
+    throw core::ConfigError(fmt::format("{} pipeline file: {}", node.where().str(), e.what()));
+  }
+}
+
 Pipeline Pipeline::from_config(const core::ConfigNode& node, const std::string& path) {
   if (node.is_null()) return {};
-  if (node.is_scalar()) {
-    // A pipeline file, relative to the file that names it.
-    fs::path file = node.text();
-    const fs::path origin = node.where().source;
-    if (file.is_relative() && node.where().line > 0 && origin.has_parent_path())
-      file = origin.parent_path() / file;
-    return from_file(file);
-  }
+  if (node.is_scalar()) return from_config(inline_pipeline_file(node), path);
   Pipeline pipeline;
   pipeline.transforms_ = build_list(node, path);
   return pipeline;
 }
 
 Pipeline Pipeline::from_file(const fs::path& file) {
-  const core::ConfigNode root = core::parse_yaml(core::read_text_file(file), file.string());
-  if (!root.is_sequence())
-    throw core::ConfigError(fmt::format("{}: expected a pipeline file: a YAML list of ops; got {}",
-                                        file.string(), root.kind_name()));
-  return from_config(root, file.filename().string());
+  return from_config(read_pipeline_file(file), file.filename().string());
 }
 
 void Pipeline::apply(Target& target, core::Rng& rng) const {

@@ -19,7 +19,7 @@ TEST_CASE("a registry finds factories by name and lists the known names when one
   CHECK(encoders.names() == std::vector<std::string>{"densenet121", "resnet34", "vgg19"});
   CHECK_THROWS_AS(encoders.at("resnet43"), ConfigError);
   CHECK_THROWS_WITH(encoders.at("resnet43"),
-                    "unknown encoder 'resnet43'; known: densenet121, resnet34, vgg19");
+                    "unknown encoder 'resnet43' (did you mean 'resnet34'?); known: densenet121, resnet34, vgg19");
   CHECK_THROWS_AS(encoders.add("vgg19", [] { return 0; }), std::logic_error);
 
   const Check<std::string> check = encoders.check();

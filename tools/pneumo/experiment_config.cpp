@@ -8,7 +8,10 @@ ExperimentConfig load_experiment(const std::string& file,
                                  const std::vector<std::string>& overrides) {
   const core::ConfigNode root = core::load_config(file, overrides);
   ExperimentConfig config = core::read_section<ExperimentConfig>(root);
-  // Building the pipelines checks every op and parameter now, not at the first batch.
+  // Pipeline files become their lists of ops, so the resolved config stands on its own; building
+  // the pipelines checks every op and parameter now, not at the first batch.
+  config.augment.train = augment::inline_pipeline_file(config.augment.train);
+  config.augment.validation = augment::inline_pipeline_file(config.augment.validation);
   config.augment.train_pipeline();
   config.augment.validation_pipeline();
   return config;

@@ -85,6 +85,11 @@ class Pipeline {
   std::vector<TransformPtr> transforms_;
 };
 
+// When `node` names a pipeline file (a string), that file's list of ops (keeping its
+// file:line:column locations); otherwise `node` itself. Experiments inline their pipeline files
+// this way, so a resolved config (and a run's config.yaml) holds the ops actually used.
+core::ConfigNode inline_pipeline_file(const core::ConfigNode& node);
+
 // The op names a pipeline accepts, sorted.
 std::vector<std::string> op_names();
 
