@@ -3,7 +3,8 @@
 # end to end as far as it goes today, printing where the outputs are.
 #   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv) in demo/data
 #   2. index the set, draw the folds, load every image and mask (filling the cache)
-#   3. convert one positive image to PNG and decode its label to a mask PNG
+#   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
+#      demo experiment's augmentation on it
 #   4. show the resolved demo experiment (configs/demo.yaml)
 # Training, evaluation and prediction join this script as those components land.
 set -euo pipefail
@@ -31,6 +32,8 @@ positive=$(awk -F, 'NR > 1 && $2 != "-1" { print $1; exit }' "$out/data/train-rl
 "$pneumo" dicom convert "$out/data/dicom/$positive.dcm" --out "$out/example-image.png"
 "$pneumo" rle decode --csv "$out/data/train-rle.csv" --id "$positive" --height 256 --width 256 \
   --out "$out/example-mask.png"
+"$pneumo" augment preview configs/demo.yaml --image "$out/data/dicom/$positive.dcm" \
+  --mask "$out/example-mask.png" --out "$out/augment-preview.png"
 
 echo
 echo "== 4. resolved demo experiment (configs/demo.yaml)"
@@ -43,3 +46,4 @@ echo "  folds:         $root/$out/folds.csv"
 echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"
+echo "  augmentation:  $root/$out/augment-preview.png"
