@@ -1,0 +1,39 @@
+// The CheXNet-style classifier: torchvision's DenseNet121 (`features.*`, `classifier.*`) with
+// one pneumothorax logit or the 14 ChestX-ray14 labels (Pneumothorax is index 7), and global
+// average pooling or average+max pooling concatenated.
+#pragma once
+
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+namespace pneumo::models {
+
+struct ClassifierOptions {
+  int in_channels = 3;
+  int64_t classes = 1;         // 1, or 14 for the CheXNet head
+  std::string pooling = "avg";  // avg | avgmax
+};
+
+// ChestX-ray14's label order, as CheXNet's head outputs them.
+constexpr int kChexnetPneumothoraxIndex = 7;
+
+class DenseNet121FeaturesImpl;
+
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  explicit ClassifierImpl(const ClassifierOptions& options);
+  // Logits [N, classes].
+  torch::Tensor forward(const torch::Tensor& x);
+  // The pneumothorax logit [N]: the only output, or index 7 of the 14.
+  torch::Tensor pneumothorax_logit(const torch::Tensor& logits) const;
+
+ private:
+  ClassifierOptions options_;
+  std::shared_ptr<DenseNet121FeaturesImpl> features_;
+  torch::nn::Linear classifier_{nullptr};
+};
+TORCH_MODULE(Classifier);
+
+}  // namespace pneumo::models

@@ -1,0 +1,39 @@
+#include "pneumo/models/classifier.h"
+
+#include <fmt/format.h>
+
+#include "densenet.h"
+#include "layers.h"
+#include "pneumo/core/error.h"
+
+namespace pneumo::models {
+
+ClassifierImpl::ClassifierImpl(const ClassifierOptions& options) : options_(options) {
+  if (options.in_channels != 1 && options.in_channels != 3)
+    throw core::ConfigError(fmt::format("in_channels {}: expected 1 or 3", options.in_channels));
+  if (options.classes != 1 && options.classes != 14)
+    throw core::ConfigError(fmt::format("classes {}: expected 1 (pneumothorax) or 14 (CheXNet's labels)",
+                                        options.classes));
+  if (options.pooling != "avg" && options.pooling != "avgmax")
+    throw core::ConfigError(fmt::format("pooling '{}': expected avg or avgmax", options.pooling));
+  features_ = register_module("features", DenseNet121Features(options.in_channels).ptr());
+  classifier_ = register_module(
+      "classifier", torch::nn::Linear(options.pooling == "avgmax" ? 2048 : 1024, options.classes));
+}
+
+torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(1) != options_.in_channels)
+    throw core::ModelError(fmt::format("classifier input of shape {}; expected [N, {}, H, W]",
+                                       shape_string(x), options_.in_channels));
+  torch::Tensor f = torch::relu(features_->forward(x));  // torchvision applies the last ReLU here
+  torch::Tensor pooled = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
+  if (options_.pooling == "avgmax")
+    pooled = torch::cat({pooled, f.amax({2, 3})}, 1);
+  return classifier_(pooled);
+}
+
+torch::Tensor ClassifierImpl::pneumothorax_logit(const torch::Tensor& logits) const {
+  return options_.classes == 1 ? logits.select(1, 0) : logits.select(1, kChexnetPneumothoraxIndex);
+}
+
+}  // namespace pneumo::models

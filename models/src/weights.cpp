@@ -1,0 +1,145 @@
+#include "pneumo/models/weights.h"
+
+#include <map>
+#include <regex>
+
+#include <fmt/format.h>
+#include <torch/serialize.h>
+
+#include "layers.h"
+#include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+
+namespace pneumo::models {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string strip_module_prefix(std::string key) {
+  while (key.rfind("module.", 0) == 0) key.erase(0, 7);
+  return key;
+}
+
+void collect(const c10::impl::GenericDict& dict, NamedTensors& out) {
+  for (const auto& entry : dict)
+    if (entry.key().isString() && entry.value().isTensor())
+      out.emplace_back(strip_module_prefix(entry.key().toStringRef()), entry.value().toTensor());
+}
+
+// The names a weight may have in pneumo, most likely first.
+std::vector<std::string> candidate_names(const std::string& key) {
+  std::vector<std::string> names = {key};
+  static const std::regex legacy_dense(
+      R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$)");
+  std::smatch m;
+  std::string k = key;
+  if (k.rfind("densenet121.", 0) == 0) {  // CheXNet wraps torchvision's model
+    k.erase(0, 12);
+    names.push_back(k);
+  }
+  if (std::regex_match(k, m, legacy_dense)) names.push_back(m[1].str() + m[2].str());
+  if (k.rfind("classifier.0.", 0) == 0) names.push_back("classifier." + k.substr(13));
+  return names;
+}
+
+}  // namespace
+
+NamedTensors read_weights(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec))
+    throw core::CheckpointError(fmt::format("{}: weights file not found", file.string()));
+  const std::string bytes = core::read_text_file(file);
+  c10::IValue root;
+  try {
+    root = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    why = why.substr(0, why.find('\n'));
+    throw core::CheckpointError(fmt::format(
+        "{}: not a weights file pneumo can read (expected Python's torch.save of a dict of tensors): {}",
+        file.string(), why));
+  }
+  NamedTensors out;
+  if (root.isGenericDict()) {
+    const auto dict = root.toGenericDict();
+    for (const char* nested : {"state_dict", "model"}) {
+      auto it = dict.find(c10::IValue(std::string(nested)));
+      if (it != dict.end() && it->value().isGenericDict()) {
+        collect(it->value().toGenericDict(), out);
+        break;
+      }
+    }
+    if (out.empty()) collect(dict, out);
+  }
+  if (out.empty())
+    throw core::CheckpointError(fmt::format("{}: holds no named tensors", file.string()));
+  return out;
+}
+
+void save_weights(const torch::nn::Module& module, const fs::path& file) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& p : module.named_parameters()) dict.insert(p.key(), p.value().detach().cpu());
+  for (const auto& b : module.named_buffers()) dict.insert(b.key(), b.value().detach().cpu());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  core::write_file_atomic(file, std::string_view(bytes.data(), bytes.size()));
+}
+
+std::string LoadReport::summary() const {
+  std::string s = fmt::format("{} tensors loaded", loaded.size());
+  if (!summed_rgb.empty()) s += fmt::format("; RGB kernels summed for 1 channel: {}", fmt::join(summed_rgb, ", "));
+  if (!missing.empty()) s += fmt::format("; missing from the weights ({}): {}", missing.size(), fmt::join(missing, ", "));
+  if (!unexpected.empty())
+    s += fmt::format("; not in the model ({}): {}", unexpected.size(), fmt::join(unexpected, ", "));
+  if (!mismatched.empty())
+    s += fmt::format("; shapes differ ({}): {}", mismatched.size(), fmt::join(mismatched, ", "));
+  return s;
+}
+
+LoadReport load_weights(torch::nn::Module& module, const NamedTensors& weights, bool strict,
+                        const std::string& source) {
+  std::map<std::string, torch::Tensor> targets;
+  for (const auto& p : module.named_parameters()) targets.emplace(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) targets.emplace(b.key(), b.value());
+
+  LoadReport report;
+  std::map<std::string, std::pair<std::string, torch::Tensor>> matched;  // target -> (source name, tensor)
+  for (const auto& [key, tensor] : weights) {
+    bool found = false;
+    for (const std::string& name : candidate_names(key)) {
+      if (targets.count(name) == 0) continue;
+      matched[name] = {key, tensor};
+      found = true;
+      break;
+    }
+    if (!found) report.unexpected.push_back(key);
+  }
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  for (auto& [name, target] : targets) {
+    auto it = matched.find(name);
+    if (it == matched.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    torch::Tensor value = it->second.second;
+    if (target.dim() == 4 && value.dim() == 4 && target.size(1) == 1 && value.size(1) == 3 &&
+        target.size(0) == value.size(0) && target.size(2) == value.size(2) && target.size(3) == value.size(3)) {
+      value = value.sum(1, true);
+      report.summed_rgb.push_back(name);
+    }
+    if (value.sizes() != target.sizes()) {
+      report.mismatched.push_back(fmt::format("{}: model {}, {} {}", name, shape_string(target), source,
+                                              shape_string(value)));
+      continue;
+    }
+    copies.emplace_back(target, value);
+    report.loaded.push_back(name);
+  }
+  if (strict && (!report.missing.empty() || !report.unexpected.empty() || !report.mismatched.empty()))
+    throw core::CheckpointError(fmt::format("{} do not fit the model: {}", source, report.summary()));
+  torch::NoGradGuard no_grad;
+  for (auto& [target, value] : copies) target.copy_(value.to(target.dtype()));
+  return report;
+}
+
+}  // namespace pneumo::models

@@ -1,0 +1,222 @@
+"""Reference networks for pneumo's models tests, the Python way: torchvision's architectures,
+segmentation_models_pytorch's encoder stages and U-Net (transcribed here with smp's module
+names; smp itself is not packaged by Debian).
+
+usage: reference_models.py OUT_DIR
+
+For each case writes OUT_DIR/<case>.weights.pth (torch.save of a dict of tensors) and
+OUT_DIR/<case>.io.pth (a dict: input, out0..outN, parameters = parameter count).
+"""
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+
+def randomise_batch_norm(model):
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2, generator=g)
+            m.running_var.uniform_(0.5, 1.5, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.uniform_(-0.2, 0.2, generator=g)
+            m.num_batches_tracked.fill_(7)
+
+
+# --- smp encoder stages over torchvision models -------------------------------------------
+
+def resnet_stages(m, x):
+    out = [x]
+    x = m.relu(m.bn1(m.conv1(x)))
+    out.append(x)
+    x = m.layer1(m.maxpool(x))
+    out.append(x)
+    for layer in (m.layer2, m.layer3, m.layer4):
+        x = layer(x)
+        out.append(x)
+    return out
+
+
+def vgg_stages(m, x):
+    out = []
+    for module in m.features:
+        if isinstance(module, nn.MaxPool2d):
+            out.append(x)
+        x = module(x)
+    out.append(x)
+    return out
+
+
+def densenet_stages(m, x):
+    f = m.features
+    out = [x]
+    x = f.relu0(f.norm0(f.conv0(x)))
+    out.append(x)
+    x = f.pool0(x)
+    for block, transition in ((f.denseblock1, f.transition1), (f.denseblock2, f.transition2),
+                              (f.denseblock3, f.transition3)):
+        x = block(x)
+        skip = transition.relu(transition.norm(x))
+        out.append(skip)
+        x = transition.pool(transition.conv(skip))
+    out.append(f.norm5(f.denseblock4(x)))
+    return out
+
+
+# --- smp's U-Net decoder, names as in segmentation_models_pytorch ----------------------------
+
+class Conv2dReLU(nn.Sequential):
+    def __init__(self, cin, cout, use_batchnorm=True):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=not use_batchnorm),
+                         nn.BatchNorm2d(cout) if use_batchnorm else nn.Identity(), nn.ReLU(inplace=True))
+
+
+class SCSEModule(nn.Module):
+    def __init__(self, c, reduction=16):
+        super().__init__()
+        self.cSE = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c // reduction, 1),
+                                 nn.ReLU(inplace=True), nn.Conv2d(c // reduction, c, 1), nn.Sigmoid())
+        self.sSE = nn.Sequential(nn.Conv2d(c, 1, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.cSE(x) + x * self.sSE(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, name, c):
+        super().__init__()
+        self.attention = SCSEModule(c) if name == "scse" else nn.Identity()
+
+    def forward(self, x):
+        return self.attention(x)
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cin, skip, cout, use_batchnorm, attention):
+        super().__init__()
+        self.conv1 = Conv2dReLU(cin + skip, cout, use_batchnorm)
+        self.attention1 = Attention(attention, cin + skip)
+        self.conv2 = Conv2dReLU(cout, cout, use_batchnorm)
+        self.attention2 = Attention(attention, cout)
+
+    def forward(self, x, skip=None):
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+            x = self.attention1(x)
+        return self.attention2(self.conv2(self.conv1(x)))
+
+
+class UnetDecoder(nn.Module):
+    def __init__(self, encoder_channels, decoder_channels, use_batchnorm, attention):
+        super().__init__()
+        encoder_channels = encoder_channels[1:][::-1]
+        head = encoder_channels[0]
+        ins = [head] + list(decoder_channels[:-1])
+        skips = list(encoder_channels[1:]) + [0]
+        self.center = nn.Identity()
+        self.blocks = nn.ModuleList([DecoderBlock(i, s, o, use_batchnorm, attention)
+                                     for i, s, o in zip(ins, skips, decoder_channels)])
+
+    def forward(self, *features):
+        features = features[1:][::-1]
+        x, skips = self.center(features[0]), features[1:]
+        for i, block in enumerate(self.blocks):
+            x = block(x, skips[i] if i < len(skips) else None)
+        return x
+
+
+class ResNetEncoder(torchvision.models.ResNet):
+    def __init__(self, block, layers):
+        super().__init__(block, layers)
+        del self.fc
+        del self.avgpool
+
+    def forward(self, x):
+        return resnet_stages(self, x)
+
+
+class Unet(nn.Module):
+    def __init__(self, attention, aux):
+        super().__init__()
+        self.encoder = ResNetEncoder(torchvision.models.resnet.BasicBlock, [3, 4, 6, 3])
+        self.decoder = UnetDecoder((3, 64, 64, 128, 256, 512), (256, 128, 64, 32, 16), True, attention)
+        self.segmentation_head = nn.Sequential(nn.Conv2d(16, 1, 3, padding=1), nn.Identity(), nn.Identity())
+        self.classification_head = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity(),
+                                                  nn.Linear(512, 1)) if aux else None)
+
+    def forward(self, x):
+        features = self.encoder(x)
+        out = [self.segmentation_head(self.decoder(*features))]
+        if self.classification_head is not None:
+            out.append(self.classification_head(features[-1]))
+        return out
+
+
+def save(out_dir, name, model, outputs, x, drop=()):
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(drop)} if drop else dict(model.state_dict())
+    count = sum(v.numel() for k, v in model.named_parameters() if not (drop and k.startswith(drop)))
+    torch.save(state, f"{out_dir}/{name}.weights.pth")
+    io = {"input": x, "parameters": torch.tensor(count)}
+    for i, o in enumerate(outputs):
+        io[f"out{i}"] = o.detach()
+    torch.save(io, f"{out_dir}/{name}.io.pth")
+
+
+def main():
+    out_dir = sys.argv[1]
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    encoders = {
+        "resnet18": (torchvision.models.resnet18, resnet_stages, ("fc.",)),
+        "resnet34": (torchvision.models.resnet34, resnet_stages, ("fc.",)),
+        "resnet50": (torchvision.models.resnet50, resnet_stages, ("fc.",)),
+        "vgg19": (torchvision.models.vgg19, vgg_stages, ("classifier.",)),
+        "vgg19_bn": (torchvision.models.vgg19_bn, vgg_stages, ("classifier.",)),
+        "densenet121": (torchvision.models.densenet121, densenet_stages, ("classifier.",)),
+    }
+    with torch.no_grad():
+        for name, (make, stages, drop) in encoders.items():
+            model = make()
+            randomise_batch_norm(model)
+            model.eval()
+            save(out_dir, name, model, stages(model, x), x, drop)
+
+        # One channel: 3-channel weights summed into the first convolution.
+        model = torchvision.models.resnet18()
+        randomise_batch_norm(model)
+        model.eval()
+        state = dict(model.state_dict())
+        grey = x[:, :1]
+        model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+        model.conv1.weight.copy_(state["conv1.weight"].sum(1, keepdim=True))
+        io = {"input": grey}
+        for i, o in enumerate(resnet_stages(model, grey)):
+            io[f"out{i}"] = o
+        torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, f"{out_dir}/resnet18_grey.weights.pth")
+        torch.save(io, f"{out_dir}/resnet18_grey.io.pth")
+
+        # The CheXNet-style classifier: torchvision's DenseNet121 with a 1-logit head.
+        model = torchvision.models.densenet121(num_classes=1)
+        randomise_batch_norm(model)
+        model.eval()
+        save(out_dir, "classifier", model, [model(x)], x)
+
+        # U-Net, resnet34, scSE attention and an auxiliary head.
+        model = Unet("scse", True)
+        randomise_batch_norm(model)
+        model.eval()
+        save(out_dir, "unet_resnet34", model, model(x), x)
+
+        # The same weights as a training script saves them: nested, with DataParallel prefixes;
+        # and as `torch.save(model.state_dict())` writes them (an OrderedDict with _metadata).
+        torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}, "epoch": 3},
+                   f"{out_dir}/unet_nested.pth")
+        torch.save(model.state_dict(), f"{out_dir}/unet_ordered.pth")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+// Encoders, the classifier and U-Net against torchvision and a segmentation_models_pytorch-named
+// Python reference (reference_models.py) with the same random weights; shapes, gradients and
+// weight files.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/models/classifier.h"
+#include "pneumo/models/encoder.h"
+#include "pneumo/models/unet.h"
+#include "pneumo/models/weights.h"
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using namespace pneumo;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs the Python reference once per test run and keeps its files for every test case.
+const fs::path& reference_dir() {
+  static pneumo::testing::TempDir dir;
+  static bool made = [] {
+    const auto r = pneumo::testing::run_command(
+        {PNEUMO_REFERENCE_PYTHON, std::string(PNEUMO_SOURCE_DIR) + "/tests/models/reference_models.py",
+         dir.path().string()});
+    if (r.exit_code != 0) FAIL("reference_models.py failed: " << r.err);
+    return true;
+  }();
+  (void)made;
+  return dir.path();
+}
+
+std::map<std::string, torch::Tensor> read_io(const std::string& name) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [key, tensor] : models::read_weights(reference_dir() / (name + ".io.pth"))) out[key] = tensor;
+  return out;
+}
+
+// Largest difference relative to the reference's largest magnitude.
+double relative_error(const torch::Tensor& ours, const torch::Tensor& theirs) {
+  return (ours - theirs).abs().max().item<double>() / std::max(theirs.abs().max().item<double>(), 1e-12);
+}
+
+int64_t parameter_count(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("every encoder equals torchvision's stages with the same weights") {
+  torch::NoGradGuard no_grad;
+  for (const std::string name : {"resnet18", "resnet34", "resnet50", "vgg19", "vgg19_bn", "densenet121"}) {
+    INFO("encoder " << name);
+    auto encoder = models::make_encoder({name, 3, 5});
+    const auto report = models::load_weights(*encoder, models::read_weights(reference_dir() / (name + ".weights.pth")));
+    encoder->eval();
+    auto io = read_io(name);
+    CHECK(parameter_count(*encoder) == io["parameters"].item<int64_t>());
+    const auto features = encoder->forward_features(io["input"]);
+    REQUIRE(features.size() == 6);
+    for (size_t i = 0; i < features.size(); ++i) {
+      INFO("feature " << i);
+      const torch::Tensor& expected = io["out" + std::to_string(i)];
+      REQUIRE(features[i].sizes() == expected.sizes());
+      CHECK(features[i].size(1) == encoder->out_channels()[i]);
+      const double err = relative_error(features[i], expected);
+      CHECK(err < 1e-5);
+    }
+    std::cout << "  " << name << ": " << report.loaded.size() << " tensors, " << parameter_count(*encoder)
+              << " parameters, equal to torchvision\n";
+  }
+}
+
+TEST_CASE("a one-channel encoder sums 3-channel weights over RGB") {
+  torch::NoGradGuard no_grad;
+  auto encoder = models::make_encoder({"resnet18", 1, 5});
+  const auto report = models::load_weights(*encoder, models::read_weights(reference_dir() / "resnet18_grey.weights.pth"));
+  CHECK(report.summed_rgb == std::vector<std::string>{"conv1.weight"});
+  encoder->eval();
+  auto io = read_io("resnet18_grey");
+  const auto features = encoder->forward_features(io["input"]);
+  for (size_t i = 0; i < features.size(); ++i) CHECK(relative_error(features[i], io["out" + std::to_string(i)]) < 1e-5);
+}
+
+TEST_CASE("the classifier equals torchvision's DenseNet121 with a one-logit head") {
+  torch::NoGradGuard no_grad;
+  models::Classifier classifier(models::ClassifierOptions{3, 1, "avg"});
+  models::load_weights(*classifier, models::read_weights(reference_dir() / "classifier.weights.pth"));
+  classifier->eval();
+  auto io = read_io("classifier");
+  CHECK(parameter_count(*classifier) == io["parameters"].item<int64_t>());
+  const torch::Tensor logits = classifier->forward(io["input"]);
+  CHECK(logits.sizes() == io["out0"].sizes());
+  CHECK(relative_error(logits, io["out0"]) < 1e-5);
+  CHECK(classifier->pneumothorax_logit(logits).sizes() == torch::IntArrayRef({2}));
+}
+
+TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
+  torch::NoGradGuard no_grad;
+  models::UNetOptions options;
+  options.encoder = {"resnet34", 3, 5};
+  options.attention = "scse";
+  options.aux_head = true;
+  models::UNet unet(options);
+  const auto report = models::load_weights(*unet, models::read_weights(reference_dir() / "unet_resnet34.weights.pth"));
+  CHECK(report.missing.empty());
+  unet->eval();
+  auto io = read_io("unet_resnet34");
+  CHECK(parameter_count(*unet) == io["parameters"].item<int64_t>());
+  const auto out = unet->forward(io["input"]);
+  CHECK(relative_error(out.masks, io["out0"]) < 1e-5);
+  CHECK(relative_error(out.aux_logits, io["out1"]) < 1e-5);
+
+  // Nested under state_dict with DataParallel prefixes, as training scripts save.
+  models::UNet again(options);
+  models::load_weights(*again, models::read_weights(reference_dir() / "unet_nested.pth"));
+  again->eval();
+  CHECK(relative_error(again->forward(io["input"]).masks, io["out0"]) < 1e-5);
+}
+
+TEST_CASE("weights saved by pneumo load back, and strict loading names what does not fit") {
+  pneumo::testing::TempDir dir;
+  models::UNetOptions options;
+  options.encoder = {"resnet18", 1, 5};
+  models::UNet a(options), b(options);
+  models::save_weights(*a, dir / "a.pth");
+  models::load_weights(*b, models::read_weights(dir / "a.pth"));
+  a->eval();
+  b->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({1, 1, 64, 64});
+  CHECK(torch::equal(a->forward(x).masks, b->forward(x).masks));
+
+  options.decoder_channels = {128, 64, 32, 16, 8};
+  models::UNet other(options);
+  CHECK_THROWS_WITH(models::load_weights(*other, models::read_weights(dir / "a.pth"), true, "a.pth"),
+                    Contains("a.pth do not fit") && Contains("decoder.blocks.0.conv1.0.weight: model"));
+  const auto report = models::load_weights(*other, models::read_weights(dir / "a.pth"), false);
+  CHECK(!report.mismatched.empty());
+  CHECK(!report.loaded.empty());  // the encoder fits
+  CHECK_THROWS_AS(models::read_weights(dir / "missing.pth"), core::CheckpointError);
+  pneumo::testing::write_file(dir / "junk.pth", "not a zip");
+  CHECK_THROWS_WITH(models::read_weights(dir / "junk.pth"), Contains("junk.pth") && Contains("torch.save"));
+}
+
+TEST_CASE("every encoder in a U-Net trains at 64x64: shapes, gradients, modes") {
+  for (const std::string& name : models::encoder_names()) {
+    for (const std::string upsampling : {"nearest", "bilinear", "transposed"}) {
+      INFO(name << " " << upsampling);
+      models::UNetOptions options;
+      options.encoder = {name, 1, 5};
+      options.upsampling = upsampling;
+      options.aux_head = true;
+      models::UNet unet(options);
+      unet->train();
+      const torch::Tensor x = torch::randn({2, 1, 64, 64});
+      const auto out = unet->forward(x);
+      CHECK(out.masks.sizes() == torch::IntArrayRef({2, 1, 64, 64}));
+      CHECK(out.aux_logits.sizes() == torch::IntArrayRef({2, 1}));
+      (out.masks.mean() + out.aux_logits.mean()).backward();
+      int64_t without_grad = 0;
+      for (const auto& p : unet->parameters()) without_grad += !p.grad().defined();
+      CHECK(without_grad == 0);
+      unet->eval();
+      torch::NoGradGuard no_grad;
+      CHECK(torch::equal(unet->forward(x).masks, unet->forward(x).masks));
+      if (name != "resnet18") break;  // every upsampling once is enough
+    }
+  }
+  models::UNetOptions bad;
+  bad.decoder_channels = {16, 8};
+  CHECK_THROWS_AS(models::UNet(bad), core::ConfigError);
+  CHECK_THROWS_WITH(models::make_encoder({"resnet35", 3, 5}), Contains("did you mean 'resnet34'"));
+  CHECK_THROWS_WITH(models::make_encoder({"resnet34", 3, 5})->forward_features(torch::zeros({1, 3, 60, 64})),
+                    Contains("divisible by 32"));
+}
