@@ -4,9 +4,9 @@
 #include <regex>
 
 #include <fmt/format.h>
-#include <torch/serialize.h>
 
 #include "layers.h"
+#include "torch_file.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 
@@ -21,10 +21,10 @@ std::string strip_module_prefix(std::string key) {
   return key;
 }
 
-void collect(const c10::impl::GenericDict& dict, NamedTensors& out) {
-  for (const auto& entry : dict)
-    if (entry.key().isString() && entry.value().isTensor())
-      out.emplace_back(strip_module_prefix(entry.key().toStringRef()), entry.value().toTensor());
+void collect(const PickleValue& dict, NamedTensors& out) {
+  for (const auto& [key, value] : dict.entries)
+    if (key->kind == PickleValue::Kind::kString && value->kind == PickleValue::Kind::kTensor)
+      out.emplace_back(strip_module_prefix(key->text), value->tensor.contiguous());
 }
 
 // The names a weight may have in pneumo, most likely first.
@@ -46,31 +46,18 @@ std::vector<std::string> candidate_names(const std::string& key) {
 }  // namespace
 
 NamedTensors read_weights(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec))
-    throw core::CheckpointError(fmt::format("{}: weights file not found", file.string()));
-  const std::string bytes = core::read_text_file(file);
-  c10::IValue root;
-  try {
-    root = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    std::string why = e.what();
-    why = why.substr(0, why.find('\n'));
-    throw core::CheckpointError(fmt::format(
-        "{}: not a weights file pneumo can read (expected Python's torch.save of a dict of tensors): {}",
-        file.string(), why));
-  }
+  const PickleRef root = read_torch_save(file);
   NamedTensors out;
-  if (root.isGenericDict()) {
-    const auto dict = root.toGenericDict();
-    for (const char* nested : {"state_dict", "model"}) {
-      auto it = dict.find(c10::IValue(std::string(nested)));
-      if (it != dict.end() && it->value().isGenericDict()) {
-        collect(it->value().toGenericDict(), out);
-        break;
-      }
+  if (root->kind == PickleValue::Kind::kDict) {
+    // Training scripts nest the weights beside epochs and optimiser state.
+    for (const char* nested : {"state_dict", "model_state_dict", "model", "net"}) {
+      for (const auto& [key, value] : root->entries)
+        if (key->kind == PickleValue::Kind::kString && key->text == nested &&
+            value->kind == PickleValue::Kind::kDict)
+          collect(*value, out);
+      if (!out.empty()) break;
     }
-    if (out.empty()) collect(dict, out);
+    if (out.empty()) collect(*root, out);
   }
   if (out.empty())
     throw core::CheckpointError(fmt::format("{}: holds no named tensors", file.string()));
@@ -78,11 +65,10 @@ NamedTensors read_weights(const fs::path& file) {
 }
 
 void save_weights(const torch::nn::Module& module, const fs::path& file) {
-  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& p : module.named_parameters()) dict.insert(p.key(), p.value().detach().cpu());
-  for (const auto& b : module.named_buffers()) dict.insert(b.key(), b.value().detach().cpu());
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  core::write_file_atomic(file, std::string_view(bytes.data(), bytes.size()));
+  NamedTensors tensors;
+  for (const auto& p : module.named_parameters()) tensors.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) tensors.emplace_back(b.key(), b.value());
+  core::write_file_atomic(file, torch_save_bytes(tensors));
 }
 
 std::string LoadReport::summary() const {

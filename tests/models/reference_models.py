@@ -216,6 +216,7 @@ def main():
         torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}, "epoch": 3},
                    f"{out_dir}/unet_nested.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_ordered.pth")
+        torch.save(model.state_dict(), f"{out_dir}/unet_legacy.pth", _use_new_zipfile_serialization=False)
 
 
 if __name__ == "__main__":

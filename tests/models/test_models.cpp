@@ -121,11 +121,15 @@ TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
   CHECK(relative_error(out.masks, io["out0"]) < 1e-5);
   CHECK(relative_error(out.aux_logits, io["out1"]) < 1e-5);
 
-  // Nested under state_dict with DataParallel prefixes, as training scripts save.
-  models::UNet again(options);
-  models::load_weights(*again, models::read_weights(reference_dir() / "unet_nested.pth"));
-  again->eval();
-  CHECK(relative_error(again->forward(io["input"]).masks, io["out0"]) < 1e-5);
+  // Nested under state_dict with DataParallel prefixes, as training scripts save; and the
+  // OrderedDict that torch.save(model.state_dict()) writes; and the legacy (pre-1.6) format.
+  for (const char* file : {"unet_nested.pth", "unet_ordered.pth", "unet_legacy.pth"}) {
+    INFO(file);
+    models::UNet again(options);
+    models::load_weights(*again, models::read_weights(reference_dir() / file));
+    again->eval();
+    CHECK(relative_error(again->forward(io["input"]).masks, io["out0"]) < 1e-5);
+  }
 }
 
 TEST_CASE("weights saved by pneumo load back, and strict loading names what does not fit") {
@@ -140,6 +144,21 @@ TEST_CASE("weights saved by pneumo load back, and strict loading names what does
   torch::NoGradGuard no_grad;
   const torch::Tensor x = torch::randn({1, 1, 64, 64});
   CHECK(torch::equal(a->forward(x).masks, b->forward(x).masks));
+  // Python's torch.load reads what pneumo writes: same names, same values.
+  int64_t numel = 0;
+  for (const auto& p : a->parameters()) numel += p.numel();
+  for (const auto& p : a->buffers()) numel += p.numel();
+  const auto python = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-c",
+       "import sys, torch; sd = torch.load(sys.argv[1]); "
+       "print(type(sd).__name__, len(sd), sum(v.numel() for v in sd.values()), "
+       "float(sd['decoder.blocks.0.conv1.0.weight'].double().sum()))",
+       (dir / "a.pth").string()});
+  INFO(python.err);
+  CHECK(python.exit_code == 0);
+  const double sum = a->named_parameters()["decoder.blocks.0.conv1.0.weight"].to(torch::kDouble).sum().item<double>();
+  CHECK_THAT(python.out, Contains(fmt::format("OrderedDict {} {} ", a->parameters().size() + a->buffers().size(), numel)));
+  CHECK(std::stod(python.out.substr(python.out.rfind(' ') + 1)) == Approx(sum).epsilon(1e-9));
 
   options.decoder_channels = {128, 64, 32, 16, 8};
   models::UNet other(options);
@@ -151,6 +170,12 @@ TEST_CASE("weights saved by pneumo load back, and strict loading names what does
   CHECK_THROWS_AS(models::read_weights(dir / "missing.pth"), core::CheckpointError);
   pneumo::testing::write_file(dir / "junk.pth", "not a zip");
   CHECK_THROWS_WITH(models::read_weights(dir / "junk.pth"), Contains("junk.pth") && Contains("torch.save"));
+  // Truncated files at every length are refused cleanly, never crash.
+  const std::string whole = pneumo::testing::read_file(dir / "a.pth");
+  for (size_t cut : {size_t{10}, whole.size() / 3, whole.size() / 2, whole.size() - 100}) {
+    pneumo::testing::write_file(dir / "cut.pth", whole.substr(0, cut));
+    CHECK_THROWS_AS(models::read_weights(dir / "cut.pth"), core::CheckpointError);
+  }
 }
 
 TEST_CASE("every encoder in a U-Net trains at 64x64: shapes, gradients, modes") {

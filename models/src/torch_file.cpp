@@ -1,0 +1,444 @@
+#include "torch_file.h"
+
+#include <caffe2/serialize/inline_container.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+
+namespace pneumo::models {
+
+namespace fs = std::filesystem;
+using Kind = PickleValue::Kind;
+
+namespace {
+
+PickleRef make(Kind kind) {
+  auto v = std::make_shared<PickleValue>();
+  v->kind = kind;
+  return v;
+}
+
+c10::ScalarType storage_dtype(const std::string& global) {
+  static const std::map<std::string, c10::ScalarType> types = {
+      {"torch.FloatStorage", c10::kFloat},    {"torch.DoubleStorage", c10::kDouble},
+      {"torch.HalfStorage", c10::kHalf},      {"torch.BFloat16Storage", c10::kBFloat16},
+      {"torch.LongStorage", c10::kLong},      {"torch.IntStorage", c10::kInt},
+      {"torch.ShortStorage", c10::kShort},    {"torch.CharStorage", c10::kChar},
+      {"torch.ByteStorage", c10::kByte},      {"torch.BoolStorage", c10::kBool}};
+  const auto it = types.find(global);
+  if (it == types.end()) throw core::CheckpointError("unsupported storage type " + global);
+  return it->second;
+}
+
+// Storages by key: allocated when the pickle names them, filled from the zip record at once or,
+// in the legacy format, after the pickle.
+struct Storages {
+  std::function<void(const std::string& key, torch::Tensor& flat)> fill;  // zip: immediate
+  std::map<std::string, torch::Tensor> by_key;
+};
+
+class Unpickler {
+ public:
+  Unpickler(const char* data, size_t size, Storages& storages) : p_(data), end_(data + size), storages_(storages) {}
+
+  size_t consumed(const char* start) const { return static_cast<size_t>(p_ - start); }
+
+  PickleRef run() {
+    for (;;) {
+      const auto op = static_cast<uint8_t>(byte());
+      switch (op) {
+        case 0x80: byte(); break;                      // PROTO
+        case 0x95: skip(8); break;                     // FRAME
+        case '.': return pop();                        // STOP
+        case '(': marks_.push_back(stack_.size()); break;
+        case 'N': stack_.push_back(make(Kind::kNone)); break;
+        case 0x88: case 0x89: { auto v = make(Kind::kBool); v->boolean = op == 0x88; stack_.push_back(v); break; }
+        case 'J': push_int(static_cast<int32_t>(le(4))); break;
+        case 'K': push_int(static_cast<uint8_t>(le(1))); break;
+        case 'M': push_int(static_cast<uint16_t>(le(2))); break;
+        case 0x8a: push_long(static_cast<size_t>(static_cast<uint8_t>(byte()))); break;  // LONG1
+        case 0x8b: push_long(static_cast<size_t>(le(4))); break;                         // LONG4
+        case 'G': { auto v = make(Kind::kFloat); uint64_t bits = 0; for (int i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<uint8_t>(byte()); std::memcpy(&v->number, &bits, 8); stack_.push_back(v); break; }
+        case 'X': push_string(static_cast<size_t>(le(4))); break;  // BINUNICODE
+        case 0x8c: push_string(static_cast<uint8_t>(byte())); break;  // SHORT_BINUNICODE
+        case 0x8d: push_string(static_cast<size_t>(le(8))); break;    // BINUNICODE8
+        case 'T': push_string(static_cast<size_t>(le(4))); break;    // BINSTRING
+        case 'U': push_string(static_cast<uint8_t>(byte())); break;  // SHORT_BINSTRING
+        case 'B': push_string(static_cast<size_t>(le(4))); break;    // BINBYTES
+        case 'C': push_string(static_cast<uint8_t>(byte())); break;  // SHORT_BINBYTES
+        case '}': stack_.push_back(make(Kind::kDict)); break;
+        case ']': case ')': stack_.push_back(make(Kind::kList)); break;
+        case 'd': { auto d = make(Kind::kDict); auto items = pop_mark(); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); stack_.push_back(d); break; }
+        case 'l': case 't': { auto l = make(Kind::kList); l->items = pop_mark(); stack_.push_back(l); break; }
+        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+          auto t = make(Kind::kList);
+          const size_t n = op - 0x84;
+          need(n);
+          t->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+          stack_.resize(stack_.size() - n);
+          stack_.push_back(t);
+          break;
+        }
+        case 'a': { auto v = pop(); list_top()->items.push_back(v); break; }
+        case 'e': { auto items = pop_mark(); auto l = list_top(); l->items.insert(l->items.end(), items.begin(), items.end()); break; }
+        case 's': { auto v = pop(); auto k = pop(); dict_top()->entries.emplace_back(k, v); break; }
+        case 'u': { auto items = pop_mark(); auto d = dict_top(); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); break; }
+        case 'q': memo_[static_cast<uint8_t>(byte())] = top(); break;
+        case 'r': memo_[static_cast<uint32_t>(le(4))] = top(); break;
+        case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
+        case 'h': stack_.push_back(memo(static_cast<uint8_t>(byte()))); break;
+        case 'j': stack_.push_back(memo(static_cast<uint32_t>(le(4)))); break;
+        case 'c': { auto g = make(Kind::kGlobal); const std::string module = line(); g->text = module + "." + line(); stack_.push_back(g); break; }
+        case 0x93: { auto name = pop(); auto module = pop(); auto g = make(Kind::kGlobal); g->text = module->text + "." + name->text; stack_.push_back(g); break; }
+        case 'R': { auto args = pop(); auto callable = pop(); stack_.push_back(reduce(*callable, *args)); break; }
+        case 0x81: { auto args = pop(); auto cls = pop(); stack_.push_back(reduce(*cls, *args)); break; }  // NEWOBJ
+        case 'b': pop(); top(); break;  // BUILD: object state (OrderedDict _metadata, ...) is not needed
+        case 'Q': { auto pid = pop(); stack_.push_back(persistent_load(*pid)); break; }
+        case '0': pop(); break;
+        case '1': pop_mark(); break;
+        case '2': stack_.push_back(top()); break;
+        default:
+          throw core::CheckpointError(fmt::format("unsupported pickle opcode 0x{:02x}", op));
+      }
+    }
+  }
+
+ private:
+  char byte() {
+    if (p_ >= end_) throw core::CheckpointError("truncated pickle");
+    return *p_++;
+  }
+  void skip(size_t n) {
+    if (static_cast<size_t>(end_ - p_) < n) throw core::CheckpointError("truncated pickle");
+    p_ += n;
+  }
+  uint64_t le(int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(byte())) << (8 * i);
+    return v;
+  }
+  std::string line() {
+    const char* start = p_;
+    while (byte() != '\n') {}
+    return std::string(start, p_ - start - 1);
+  }
+  void push_int(int64_t v) {
+    auto r = make(Kind::kInt);
+    r->integer = v;
+    stack_.push_back(r);
+  }
+  void push_long(size_t n) {
+    if (n > 8) {  // kept as raw little-endian bytes (the legacy format's magic number)
+      auto big = make(Kind::kOpaque);
+      if (static_cast<size_t>(end_ - p_) < n) throw core::CheckpointError("truncated pickle");
+      big->text.assign(p_, n);
+      p_ += n;
+      stack_.push_back(big);
+      return;
+    }
+    uint64_t v = le(static_cast<int>(n));
+    if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t{0} << (8 * n);  // sign-extend
+    push_int(static_cast<int64_t>(v));
+  }
+  void push_string(size_t n) {
+    if (static_cast<size_t>(end_ - p_) < n) throw core::CheckpointError("truncated pickle");
+    auto s = make(Kind::kString);
+    s->text.assign(p_, n);
+    p_ += n;
+    stack_.push_back(s);
+  }
+  void need(size_t n) const {
+    if (stack_.size() < n) throw core::CheckpointError("malformed pickle (stack underflow)");
+  }
+  PickleRef pop() {
+    need(1);
+    PickleRef v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  PickleRef top() const {
+    need(1);
+    return stack_.back();
+  }
+  std::vector<PickleRef> pop_mark() {
+    if (marks_.empty() || marks_.back() > stack_.size()) throw core::CheckpointError("malformed pickle (no mark)");
+    const size_t mark = marks_.back();
+    marks_.pop_back();
+    std::vector<PickleRef> items(stack_.begin() + static_cast<std::ptrdiff_t>(mark), stack_.end());
+    stack_.resize(mark);
+    return items;
+  }
+  PickleRef list_top() const {
+    PickleRef l = top();
+    if (l->kind != Kind::kList) throw core::CheckpointError("malformed pickle (append to a non-list)");
+    return l;
+  }
+  PickleRef dict_top() const {
+    PickleRef d = top();
+    if (d->kind != Kind::kDict) throw core::CheckpointError("malformed pickle (item set on a non-dict)");
+    return d;
+  }
+  PickleRef memo(uint64_t key) const {
+    const auto it = memo_.find(key);
+    if (it == memo_.end()) throw core::CheckpointError("malformed pickle (unknown memo)");
+    return it->second;
+  }
+
+  static const PickleValue& arg(const PickleValue& args, size_t i) {
+    if (args.kind != Kind::kList || args.items.size() <= i) throw core::CheckpointError("malformed tensor record");
+    return *args.items[i];
+  }
+  static std::vector<int64_t> ints(const PickleValue& tuple) {
+    std::vector<int64_t> out;
+    for (const auto& item : tuple.items) {
+      if (item->kind != Kind::kInt) throw core::CheckpointError("malformed tensor shape");
+      out.push_back(item->integer);
+    }
+    return out;
+  }
+
+  // Calls of the few globals a state dict needs; anything else stays opaque.
+  PickleRef reduce(const PickleValue& callable, const PickleValue& args) {
+    const std::string name = callable.kind == Kind::kGlobal ? callable.text : "";
+    if (name == "collections.OrderedDict") return make(Kind::kDict);
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+      const PickleValue& storage = arg(args, 0);
+      if (storage.kind != Kind::kStorage) throw core::CheckpointError("tensor without storage");
+      const int64_t offset = arg(args, 1).integer;
+      const std::vector<int64_t> sizes = ints(arg(args, 2)), strides = ints(arg(args, 3));
+      if (sizes.size() != strides.size()) throw core::CheckpointError("malformed tensor record");
+      int64_t last = offset;
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        if (sizes[i] < 0 || strides[i] < 0) throw core::CheckpointError("malformed tensor record");
+        if (sizes[i] > 0) last += (sizes[i] - 1) * strides[i];
+      }
+      if (offset < 0 || (storage.tensor.numel() > 0 && last >= storage.tensor.numel()) ||
+          (storage.tensor.numel() == 0 && std::count(sizes.begin(), sizes.end(), 0) == 0 && !sizes.empty()))
+        throw core::CheckpointError("tensor record reaches outside its storage");
+      auto t = make(Kind::kTensor);
+      t->tensor = storage.tensor.as_strided(sizes, strides, offset);  // a view: legacy storages fill later
+      return t;
+    }
+    if (name == "torch._utils._rebuild_parameter") {
+      const PickleValue& data = arg(args, 0);
+      if (data.kind != Kind::kTensor) throw core::CheckpointError("parameter without tensor");
+      auto t = make(Kind::kTensor);
+      t->tensor = data.tensor;
+      return t;
+    }
+    auto opaque = make(Kind::kOpaque);
+    opaque->text = name.empty() ? "object" : name;
+    return opaque;
+  }
+
+  // ('storage', storage type, key, location, numel[, view metadata])
+  PickleRef persistent_load(const PickleValue& pid) {
+    if (pid.kind != Kind::kList || pid.items.size() < 5 || pid.items[0]->text != "storage" ||
+        pid.items[1]->kind != Kind::kGlobal || pid.items[4]->kind != Kind::kInt)
+      throw core::CheckpointError("unsupported persistent record (not a tensor storage)");
+    const c10::ScalarType dtype = storage_dtype(pid.items[1]->text);
+    const std::string key = pid.items[2]->text;
+    const int64_t numel = pid.items[4]->integer;
+    if (numel < 0 || numel > (int64_t{1} << 40)) throw core::CheckpointError("absurd storage size");
+    auto it = storages_.by_key.find(key);
+    if (it == storages_.by_key.end()) {
+      torch::Tensor flat = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
+      if (storages_.fill) storages_.fill(key, flat);
+      it = storages_.by_key.emplace(key, flat).first;
+    }
+    auto s = make(Kind::kStorage);
+    s->tensor = it->second;
+    if (pid.items.size() >= 6 && pid.items[5]->kind == Kind::kList && pid.items[5]->items.size() == 3) {
+      const int64_t view_offset = pid.items[5]->items[1]->integer, view_size = pid.items[5]->items[2]->integer;
+      if (view_offset < 0 || view_size < 0 || view_offset + view_size > it->second.numel())
+        throw core::CheckpointError("storage view outside its storage");
+      s->tensor = it->second.narrow(0, view_offset, view_size);
+    }
+    return s;
+  }
+
+  const char* p_;
+  const char* end_;
+  Storages& storages_;
+  std::vector<PickleRef> stack_;
+  std::vector<size_t> marks_;
+  std::map<uint64_t, PickleRef> memo_;
+};
+
+PickleRef read_zip(const fs::path& file) {
+  caffe2::serialize::PyTorchStreamReader reader(file.string());
+  Storages storages;
+  storages.fill = [&reader](const std::string& key, torch::Tensor& flat) {
+    const std::string record = "data/" + key;
+    if (!reader.hasRecord(record)) throw core::CheckpointError("missing tensor data " + record);
+    auto [data, size] = reader.getRecord(record);
+    const size_t expected = static_cast<size_t>(flat.numel()) * flat.element_size();
+    if (size < expected) throw core::CheckpointError("tensor data " + record + " is truncated");
+    std::memcpy(flat.data_ptr(), data.get(), expected);
+  };
+  auto [pickle, size] = reader.getRecord("data.pkl");
+  Unpickler unpickler(static_cast<const char*>(pickle.get()), size, storages);
+  return unpickler.run();
+}
+
+// Legacy format: magic, protocol and system-info pickles, the object pickle, a pickle of the
+// storage keys, then each storage as an 8-byte element count and its raw bytes.
+PickleRef read_legacy(const std::string& bytes) {
+  Storages storages;
+  const char* start = bytes.data();
+  size_t offset = 0;
+  auto next = [&](Storages& s) {
+    Unpickler u(start + offset, bytes.size() - offset, s);
+    PickleRef v = u.run();
+    offset += u.consumed(start + offset);
+    return v;
+  };
+  Storages none;
+  const PickleRef magic = next(none);
+  static const std::string kMagic = "\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";  // 0x1950a86a20f9469cfc6c
+  if (magic->kind != Kind::kOpaque || magic->text != kMagic)
+    throw core::CheckpointError("a pickle, but not one written by torch.save");
+  next(none);  // protocol version
+  next(none);  // system info
+  PickleRef root = next(storages);
+  const PickleRef keys = next(none);
+  for (const PickleRef& key : keys->items) {
+    const auto it = storages.by_key.find(key->text);
+    if (offset + 8 > bytes.size()) throw core::CheckpointError("truncated storage data");
+    int64_t numel = 0;
+    std::memcpy(&numel, start + offset, 8);
+    offset += 8;
+    if (it == storages.by_key.end() || numel != it->second.numel())
+      throw core::CheckpointError("storage data does not match the pickle");
+    const size_t n = static_cast<size_t>(numel) * it->second.element_size();
+    if (offset + n > bytes.size()) throw core::CheckpointError("truncated storage data");
+    std::memcpy(it->second.data_ptr(), start + offset, n);
+    offset += n;
+  }
+  return root;
+}
+
+// Protocol-2 pickle output.
+class PickleWriter {
+ public:
+  void raw(const std::string& bytes) { out_ += bytes; }
+  void op(char c) { out_ += c; }
+  void global(const std::string& module, const std::string& name) { out_ += "c" + module + "\n" + name + "\n"; }
+  void string(const std::string& s) {
+    op('X');
+    le(s.size(), 4);
+    out_ += s;
+  }
+  void integer(int64_t v) {
+    if (v >= INT32_MIN && v <= INT32_MAX) {
+      op('J');
+      le(static_cast<uint64_t>(static_cast<uint32_t>(static_cast<int32_t>(v))), 4);
+    } else {
+      op(static_cast<char>(0x8a));
+      op(8);
+      le(static_cast<uint64_t>(v), 8);
+    }
+  }
+  void int_tuple(c10::IntArrayRef values) {
+    op('(');
+    for (int64_t v : values) integer(v);
+    op('t');
+  }
+  const std::string& bytes() const { return out_; }
+
+ private:
+  void le(uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+  std::string out_;
+};
+
+std::string storage_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kFloat: return "FloatStorage";
+    case c10::kDouble: return "DoubleStorage";
+    case c10::kHalf: return "HalfStorage";
+    case c10::kBFloat16: return "BFloat16Storage";
+    case c10::kLong: return "LongStorage";
+    case c10::kInt: return "IntStorage";
+    case c10::kShort: return "ShortStorage";
+    case c10::kChar: return "CharStorage";
+    case c10::kByte: return "ByteStorage";
+    case c10::kBool: return "BoolStorage";
+    default: throw core::CheckpointError(std::string("cannot save tensors of type ") + c10::toString(dtype));
+  }
+}
+
+}  // namespace
+
+std::string torch_save_bytes(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  std::string file;
+  caffe2::serialize::PyTorchStreamWriter writer([&file](const void* data, size_t size) {
+    file.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  PickleWriter p;
+  p.raw("\x80\x02");
+  p.global("collections", "OrderedDict");
+  p.op(')');
+  p.op('R');
+  p.op('(');
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const torch::Tensor t = tensors[i].second.detach().cpu().contiguous();
+    const std::string key = std::to_string(i);
+    writer.writeRecord("data/" + key, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+    p.string(tensors[i].first);
+    p.global("torch._utils", "_rebuild_tensor_v2");
+    p.op('(');
+    p.op('(');  // persistent id
+    p.string("storage");
+    p.global("torch", storage_name(t.scalar_type()));
+    p.string(key);
+    p.string("cpu");
+    p.integer(t.numel());
+    p.op('t');
+    p.op('Q');
+    p.integer(0);
+    p.int_tuple(t.sizes());
+    p.int_tuple(t.strides());
+    p.op(static_cast<char>(0x89));  // requires_grad False
+    p.global("collections", "OrderedDict");
+    p.op(')');
+    p.op('R');
+    p.op('t');
+    p.op('R');
+  }
+  p.op('u');
+  p.op('.');
+  writer.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
+  writer.writeEndOfFile();
+  return file;
+}
+
+PickleRef read_torch_save(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec))
+    throw core::CheckpointError(fmt::format("{}: weights file not found", file.string()));
+  try {
+    std::ifstream in(file, std::ios::binary);
+    char head[2] = {};
+    in.read(head, 2);
+    if (head[0] == 'P' && head[1] == 'K') return read_zip(file);
+    if (static_cast<uint8_t>(head[0]) == 0x80) return read_legacy(core::read_text_file(file));
+    throw core::CheckpointError("neither the zip nor the legacy format");
+  } catch (const core::CheckpointError& e) {
+    throw core::CheckpointError(fmt::format("{}: not a readable torch.save file: {}", file.string(), e.what()));
+  } catch (const c10::Error& e) {
+    const std::string why = e.what_without_backtrace();
+    throw core::CheckpointError(fmt::format("{}: not a readable torch.save file: {}", file.string(),
+                                            why.substr(0, why.find('\n'))));
+  }
+}
+
+}  // namespace pneumo::models
