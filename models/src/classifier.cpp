@@ -21,7 +21,7 @@ ClassifierImpl::ClassifierImpl(const ClassifierOptions& options) : options_(opti
       "classifier", torch::nn::Linear(options.pooling == "avgmax" ? 2048 : 1024, options.classes));
 }
 
-torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
+torch::Tensor ClassifierImpl::logits(const torch::Tensor& x) {
   if (x.dim() != 4 || x.size(1) != options_.in_channels)
     throw core::ModelError(fmt::format("classifier input of shape {}; expected [N, {}, H, W]",
                                        shape_string(x), options_.in_channels));

@@ -47,13 +47,13 @@ UNetImpl::UNetImpl(const UNetOptions& options) {
         register_module("classification_head", classification_head(head, 1, options.aux_dropout));
 }
 
-SegmentationOutput UNetImpl::forward(const torch::Tensor& x) {
+ModelOutput UNetImpl::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> features = encoder_->forward_features(x);
   // Deepest first, without the first (full-resolution) map.
   std::vector<torch::Tensor> skips(features.rbegin(), features.rend() - 1);
   torch::Tensor y = skips[0];
-  SegmentationOutput out;
-  if (classification_head_) out.aux_logits = classification_head_->forward(y);
+  ModelOutput out;
+  if (classification_head_) out.logits = classification_head_->forward(y);
   for (auto& layer : center_) y = layer->forward(y);
   for (size_t i = 0; i < blocks_.size(); ++i)
     y = blocks_[i]->forward(y, i + 1 < skips.size() ? skips[i + 1] : torch::Tensor());

@@ -129,6 +129,50 @@ class UnetDecoder(nn.Module):
         return x
 
 
+class UnetPlusPlusDecoder(nn.Module):
+    def __init__(self, encoder_channels, decoder_channels, use_batchnorm, attention):
+        super().__init__()
+        encoder_channels = encoder_channels[1:][::-1]
+        head = encoder_channels[0]
+        self.in_channels = [head] + list(decoder_channels[:-1])
+        self.skip_channels = list(encoder_channels[1:]) + [0]
+        self.out_channels = decoder_channels
+        self.center = nn.Identity()
+        blocks = {}
+        for layer_idx in range(len(self.in_channels) - 1):
+            for depth_idx in range(layer_idx + 1):
+                if depth_idx == 0:
+                    in_ch = self.in_channels[layer_idx]
+                    skip_ch = self.skip_channels[layer_idx] * (layer_idx + 1)
+                    out_ch = self.out_channels[layer_idx]
+                else:
+                    out_ch = self.skip_channels[layer_idx]
+                    skip_ch = self.skip_channels[layer_idx] * (layer_idx + 1 - depth_idx)
+                    in_ch = self.skip_channels[layer_idx - 1]
+                blocks[f"x_{depth_idx}_{layer_idx}"] = DecoderBlock(in_ch, skip_ch, out_ch, use_batchnorm, attention)
+        blocks[f"x_0_{len(self.in_channels) - 1}"] = DecoderBlock(self.in_channels[-1], 0, self.out_channels[-1],
+                                                                  use_batchnorm, attention)
+        self.blocks = nn.ModuleDict(blocks)
+        self.depth = len(self.in_channels) - 1
+
+    def forward(self, *features):
+        features = features[1:][::-1]
+        dense_x = {}
+        for layer_idx in range(len(self.in_channels) - 1):
+            for depth_idx in range(self.depth - layer_idx):
+                if layer_idx == 0:
+                    output = self.blocks[f"x_{depth_idx}_{depth_idx}"](features[depth_idx], features[depth_idx + 1])
+                    dense_x[f"x_{depth_idx}_{depth_idx}"] = output
+                else:
+                    dense_l_i = depth_idx + layer_idx
+                    cat_features = [dense_x[f"x_{idx}_{dense_l_i}"] for idx in range(depth_idx + 1, dense_l_i + 1)]
+                    cat_features = torch.cat(cat_features + [features[dense_l_i + 1]], dim=1)
+                    dense_x[f"x_{depth_idx}_{dense_l_i}"] = self.blocks[f"x_{depth_idx}_{dense_l_i}"](
+                        dense_x[f"x_{depth_idx}_{dense_l_i - 1}"], cat_features)
+        dense_x[f"x_0_{self.depth}"] = self.blocks[f"x_0_{self.depth}"](dense_x[f"x_0_{self.depth - 1}"])
+        return dense_x[f"x_0_{self.depth}"]
+
+
 class ResNetEncoder(torchvision.models.ResNet):
     def __init__(self, block, layers):
         super().__init__(block, layers)
@@ -140,10 +184,10 @@ class ResNetEncoder(torchvision.models.ResNet):
 
 
 class Unet(nn.Module):
-    def __init__(self, attention, aux):
+    def __init__(self, attention, aux, decoder=UnetDecoder):
         super().__init__()
         self.encoder = ResNetEncoder(torchvision.models.resnet.BasicBlock, [3, 4, 6, 3])
-        self.decoder = UnetDecoder((3, 64, 64, 128, 256, 512), (256, 128, 64, 32, 16), True, attention)
+        self.decoder = decoder((3, 64, 64, 128, 256, 512), (256, 128, 64, 32, 16), True, attention)
         self.segmentation_head = nn.Sequential(nn.Conv2d(16, 1, 3, padding=1), nn.Identity(), nn.Identity())
         self.classification_head = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity(),
                                                   nn.Linear(512, 1)) if aux else None)
@@ -217,6 +261,12 @@ def main():
                    f"{out_dir}/unet_nested.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_ordered.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_legacy.pth", _use_new_zipfile_serialization=False)
+
+        # UNet++ (Nested U-Net), resnet34, no attention, no auxiliary head.
+        model = Unet(None, False, UnetPlusPlusDecoder)
+        randomise_batch_norm(model)
+        model.eval()
+        save(out_dir, "unetpp_resnet34", model, model(x), x)
 
 
 if __name__ == "__main__":

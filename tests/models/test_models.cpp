@@ -14,6 +14,7 @@
 #include "pneumo/models/classifier.h"
 #include "pneumo/models/encoder.h"
 #include "pneumo/models/unet.h"
+#include "pneumo/models/unet_plus_plus.h"
 #include "pneumo/models/weights.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
@@ -99,7 +100,7 @@ TEST_CASE("the classifier equals torchvision's DenseNet121 with a one-logit head
   classifier->eval();
   auto io = read_io("classifier");
   CHECK(parameter_count(*classifier) == io["parameters"].item<int64_t>());
-  const torch::Tensor logits = classifier->forward(io["input"]);
+  const torch::Tensor logits = classifier->logits(io["input"]);
   CHECK(logits.sizes() == io["out0"].sizes());
   CHECK(relative_error(logits, io["out0"]) < 1e-5);
   CHECK(classifier->pneumothorax_logit(logits).sizes() == torch::IntArrayRef({2}));
@@ -119,7 +120,7 @@ TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
   CHECK(parameter_count(*unet) == io["parameters"].item<int64_t>());
   const auto out = unet->forward(io["input"]);
   CHECK(relative_error(out.masks, io["out0"]) < 1e-5);
-  CHECK(relative_error(out.aux_logits, io["out1"]) < 1e-5);
+  CHECK(relative_error(out.logits, io["out1"]) < 1e-5);
 
   // Nested under state_dict with DataParallel prefixes, as training scripts save; and the
   // OrderedDict that torch.save(model.state_dict()) writes; and the legacy (pre-1.6) format.
@@ -130,6 +131,18 @@ TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
     again->eval();
     CHECK(relative_error(again->forward(io["input"]).masks, io["out0"]) < 1e-5);
   }
+}
+
+TEST_CASE("UNet++ equals the smp-named reference") {
+  torch::NoGradGuard no_grad;
+  models::UNetPlusPlusOptions options;
+  options.encoder = {"resnet34", 3, 5};
+  models::UNetPlusPlus net(options);
+  models::load_weights(*net, models::read_weights(reference_dir() / "unetpp_resnet34.weights.pth"));
+  net->eval();
+  auto io = read_io("unetpp_resnet34");
+  CHECK(parameter_count(*net) == io["parameters"].item<int64_t>());
+  CHECK(relative_error(net->forward(io["input"]).masks, io["out0"]) < 1e-5);
 }
 
 TEST_CASE("weights saved by pneumo load back, and strict loading names what does not fit") {
@@ -191,8 +204,8 @@ TEST_CASE("every encoder in a U-Net trains at 64x64: shapes, gradients, modes") 
       const torch::Tensor x = torch::randn({2, 1, 64, 64});
       const auto out = unet->forward(x);
       CHECK(out.masks.sizes() == torch::IntArrayRef({2, 1, 64, 64}));
-      CHECK(out.aux_logits.sizes() == torch::IntArrayRef({2, 1}));
-      (out.masks.mean() + out.aux_logits.mean()).backward();
+      CHECK(out.logits.sizes() == torch::IntArrayRef({2, 1}));
+      (out.masks.mean() + out.logits.mean()).backward();
       int64_t without_grad = 0;
       for (const auto& p : unet->parameters()) without_grad += !p.grad().defined();
       CHECK(without_grad == 0);

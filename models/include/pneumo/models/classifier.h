@@ -8,6 +8,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include "pneumo/models/network.h"
+
 namespace pneumo::models {
 
 struct ClassifierOptions {
@@ -21,11 +23,13 @@ constexpr int kChexnetPneumothoraxIndex = 7;
 
 class DenseNet121FeaturesImpl;
 
-class ClassifierImpl : public torch::nn::Module {
+class ClassifierImpl : public Network {
  public:
   explicit ClassifierImpl(const ClassifierOptions& options);
   // Logits [N, classes].
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor logits(const torch::Tensor& x);
+  ModelOutput forward(const torch::Tensor& x) override { return {{}, {}, logits(x)}; }
+  bool is_segmenter() const override { return false; }
   // The pneumothorax logit [N]: the only output, or index 7 of the 14.
   torch::Tensor pneumothorax_logit(const torch::Tensor& logits) const;
 

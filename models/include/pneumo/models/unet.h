@@ -11,6 +11,7 @@
 #include <torch/nn/modules/container/sequential.h>
 
 #include "pneumo/models/encoder.h"
+#include "pneumo/models/network.h"
 
 namespace pneumo::models {
 
@@ -25,18 +26,14 @@ struct UNetOptions {
   double aux_dropout = 0.0;
 };
 
-struct SegmentationOutput {
-  torch::Tensor masks;       // [N, classes, H, W] logits
-  torch::Tensor aux_logits;  // [N, 1] when the model has an auxiliary head, else undefined
-};
-
 class DecoderBlockImpl;
 
-class UNetImpl : public torch::nn::Module {
+class UNetImpl : public Network {
  public:
   // Throws ConfigError when decoder_channels does not have one entry per encoder stage.
   explicit UNetImpl(const UNetOptions& options);
-  SegmentationOutput forward(const torch::Tensor& x);
+  // masks, and logits [N, 1] from the auxiliary head when it has one.
+  ModelOutput forward(const torch::Tensor& x) override;
   const Encoder& encoder() const { return *encoder_; }
 
  private:
