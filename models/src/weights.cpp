@@ -68,6 +68,10 @@ void save_weights(const torch::nn::Module& module, const fs::path& file) {
   NamedTensors tensors;
   for (const auto& p : module.named_parameters()) tensors.emplace_back(p.key(), p.value());
   for (const auto& b : module.named_buffers()) tensors.emplace_back(b.key(), b.value());
+  save_weights(tensors, file);
+}
+
+void save_weights(const NamedTensors& tensors, const fs::path& file) {
   core::write_file_atomic(file, torch_save_bytes(tensors));
 }
 

@@ -21,8 +21,10 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 // when it is missing, not a torch.save file, or holds no tensors.
 NamedTensors read_weights(const std::filesystem::path& file);
 
-// Writes every parameter and buffer of `module` by name, atomically.
+// Writes every parameter and buffer of `module` by name, atomically, as Python's
+// `torch.save(model.state_dict())` would (an OrderedDict of tensors in the zip format).
 void save_weights(const torch::nn::Module& module, const std::filesystem::path& file);
+void save_weights(const NamedTensors& tensors, const std::filesystem::path& file);
 
 struct LoadReport {
   std::vector<std::string> loaded;

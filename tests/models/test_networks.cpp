@@ -1,0 +1,167 @@
+// Every network built from its YAML section: forward and backward at 64x64, output shapes,
+// every parameter reached by the gradient, train/eval modes; attention gates; encoder weights.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include <torch/torch.h>
+
+#include "pneumo/core/config_node.h"
+#include "pneumo/core/config_schema.h"
+#include "pneumo/core/error.h"
+#include "pneumo/models/attention_unet.h"
+#include "pneumo/models/model_section.h"
+#include "pneumo/models/weights.h"
+#include "test_support.h"
+
+using namespace pneumo;
+using Catch::Matchers::Contains;
+
+namespace {
+
+models::ModelSection section(const std::string& yaml) {
+  return core::read_section<models::ModelSection>(core::parse_yaml(yaml, "model.yaml"), "model");
+}
+
+// Parameters segmentation_models_pytorch also creates but never uses, kept for its names: the
+// first attention of the skip-less last decoder block, and encoder stages beyond `depth`.
+bool unused_by_design(const std::string& name, int depth) {
+  const std::string last_block = ".blocks." + std::to_string(depth - 1) + ".attention1.";
+  const std::string last_node = ".x_0_" + std::to_string(depth - 1) + ".attention1.";
+  if (name.find(last_block) != std::string::npos || name.find(last_node) != std::string::npos) return true;
+  for (int layer = depth; layer <= 4; ++layer)
+    if (name.rfind("encoder.layer" + std::to_string(layer) + ".", 0) == 0) return true;
+  return false;
+}
+
+// Forward + backward in train mode; checks shapes and that every parameter got a gradient.
+void exercise(models::Network& net, int in_channels, int64_t classes, bool aux, size_t extra, int depth) {
+  net.train();
+  const torch::Tensor x = torch::randn({2, in_channels, 64, 64});
+  const models::ModelOutput out = net.forward(x);
+  torch::Tensor loss = torch::zeros({});
+  if (net.is_segmenter()) {
+    CHECK(out.masks.sizes() == torch::IntArrayRef({2, classes, 64, 64}));
+    REQUIRE(out.extra_masks.size() == extra);
+    for (const auto& m : out.extra_masks) {
+      CHECK(m.sizes() == out.masks.sizes());
+      loss = loss + m.mean();
+    }
+    loss = loss + out.masks.mean();
+  }
+  if (aux || !net.is_segmenter()) {
+    REQUIRE(out.logits.defined());
+    CHECK(out.logits.sizes() == torch::IntArrayRef({2, net.is_segmenter() ? 1 : classes}));
+    loss = loss + out.logits.mean();
+  } else {
+    CHECK_FALSE(out.logits.defined());
+  }
+  loss.backward();
+  int64_t without = 0;
+  for (const auto& p : net.named_parameters())
+    if (!p.value().grad().defined() && !unused_by_design(p.key(), depth)) {
+      UNSCOPED_INFO("no gradient: " << p.key());
+      ++without;
+    }
+  CHECK(without == 0);
+  net.eval();
+  torch::NoGradGuard no_grad;
+  const auto a = net.forward(x), b = net.forward(x);
+  CHECK(torch::equal(net.is_segmenter() ? a.masks : a.logits, net.is_segmenter() ? b.masks : b.logits));
+}
+
+}  // namespace
+
+TEST_CASE("every network and encoder builds from YAML, trains and evaluates at 64x64") {
+  const std::vector<std::string> cases = {
+      "{name: unet, encoder: {name: resnet18}}",
+      "{name: unet, encoder: {name: resnet34}, attention: scse, aux_head: true}",
+      "{name: unet, encoder: {name: resnet50, in_channels: 3}, upsampling: bilinear, classes: 2}",
+      "{name: unet, encoder: {name: vgg19}, upsampling: transposed, batch_norm: false}",
+      "{name: unet, encoder: {name: vgg19_bn}, aux_head: true}",
+      "{name: unet, encoder: {name: densenet121}}",
+      "{name: unet, encoder: {name: resnet34, depth: 3}, decoder_channels: [64, 32, 16]}",
+      "{name: unet++, encoder: {name: resnet18}, deep_supervision: true, aux_head: true}",
+      "{name: unet++, encoder: {name: vgg19_bn}, attention: scse}",
+      "{name: unet++, encoder: {name: densenet121}}",
+      "{name: attention_unet}",
+      "{name: attention_unet, encoder: {name: resnet34}, aux_head: true}",
+      "{name: double_unet, aux_head: true}",
+      "{name: classifier}",
+      "{name: classifier, encoder: {in_channels: 3}, classes: 14, pooling: avgmax}",
+  };
+  for (const std::string& yaml : cases) {
+    INFO(yaml);
+    const models::ModelSection m = section(yaml);
+    auto net = models::build_model(m);
+    const bool deep = m.deep_supervision;
+    const size_t extra = m.name == "double_unet" ? 1 : deep ? static_cast<size_t>(m.encoder.depth - 2) : 0;
+    exercise(*net, m.encoder.in_channels, m.classes, m.aux_head, extra, m.encoder.depth);
+  }
+}
+
+TEST_CASE("bad model sections are configuration errors naming the key") {
+  CHECK_THROWS_WITH(section("{name: unet3}"), Contains("model.name") && Contains("unet++"));
+  CHECK_THROWS_WITH(models::build_model(section("{name: unet, decoder_channels: [8, 8]}")),
+                    Contains("decoder_channels"));
+  CHECK_THROWS_WITH(models::build_model(section("{name: classifier, encoder: {name: resnet34}}")),
+                    Contains("DenseNet121"));
+  CHECK_THROWS_WITH(models::build_model(section("{name: double_unet, encoder: {name: resnet34}}")),
+                    Contains("vgg19"));
+  CHECK_THROWS_WITH(models::build_model(section("{name: unet, deep_supervision: true}")), Contains("unet++"));
+  CHECK_THROWS_WITH(section("{name: unet, encoder: {in_channels: 2}}"), Contains("1 or 3"));
+}
+
+TEST_CASE("an attention gate multiplies the skip by coefficients in (0, 1)") {
+  torch::NoGradGuard no_grad;
+  models::AttentionGate gate(8, 6, 4);
+  gate->eval();
+  const torch::Tensor g = torch::randn({2, 8, 16, 16}), x = torch::randn({2, 6, 16, 16});
+  const torch::Tensor alpha = gate->alpha(g, x);
+  CHECK(alpha.sizes() == torch::IntArrayRef({2, 1, 16, 16}));
+  CHECK(alpha.min().item<float>() > 0.0f);
+  CHECK(alpha.max().item<float>() < 1.0f);
+  CHECK(torch::allclose(gate->forward(g, x), x * alpha));
+}
+
+TEST_CASE("encoder weights load into a network, ignoring the source's classifier head") {
+  pneumo::testing::TempDir dir;
+  // A torchvision-style resnet34 file: the encoder's names plus fc.*.
+  auto encoder = models::make_encoder({"resnet34", 3, 5});
+  models::NamedTensors tensors;
+  for (const auto& p : encoder->named_parameters()) tensors.emplace_back(p.key(), torch::randn_like(p.value()));
+  for (const auto& b : encoder->named_buffers()) tensors.emplace_back(b.key(), b.value());
+  tensors.emplace_back("fc.weight", torch::randn({1000, 512}));
+  tensors.emplace_back("fc.bias", torch::randn({1000}));
+  models::save_weights(tensors, dir / "resnet34.pth");
+
+  auto net = models::build_model(section("{name: unet, encoder: {name: resnet34, in_channels: 1, weights: " +
+                                         (dir / "resnet34.pth").string() + "}}"));
+  const torch::Tensor loaded = net->named_parameters()["encoder.conv1.weight"];
+  CHECK(loaded.sizes() == torch::IntArrayRef({64, 1, 7, 7}));
+  CHECK(torch::allclose(loaded, tensors[0].second.sum(1, true)));  // RGB summed for one channel
+  CHECK(torch::equal(net->named_parameters()["encoder.layer4.2.bn2.weight"],
+                     encoder->named_parameters()["layer4.2.bn2.weight"].detach() * 0 +
+                         std::find_if(tensors.begin(), tensors.end(), [](const auto& e) {
+                           return e.first == "layer4.2.bn2.weight";
+                         })->second));
+
+  // A file that misses encoder tensors is refused, naming them.
+  models::NamedTensors partial(tensors.begin() + 3, tensors.end());
+  models::save_weights(partial, dir / "partial.pth");
+  CHECK_THROWS_WITH(models::build_model(section("{name: unet, encoder: {name: resnet34, weights: " +
+                                                (dir / "partial.pth").string() + "}}")),
+                    Contains("partial.pth") && Contains("missing") && Contains("conv1.weight"));
+
+  // The classifier takes torchvision DenseNet121 `features.*` and ignores its 1000-class head.
+  models::ModelSection c = section("{name: classifier}");
+  auto classifier = models::build_model(c);
+  models::NamedTensors dense;
+  for (const auto& p : classifier->named_parameters())
+    if (p.key().rfind("features.", 0) == 0) dense.emplace_back(p.key(), torch::randn_like(p.value()));
+  for (const auto& b : classifier->named_buffers()) dense.emplace_back(b.key(), b.value());
+  dense.emplace_back("classifier.weight", torch::randn({1000, 1024}));
+  models::save_weights(dense, dir / "densenet121.pth");
+  c.encoder.weights = (dir / "densenet121.pth").string();
+  CHECK_NOTHROW(models::build_model(c));
+}
