@@ -267,3 +267,25 @@ TEST_CASE("augment preview draws a grid and augment apply runs a pipeline file")
   CHECK(run_pneumo({"augment", "apply", pipe.string(), "--image", dicom.string(), "--mask",
                     wrong_mask.string(), "--out", (dir / "y.png").string()}).exit_code == 1);
 }
+
+TEST_CASE("models lists networks and encoders, weights inspect reads Python's files") {
+  const auto models = run_pneumo({"models"});
+  CHECK(models.exit_code == 0);
+  CHECK_THAT(models.out, Contains("{name: unet++, encoder: {name: resnet34}}") && Contains("densenet121") &&
+                             Contains("1, 64, 64, 128, 256, 512"));
+  TempDir dir;
+  const auto python = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-c",
+       "import sys, torch; m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)); "
+       "torch.save(m.state_dict(), sys.argv[1])",
+       (dir / "small.pth").string()});
+  REQUIRE(python.exit_code == 0);
+  const auto inspect = run_pneumo({"weights", "inspect", (dir / "small.pth").string()});
+  CHECK(inspect.exit_code == 0);
+  CHECK_THAT(inspect.out, Contains("0.weight") && Contains("4x1x3x3") && Contains("1.num_batches_tracked") &&
+                              Contains("Long") && Contains("6 tensors"));
+  write_file(dir / "junk.pth", "junk");
+  const auto junk = run_pneumo({"weights", "inspect", (dir / "junk.pth").string()});
+  CHECK(junk.exit_code == 1);
+  CHECK_THAT(junk.err, Contains("junk.pth"));
+}

@@ -14,6 +14,7 @@ void setup_config(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_dicom(CLI::App& app);
 void setup_make_demo(CLI::App& app);
+void setup_models(CLI::App& app);
 void setup_rle(CLI::App& app);
 
 }  // namespace pneumo::tools

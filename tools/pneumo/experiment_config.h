@@ -9,6 +9,7 @@
 #include "pneumo/core/config_node.h"
 #include "pneumo/core/sections.h"
 #include "pneumo/data/data_section.h"
+#include "pneumo/models/model_section.h"
 
 namespace pneumo::tools {
 
@@ -17,6 +18,7 @@ struct ExperimentConfig {
   core::RuntimeSection runtime;
   data::DataSection data;
   augment::AugmentSection augment;
+  models::ModelSection model;
 
   template <class V>
   void visit(V& v) {
@@ -24,6 +26,7 @@ struct ExperimentConfig {
     v("runtime", runtime, "device, threads, determinism, logging");
     v("data", data, "labels, images, size, folds, sampling, cache and loader threads");
     v("augment", augment, "training and validation augmentation pipelines");
+    v("model", model, "the network, its encoder and weights");
   }
 };
 

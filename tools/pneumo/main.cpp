@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   tools::setup_data(app);
   tools::setup_dicom(app);
   tools::setup_make_demo(app);
+  tools::setup_models(app);
   tools::setup_rle(app);
 
   try {

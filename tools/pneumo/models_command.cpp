@@ -1,0 +1,79 @@
+// `pneumo models` (networks and encoders with parameter counts) and
+// `pneumo weights inspect FILE` (the tensors of a torch.save file).
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "pneumo/core/error.h"
+#include "pneumo/models/encoder.h"
+#include "pneumo/models/model_section.h"
+#include "pneumo/models/weights.h"
+
+namespace pneumo::tools {
+
+namespace {
+
+int64_t parameter_count(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+std::string millions(int64_t n) { return fmt::format("{:.2f} M", static_cast<double>(n) / 1e6); }
+
+void run_models() {
+  fmt::print("networks (one grey input channel, one output, default options):\n");
+  fmt::print("  {:<50} {:>12}\n", "model: section", "parameters");
+  const std::vector<std::pair<std::string, std::string>> networks = {
+      {"classifier", "{name: classifier}"},
+      {"unet", "{name: unet, encoder: {name: resnet34}}"},
+      {"unet++", "{name: unet++, encoder: {name: resnet34}}"},
+      {"attention_unet", "{name: attention_unet}"},
+      {"attention_unet", "{name: attention_unet, encoder: {name: resnet34}}"},
+      {"double_unet", "{name: double_unet}"},
+  };
+  for (const auto& [name, yaml] : networks) {
+    const auto section = core::read_section<models::ModelSection>(core::parse_yaml(yaml, "models"), "model");
+    fmt::print("  {:<50} {:>12}\n", yaml, millions(parameter_count(*models::build_model(section))));
+  }
+  fmt::print("\nencoders (unet, unet++; name as in model.encoder.name):\n");
+  fmt::print("  {:<14} {:>12}  {}\n", "encoder", "parameters", "feature channels, finest first");
+  for (const std::string& name : models::encoder_names()) {
+    auto encoder = models::make_encoder({name, 1, 5});
+    fmt::print("  {:<14} {:>12}  {}\n", name, millions(parameter_count(*encoder)),
+               fmt::join(encoder->out_channels(), ", "));
+  }
+}
+
+void run_inspect(const std::string& file) {
+  const models::NamedTensors tensors = models::read_weights(file);
+  int64_t total = 0;
+  size_t width = 0;
+  for (const auto& [name, t] : tensors) width = std::max(width, name.size());
+  for (const auto& [name, t] : tensors) {
+    std::string shape;
+    for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? "x" : "") + std::to_string(t.size(i));
+    fmt::print("{:<{}}  {:<10} {}\n", name, width, c10::toString(t.scalar_type()), shape.empty() ? "scalar" : shape);
+    total += t.numel();
+  }
+  fmt::print("{} tensors, {} values\n", tensors.size(), total);
+}
+
+}  // namespace
+
+void setup_models(CLI::App& app) {
+  CLI::App* models_cmd = app.add_subcommand("models", "List the networks and encoders with parameter counts");
+  models_cmd->callback([] { run_models(); });
+
+  CLI::App* weights = app.add_subcommand("weights", "Look into weight files");
+  weights->require_subcommand(1);
+  auto file = std::make_shared<std::string>();
+  CLI::App* inspect = weights->add_subcommand(
+      "inspect", "Names, dtypes and shapes of the tensors in a torch.save file (pneumo's or Python's)");
+  inspect->add_option("file", *file, "weights file (.pth, .pt, .pth.tar)")->required();
+  inspect->callback([file] { run_inspect(*file); });
+}
+
+}  // namespace pneumo::tools
