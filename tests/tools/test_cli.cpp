@@ -283,7 +283,7 @@ TEST_CASE("models lists networks and encoders, weights inspect reads Python's fi
   const auto inspect = run_pneumo({"weights", "inspect", (dir / "small.pth").string()});
   CHECK(inspect.exit_code == 0);
   CHECK_THAT(inspect.out, Contains("0.weight") && Contains("4x1x3x3") && Contains("1.num_batches_tracked") &&
-                              Contains("Long") && Contains("6 tensors"));
+                              Contains("Long") && Contains("7 tensors, 57 values"));
   write_file(dir / "junk.pth", "junk");
   const auto junk = run_pneumo({"weights", "inspect", (dir / "junk.pth").string()});
   CHECK(junk.exit_code == 1);
