@@ -33,6 +33,8 @@ core::Registry<EncoderFactory>& registry() {
     reg->add("vgg19", [](int c, int d) { return make_vgg19(false, c, d); });
     reg->add("vgg19_bn", [](int c, int d) { return make_vgg19(true, c, d); });
     reg->add("densenet121", [](int c, int d) { return make_densenet121_encoder(c, d); });
+    for (int b = 0; b <= 4; ++b)
+      reg->add("efficientnet-b" + std::to_string(b), [b](int c, int d) { return make_efficientnet(b, c, d); });
     return reg;
   }();
   return *r;

@@ -50,6 +50,16 @@ def vgg_stages(m, x):
     return out
 
 
+def efficientnet_stages(m, x):
+    f = m.features
+    out = [x]
+    for group in ((0, 1), (2,), (3,), (4, 5), (6, 7)):
+        for i in group:
+            x = f[i](x)
+        out.append(x)
+    return out
+
+
 def densenet_stages(m, x):
     f = m.features
     out = [x]
@@ -221,6 +231,8 @@ def main():
         "vgg19": (torchvision.models.vgg19, vgg_stages, ("classifier.",)),
         "vgg19_bn": (torchvision.models.vgg19_bn, vgg_stages, ("classifier.",)),
         "densenet121": (torchvision.models.densenet121, densenet_stages, ("classifier.",)),
+        **{f"efficientnet-b{b}": (getattr(torchvision.models, f"efficientnet_b{b}"), efficientnet_stages,
+                                  ("classifier.", "features.8.")) for b in range(5)},
     }
     with torch.no_grad():
         for name, (make, stages, drop) in encoders.items():

@@ -80,6 +80,8 @@ TEST_CASE("every network and encoder builds from YAML, trains and evaluates at 6
       "{name: unet, encoder: {name: vgg19}, upsampling: transposed, batch_norm: false}",
       "{name: unet, encoder: {name: vgg19_bn}, aux_head: true}",
       "{name: unet, encoder: {name: densenet121}}",
+      "{name: unet, encoder: {name: efficientnet-b0}, aux_head: true}",
+      "{name: unet++, encoder: {name: efficientnet-b3}}",
       "{name: unet, encoder: {name: resnet34, depth: 3}, decoder_channels: [64, 32, 16]}",
       "{name: unet++, encoder: {name: resnet18}, deep_supervision: true, aux_head: true}",
       "{name: unet++, encoder: {name: vgg19_bn}, attention: scse}",

@@ -36,7 +36,7 @@ class Encoder : public torch::nn::Module {
   int depth_;
 };
 
-// resnet18, resnet34, resnet50, vgg19, vgg19_bn, densenet121. Throws ConfigError for an unknown
+// resnet18, resnet34, resnet50, vgg19, vgg19_bn, densenet121, efficientnet-b0..b4. Throws ConfigError for an unknown
 // name (with the known ones), a depth outside 1..5 or in_channels other than 1 or 3.
 std::shared_ptr<Encoder> make_encoder(const EncoderOptions& options);
 std::vector<std::string> encoder_names();
