@@ -1,11 +1,13 @@
 #include "pneumo/models/weights.h"
 
+#include <algorithm>
 #include <map>
 #include <regex>
 
 #include <fmt/format.h>
 
 #include "layers.h"
+#include "safetensors.h"
 #include "torch_file.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
@@ -46,8 +48,22 @@ std::vector<std::string> candidate_names(const std::string& key) {
 }  // namespace
 
 NamedTensors read_weights(const fs::path& file) {
-  const PickleRef root = read_torch_save(file);
   NamedTensors out;
+  if (file.extension() == ".safetensors") {
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec))
+      throw core::CheckpointError(fmt::format("{}: weights file not found", file.string()));
+    try {
+      for (auto& [key, tensor] : parse_safetensors(core::read_text_file(file)))
+        out.emplace_back(strip_module_prefix(key), tensor);
+    } catch (const core::CheckpointError& e) {
+      throw core::CheckpointError(fmt::format("{}: {}", file.string(), e.what()));
+    }
+    if (out.empty()) throw core::CheckpointError(fmt::format("{}: holds no tensors", file.string()));
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return out;
+  }
+  const PickleRef root = read_torch_save(file);
   if (root->kind == PickleValue::Kind::kDict) {
     // Training scripts nest the weights beside epochs and optimiser state.
     for (const char* nested : {"state_dict", "model_state_dict", "model", "net"}) {
@@ -72,7 +88,8 @@ void save_weights(const torch::nn::Module& module, const fs::path& file) {
 }
 
 void save_weights(const NamedTensors& tensors, const fs::path& file) {
-  core::write_file_atomic(file, torch_save_bytes(tensors));
+  core::write_file_atomic(file, file.extension() == ".safetensors" ? safetensors_bytes(tensors)
+                                                                     : torch_save_bytes(tensors));
 }
 
 std::string LoadReport::summary() const {

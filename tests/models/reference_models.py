@@ -210,6 +210,27 @@ class Unet(nn.Module):
         return out
 
 
+def write_safetensors(state, path):
+    """The safetensors layout, written by hand (the package is not in Debian): 8-byte header
+    length, JSON header (dtype, shape, data_offsets), raw little-endian data."""
+    import json
+    names = {torch.float32: "F32", torch.int64: "I64"}
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for key, value in state.items():
+        data = value.contiguous().numpy().tobytes()
+        header[key] = {"dtype": names[value.dtype], "shape": list(value.shape),
+                       "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
 def save(out_dir, name, model, outputs, x, drop=()):
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(drop)} if drop else dict(model.state_dict())
     count = sum(v.numel() for k, v in model.named_parameters() if not (drop and k.startswith(drop)))
@@ -273,6 +294,7 @@ def main():
                    f"{out_dir}/unet_nested.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_ordered.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_legacy.pth", _use_new_zipfile_serialization=False)
+        write_safetensors(model.state_dict(), f"{out_dir}/unet.safetensors")
 
         # UNet++ (Nested U-Net), resnet34, no attention, no auxiliary head.
         model = Unet(None, False, UnetPlusPlusDecoder)

@@ -125,7 +125,7 @@ TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
 
   // Nested under state_dict with DataParallel prefixes, as training scripts save; and the
   // OrderedDict that torch.save(model.state_dict()) writes; and the legacy (pre-1.6) format.
-  for (const char* file : {"unet_nested.pth", "unet_ordered.pth", "unet_legacy.pth"}) {
+  for (const char* file : {"unet_nested.pth", "unet_ordered.pth", "unet_legacy.pth", "unet.safetensors"}) {
     INFO(file);
     models::UNet again(options);
     models::load_weights(*again, models::read_weights(reference_dir() / file));
@@ -182,6 +182,16 @@ TEST_CASE("weights saved by pneumo load back, and strict loading names what does
   CHECK(!report.mismatched.empty());
   CHECK(!report.loaded.empty());  // the encoder fits
   CHECK_THROWS_AS(models::read_weights(dir / "missing.pth"), core::CheckpointError);
+  // safetensors both ways.
+  models::save_weights(*a, dir / "a.safetensors");
+  options.decoder_channels = {256, 128, 64, 32, 16};
+  models::UNet c(options);
+  models::load_weights(*c, models::read_weights(dir / "a.safetensors"));
+  c->eval();
+  CHECK(torch::equal(a->forward(x).masks, c->forward(x).masks));
+  const std::string st = pneumo::testing::read_file(dir / "a.safetensors");
+  pneumo::testing::write_file(dir / "cut.safetensors", st.substr(0, st.size() - 10));
+  CHECK_THROWS_WITH(models::read_weights(dir / "cut.safetensors"), Contains("cut.safetensors") && Contains("data_offsets"));
   pneumo::testing::write_file(dir / "junk.pth", "not a zip");
   CHECK_THROWS_WITH(models::read_weights(dir / "junk.pth"), Contains("junk.pth") && Contains("torch.save"));
   // Truncated files at every length are refused cleanly, never crash.

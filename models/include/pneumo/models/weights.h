@@ -17,12 +17,14 @@ namespace pneumo::models {
 // Named tensors, in file order.
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
-// Reads a weights file. Keys lose `module.` prefixes. Throws CheckpointError naming the file
+// Reads a weights file: torch.save (zip or legacy), or `.safetensors` by extension. Keys lose
+// `module.` prefixes. Throws CheckpointError naming the file
 // when it is missing, not a torch.save file, or holds no tensors.
 NamedTensors read_weights(const std::filesystem::path& file);
 
 // Writes every parameter and buffer of `module` by name, atomically, as Python's
-// `torch.save(model.state_dict())` would (an OrderedDict of tensors in the zip format).
+// `torch.save(model.state_dict())` would (an OrderedDict of tensors in the zip format), or as
+// safetensors when the file name ends in `.safetensors`.
 void save_weights(const torch::nn::Module& module, const std::filesystem::path& file);
 void save_weights(const NamedTensors& tensors, const std::filesystem::path& file);
 
