@@ -33,7 +33,7 @@ void collect(const PickleValue& dict, NamedTensors& out) {
 std::vector<std::string> candidate_names(const std::string& key) {
   std::vector<std::string> names = {key};
   static const std::regex legacy_dense(
-      R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$)");
+      R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$)");
   std::smatch m;
   std::string k = key;
   if (k.rfind("densenet121.", 0) == 0) {  // CheXNet wraps torchvision's model
@@ -125,7 +125,11 @@ LoadReport load_weights(torch::nn::Module& module, const NamedTensors& weights, 
   for (auto& [name, target] : targets) {
     auto it = matched.find(name);
     if (it == matched.end()) {
-      report.missing.push_back(name);
+      // Checkpoints older than PyTorch 0.4.1 have no BatchNorm step counters; PyTorch itself
+      // accepts them without one, and so does pneumo (the counter stays as it is).
+      const std::string counter = "num_batches_tracked";
+      if (name.size() < counter.size() || name.compare(name.size() - counter.size(), counter.size(), counter) != 0)
+        report.missing.push_back(name);
       continue;
     }
     torch::Tensor value = it->second.second;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <regex>
 
 #include <torch/torch.h>
 
@@ -10,6 +11,7 @@
 #include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
 #include "pneumo/models/attention_unet.h"
+#include "pneumo/models/classifier.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/weights.h"
 #include "test_support.h"
@@ -166,4 +168,38 @@ TEST_CASE("encoder weights load into a network, ignoring the source's classifier
   models::save_weights(dense, dir / "densenet121.pth");
   c.encoder.weights = (dir / "densenet121.pth").string();
   CHECK_NOTHROW(models::build_model(c));
+}
+
+TEST_CASE("CheXNet-style checkpoints load: module. and densenet121. prefixes, legacy norm.1 names") {
+  pneumo::testing::TempDir dir;
+  models::Classifier reference(models::ClassifierOptions{3, 14, "avg"});
+  models::NamedTensors chexnet;
+  const std::regex dense_layer(R"((denselayer\d+\.)(norm|relu|conv)([12])\.)");
+  for (const auto& p : reference->named_parameters()) {
+    std::string key = std::regex_replace(p.key(), dense_layer, "$1$2.$3.");  // norm1 -> norm.1
+    if (key.rfind("classifier.", 0) == 0) key = "classifier.0." + key.substr(11);
+    chexnet.emplace_back("module.densenet121." + key, p.value().detach().clone());
+  }
+  for (const auto& b : reference->named_buffers())  // PyTorch 0.3 had no num_batches_tracked
+    if (b.key().find("num_batches_tracked") == std::string::npos)
+      chexnet.emplace_back("module.densenet121." + std::regex_replace(b.key(), dense_layer, "$1$2.$3."), b.value());
+  CHECK(std::any_of(chexnet.begin(), chexnet.end(), [](const auto& e) {
+    return e.first == "module.densenet121.features.denseblock1.denselayer1.norm.1.weight";
+  }));
+  models::save_weights(chexnet, dir / "chexnet.pth.tar");
+
+  models::Classifier classifier(models::ClassifierOptions{3, 14, "avg"});
+  const auto report = models::load_weights(*classifier, models::read_weights(dir / "chexnet.pth.tar"));
+  CHECK(report.missing.empty());
+  CHECK(report.unexpected.empty());
+  const auto head = std::find_if(chexnet.begin(), chexnet.end(), [](const auto& e) {
+    return e.first == "module.densenet121.classifier.0.weight";
+  });
+  REQUIRE(head != chexnet.end());
+  CHECK(torch::equal(classifier->named_parameters()["classifier.weight"], head->second));
+  classifier->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor logits = classifier->logits(torch::randn({1, 3, 64, 64}));
+  CHECK(logits.sizes() == torch::IntArrayRef({1, 14}));
+  CHECK(classifier->pneumothorax_logit(logits).item<float>() == logits[0][7].item<float>());
 }
