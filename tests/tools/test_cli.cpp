@@ -82,7 +82,7 @@ TEST_CASE("bad values, bad overrides, syntax errors and missing files exit with 
       {{"config", "check", type.string()}, "type.yaml:2:12 runtime.threads: invalid value 'many'"},
       {{"config", "check", kDemo, "--set", "runtime.device=gpu"}, "expected auto, cpu, cuda"},
       {{"config", "check", kDemo, "--set", "runtime.threads"}, "key.path=value"},
-      {{"config", "check", kDemo, "--set", "model.name=unet"}, "unknown key 'model'"},
+      {{"config", "check", kDemo, "--set", "trainer.epochs=3"}, "unknown key 'trainer'"},
       {{"config", "show", (dir / "absent.yaml").string()}, "absent.yaml"},
   };
   for (const auto& c : cases) {
