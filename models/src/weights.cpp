@@ -8,7 +8,7 @@
 
 #include "layers.h"
 #include "safetensors.h"
-#include "torch_file.h"
+#include "pneumo/models/torch_save.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 

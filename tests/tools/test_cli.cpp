@@ -289,3 +289,27 @@ TEST_CASE("models lists networks and encoders, weights inspect reads Python's fi
   CHECK(junk.exit_code == 1);
   CHECK_THAT(junk.err, Contains("junk.pth"));
 }
+
+TEST_CASE("weights convert imports Python weights strictly into a checkpoint") {
+  TempDir dir;
+  const auto python = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-c",
+       "import sys, torch, torchvision; "
+       "torch.save(torchvision.models.densenet121(num_classes=1).state_dict(), sys.argv[1])",
+       (dir / "densenet.pth").string()});
+  REQUIRE(python.exit_code == 0);
+  const auto model = write_file(dir / "model.yaml", "model:\n  name: classifier\n  encoder: {in_channels: 3}\n");
+  const auto ok = run_pneumo({"weights", "convert", "--model", model.string(), "--from",
+                              (dir / "densenet.pth").string(), "--out", (dir / "classifier.ckpt").string()});
+  INFO(ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Contains("classifier.ckpt") && Contains("tensors loaded"));
+  const auto inspect = run_pneumo({"weights", "inspect", (dir / "classifier.ckpt").string()});
+  CHECK_THAT(inspect.out, Contains("features.denseblock4.denselayer16.conv2.weight"));
+  // The wrong model for the weights: a strict refusal naming what does not fit.
+  const auto wrong = run_pneumo({"weights", "convert", "--model", model.string(), "--set", "model.classes=14",
+                                 "--from", (dir / "densenet.pth").string(), "--out", (dir / "x.ckpt").string()});
+  CHECK(wrong.exit_code == 1);
+  CHECK_THAT(wrong.err, Contains("classifier.weight: model 14x1024"));
+  CHECK_FALSE(std::filesystem::exists(dir / "x.ckpt"));
+}

@@ -1,5 +1,6 @@
-// `pneumo models` (networks and encoders with parameter counts) and
-// `pneumo weights inspect FILE` (the tensors of a torch.save file).
+// `pneumo models` (networks and encoders with parameter counts), `pneumo weights inspect FILE`
+// (the tensors of a torch.save or safetensors file) and `pneumo weights convert` (Python
+// weights into a pneumo checkpoint).
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,7 @@
 #include "pneumo/models/encoder.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/weights.h"
+#include "pneumo/train/checkpoint.h"
 
 namespace pneumo::tools {
 
@@ -47,6 +49,33 @@ void run_models() {
   }
 }
 
+struct ConvertOptions {
+  std::string model;
+  std::vector<std::string> overrides;
+  std::string from;
+  std::string out;
+};
+
+// Strict import of Python weights into a pneumo checkpoint for the model a YAML describes.
+void run_convert(const ConvertOptions& options) {
+  const core::ConfigNode root = core::load_config(options.model, options.overrides);
+  const core::ConfigNode* node = root.find("model");
+  if (node == nullptr)
+    throw core::ConfigError(fmt::format("{}: no model: section; expected the model the weights belong to",
+                                        options.model));
+  const auto section = core::read_section<models::ModelSection>(*node, "model");
+  auto net = models::build_model(section);
+  const models::LoadReport report = models::load_weights(*net, models::read_weights(options.from), true, options.from);
+  train::Checkpoint checkpoint;
+  core::ConfigNode config = core::ConfigNode::map();
+  config.set("model", core::write_section(section));
+  checkpoint.config_yaml = core::to_yaml(config);
+  for (const auto& p : net->named_parameters()) checkpoint.model.emplace_back(p.key(), p.value());
+  for (const auto& b : net->named_buffers()) checkpoint.model.emplace_back(b.key(), b.value());
+  train::write_checkpoint(options.out, checkpoint);
+  fmt::print("wrote {}: {} ({} model)\n", options.out, report.summary(), section.name);
+}
+
 void run_inspect(const std::string& file) {
   const models::NamedTensors tensors = models::read_weights(file);
   int64_t total = 0;
@@ -74,6 +103,15 @@ void setup_models(CLI::App& app) {
       "inspect", "Names, dtypes and shapes of the tensors in a torch.save file (pneumo's or Python's)");
   inspect->add_option("file", *file, "weights file (.pth, .pt, .pth.tar)")->required();
   inspect->callback([file] { run_inspect(*file); });
+
+  auto convert = std::make_shared<ConvertOptions>();
+  CLI::App* convert_cmd = weights->add_subcommand(
+      "convert", "Import Python weights strictly into a pneumo checkpoint for the model a YAML describes");
+  convert_cmd->add_option("--model", convert->model, "YAML with a model: section (an experiment file works)")->required();
+  convert_cmd->add_option("--set", convert->overrides, "override a value: key.path=value (repeatable)");
+  convert_cmd->add_option("--from", convert->from, "weights file (torch.save or .safetensors)")->required();
+  convert_cmd->add_option("--out", convert->out, "checkpoint to write (.ckpt)")->required();
+  convert_cmd->callback([convert] { run_convert(*convert); });
 }
 
 }  // namespace pneumo::tools

@@ -1,4 +1,4 @@
-#include "torch_file.h"
+#include "pneumo/models/torch_save.h"
 
 #include <caffe2/serialize/inline_container.h>
 
@@ -377,7 +377,122 @@ std::string storage_name(c10::ScalarType dtype) {
 
 }  // namespace
 
-std::string torch_save_bytes(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+PickleRef pickle_none() { return make(Kind::kNone); }
+PickleRef pickle_bool(bool value) {
+  auto v = make(Kind::kBool);
+  v->boolean = value;
+  return v;
+}
+PickleRef pickle_int(int64_t value) {
+  auto v = make(Kind::kInt);
+  v->integer = value;
+  return v;
+}
+PickleRef pickle_float(double value) {
+  auto v = make(Kind::kFloat);
+  v->number = value;
+  return v;
+}
+PickleRef pickle_string(std::string value) {
+  auto v = make(Kind::kString);
+  v->text = std::move(value);
+  return v;
+}
+PickleRef pickle_tensor(torch::Tensor value) {
+  auto v = make(Kind::kTensor);
+  v->tensor = std::move(value);
+  return v;
+}
+PickleRef pickle_list(std::vector<PickleRef> items) {
+  auto v = make(Kind::kList);
+  v->items = std::move(items);
+  return v;
+}
+PickleRef pickle_dict(std::vector<std::pair<std::string, PickleRef>> entries) {
+  auto v = make(Kind::kDict);
+  for (auto& [key, value] : entries) v->entries.emplace_back(pickle_string(key), std::move(value));
+  return v;
+}
+
+PickleRef pickle_get(const PickleRef& dict, const std::string& key) {
+  if (!dict || dict->kind != Kind::kDict) return nullptr;
+  for (const auto& [k, v] : dict->entries)
+    if (k->kind == Kind::kString && k->text == key) return v;
+  return nullptr;
+}
+
+namespace {
+
+void write_value(const PickleValue& v, PickleWriter& p, caffe2::serialize::PyTorchStreamWriter& writer,
+                 int64_t& next_storage) {
+  switch (v.kind) {
+    case Kind::kNone: p.op('N'); return;
+    case Kind::kBool: p.op(static_cast<char>(v.boolean ? 0x88 : 0x89)); return;
+    case Kind::kInt: p.integer(v.integer); return;
+    case Kind::kFloat: {
+      uint64_t bits = 0;
+      std::memcpy(&bits, &v.number, 8);
+      p.op('G');
+      std::string be(8, '\0');
+      for (int i = 0; i < 8; ++i) be[i] = static_cast<char>((bits >> (8 * (7 - i))) & 0xff);
+      p.raw(be);
+      return;
+    }
+    case Kind::kString: p.string(v.text); return;
+    case Kind::kList:
+      p.op(']');
+      if (!v.items.empty()) {
+        p.op('(');
+        for (const auto& item : v.items) write_value(*item, p, writer, next_storage);
+        p.op('e');
+      }
+      return;
+    case Kind::kDict:
+      p.global("collections", "OrderedDict");
+      p.op(')');
+      p.op('R');
+      if (!v.entries.empty()) {
+        p.op('(');
+        for (const auto& [key, value] : v.entries) {
+          write_value(*key, p, writer, next_storage);
+          write_value(*value, p, writer, next_storage);
+        }
+        p.op('u');
+      }
+      return;
+    case Kind::kTensor: {
+      const torch::Tensor t = v.tensor.detach().cpu().contiguous();
+      const std::string key = std::to_string(next_storage++);
+      writer.writeRecord("data/" + key, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+      p.global("torch._utils", "_rebuild_tensor_v2");
+      p.op('(');
+      p.op('(');  // persistent id
+      p.string("storage");
+      p.global("torch", storage_name(t.scalar_type()));
+      p.string(key);
+      p.string("cpu");
+      p.integer(t.numel());
+      p.op('t');
+      p.op('Q');
+      p.integer(0);
+      p.int_tuple(t.sizes());
+      p.int_tuple(t.strides());
+      p.op(static_cast<char>(0x89));  // requires_grad False
+      p.global("collections", "OrderedDict");
+      p.op(')');
+      p.op('R');
+      p.op('t');
+      p.op('R');
+      return;
+    }
+    default:
+      throw core::CheckpointError("cannot write this value to a torch.save file");
+  }
+}
+
+}  // namespace
+
+std::string torch_save_bytes(const PickleRef& root) {
   std::string file;
   caffe2::serialize::PyTorchStreamWriter writer([&file](const void* data, size_t size) {
     file.append(static_cast<const char*>(data), size);
@@ -385,40 +500,18 @@ std::string torch_save_bytes(const std::vector<std::pair<std::string, torch::Ten
   });
   PickleWriter p;
   p.raw("\x80\x02");
-  p.global("collections", "OrderedDict");
-  p.op(')');
-  p.op('R');
-  p.op('(');
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const torch::Tensor t = tensors[i].second.detach().cpu().contiguous();
-    const std::string key = std::to_string(i);
-    writer.writeRecord("data/" + key, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
-    p.string(tensors[i].first);
-    p.global("torch._utils", "_rebuild_tensor_v2");
-    p.op('(');
-    p.op('(');  // persistent id
-    p.string("storage");
-    p.global("torch", storage_name(t.scalar_type()));
-    p.string(key);
-    p.string("cpu");
-    p.integer(t.numel());
-    p.op('t');
-    p.op('Q');
-    p.integer(0);
-    p.int_tuple(t.sizes());
-    p.int_tuple(t.strides());
-    p.op(static_cast<char>(0x89));  // requires_grad False
-    p.global("collections", "OrderedDict");
-    p.op(')');
-    p.op('R');
-    p.op('t');
-    p.op('R');
-  }
-  p.op('u');
+  int64_t next_storage = 0;
+  write_value(*root, p, writer, next_storage);
   p.op('.');
   writer.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
   writer.writeEndOfFile();
   return file;
+}
+
+std::string torch_save_bytes(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  std::vector<std::pair<std::string, PickleRef>> entries;
+  for (const auto& [name, tensor] : tensors) entries.emplace_back(name, pickle_tensor(tensor));
+  return torch_save_bytes(pickle_dict(std::move(entries)));
 }
 
 PickleRef read_torch_save(const fs::path& file) {
