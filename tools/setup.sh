@@ -13,7 +13,7 @@ build_packages=(
 # Reference implementations used only by tests and benchmarks (Debian's /usr/bin/python3).
 test_packages=(
   python3-numpy python3-torch python3-torchvision python3-pydicom python3-gdcm
-  python3-opencv python3-scipy
+  python3-opencv python3-scipy python3-sklearn
 )
 
 wanted=("${build_packages[@]}")
