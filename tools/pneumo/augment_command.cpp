@@ -9,7 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "commands.h"
-#include "experiment_config.h"
+#include "pneumo/train/experiment.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
@@ -79,7 +79,7 @@ cv::Mat tile(const cv::Mat& image, const cv::Mat& mask) {
 }
 
 void run_preview(const PreviewOptions& options) {
-  const ExperimentConfig config = load_experiment(options.config, options.overrides);
+  const train::ExperimentConfig config = train::load_experiment(options.config, options.overrides);
   const augment::Pipeline pipeline = options.pipeline == "train"
                                          ? config.augment.train_pipeline()
                                          : config.augment.validation_pipeline();

@@ -16,5 +16,6 @@ void setup_dicom(CLI::App& app);
 void setup_make_demo(CLI::App& app);
 void setup_models(CLI::App& app);
 void setup_rle(CLI::App& app);
+void setup_train(CLI::App& app);
 
 }  // namespace pneumo::tools

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "experiment_config.h"
+#include "pneumo/train/experiment.h"
 
 namespace pneumo::tools {
 
@@ -24,12 +24,12 @@ void add_file_and_overrides(CLI::App* cmd, ConfigOptions& options) {
 }
 
 void run_config_show(const ConfigOptions& options) {
-  const ExperimentConfig config = load_experiment(options.file, options.overrides);
-  fmt::print("{}", experiment_to_yaml(config, options.docs));
+  const train::ExperimentConfig config = train::load_experiment(options.file, options.overrides);
+  fmt::print("{}", train::experiment_to_yaml(config, options.docs));
 }
 
 void run_config_check(const ConfigOptions& options) {
-  load_experiment(options.file, options.overrides);
+  train::load_experiment(options.file, options.overrides);
   fmt::print("{}: ok\n", options.file);
 }
 

@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "experiment_config.h"
+#include "pneumo/train/experiment.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/progress.h"
@@ -80,7 +80,7 @@ std::vector<LoadFailure> load_all(const data::Dataset& dataset, int threads) {
 }
 
 void run_check(const CheckOptions& options) {
-  const ExperimentConfig config = load_experiment(options.file, options.overrides);
+  const train::ExperimentConfig config = train::load_experiment(options.file, options.overrides);
   const data::DataSection& section = config.data;
   data::validate(section);
   const data::Dataset dataset = data::open_dataset(section);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   tools::setup_make_demo(app);
   tools::setup_models(app);
   tools::setup_rle(app);
+  tools::setup_train(app);
 
   try {
     app.parse(argc, argv);

@@ -10,8 +10,9 @@
 #include "pneumo/core/sections.h"
 #include "pneumo/data/data_section.h"
 #include "pneumo/models/model_section.h"
+#include "pneumo/train/train_section.h"
 
-namespace pneumo::tools {
+namespace pneumo::train {
 
 struct ExperimentConfig {
   core::ExperimentSection experiment;
@@ -19,6 +20,7 @@ struct ExperimentConfig {
   data::DataSection data;
   augment::AugmentSection augment;
   models::ModelSection model;
+  TrainSection train;
 
   template <class V>
   void visit(V& v) {
@@ -27,6 +29,7 @@ struct ExperimentConfig {
     v("data", data, "labels, images, size, folds, sampling, cache and loader threads");
     v("augment", augment, "training and validation augmentation pipelines");
     v("model", model, "the network, its encoder and weights");
+    v("train", train, "epochs, batch size, optimiser, schedule, loss, checkpoint choice");
   }
 };
 
@@ -38,4 +41,4 @@ ExperimentConfig load_experiment(const std::string& file,
 // The resolved config (defaults filled in) as YAML; with `docs`, each key's meaning as a comment.
 std::string experiment_to_yaml(const ExperimentConfig& config, bool docs = false);
 
-}  // namespace pneumo::tools
+}  // namespace pneumo::train

@@ -1,8 +1,8 @@
-#include "experiment_config.h"
+#include "pneumo/train/experiment.h"
 
 #include "pneumo/core/config_schema.h"
 
-namespace pneumo::tools {
+namespace pneumo::train {
 
 ExperimentConfig load_experiment(const std::string& file,
                                  const std::vector<std::string>& overrides) {
@@ -21,4 +21,4 @@ std::string experiment_to_yaml(const ExperimentConfig& config, bool docs) {
   return core::to_yaml(core::write_section(config), docs);
 }
 
-}  // namespace pneumo::tools
+}  // namespace pneumo::train

@@ -1,0 +1,136 @@
+// Schedules, and short training runs on a tiny demo set: the loss goes down, the run folder
+// holds what it should, early stopping, NaN handling and configuration errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "pneumo/core/config_node.h"
+#include "pneumo/core/error.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo/train/checkpoint.h"
+#include "pneumo/train/schedule.h"
+#include "pneumo/train/trainer.h"
+#include "test_support.h"
+
+using namespace pneumo;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+train::ScheduleSection schedule(const std::string& yaml) {
+  return core::read_section<train::ScheduleSection>(core::parse_yaml(yaml, "schedule"), "train.schedule");
+}
+
+// A tiny experiment on a 24-image demo set at 64x64.
+train::ExperimentConfig tiny(const pneumo::testing::TempDir& dir, const std::vector<std::string>& overrides) {
+  if (!fs::exists(dir / "set")) {
+    data::DemoSetOptions demo;
+    demo.count = 24;
+    demo.size = 64;
+    data::write_demo_set(dir / "set", demo);
+  }
+  const std::string yaml = fmt::format(R"(
+experiment: {{name: tiny, output_dir: {0}/runs, run_name: run, seed: 3}}
+runtime: {{device: cpu, threads: 1}}
+data: {{labels: {0}/set/train-rle.csv, images: {0}/set/dicom, size: 64, folds: 4, cache: none, workers: 1}}
+augment: {{train: [HorizontalFlip]}}
+model: {{name: unet, encoder: {{name: resnet18, in_channels: 1}}, decoder_channels: [64, 32, 16, 16, 8], aux_head: true}}
+train: {{epochs: 3, batch_size: 6, optimizer: {{lr: 0.003}}, schedule: {{name: constant}}}}
+)",
+                                       dir.path().string());
+  pneumo::testing::write_file(dir / "tiny.yaml", yaml);
+  return train::load_experiment((dir / "tiny.yaml").string(), overrides);
+}
+
+std::vector<std::vector<std::string>> csv_rows(const fs::path& file) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(pneumo::testing::read_file(file));
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::istringstream l(line);
+    for (std::string cell; std::getline(l, cell, ',');) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("schedules give the documented factors") {
+  const train::LrSchedule constant(schedule("{name: constant}"), 10);
+  CHECK(constant.factor(7.5) == 1.0);
+  const train::LrSchedule step(schedule("{name: step, step_size: 3, gamma: 0.5}"), 10);
+  CHECK(step.factor(2.9) == 1.0);
+  CHECK(step.factor(3.0) == 0.5);
+  CHECK(step.factor(6.5) == 0.25);
+  const train::LrSchedule multi(schedule("{name: multistep, milestones: [2, 5], gamma: 0.1}"), 10);
+  CHECK(multi.factor(1) == 1.0);
+  CHECK(multi.factor(2) == Approx(0.1));
+  CHECK(multi.factor(9) == Approx(0.01));
+  const train::LrSchedule cosine(schedule("{name: cosine, min_lr_factor: 0.1, warmup_epochs: 2, warmup_start: 0.0}"), 12);
+  CHECK(cosine.factor(0) == 0.0);
+  CHECK(cosine.factor(1) == Approx(0.5));
+  CHECK(cosine.factor(2) == Approx(1.0));
+  CHECK(cosine.factor(7) == Approx(0.55));
+  CHECK(cosine.factor(12) == Approx(0.1));
+  const train::LrSchedule restarts(schedule("{name: cosine_restarts, cycle_epochs: 2, cycle_multiplier: 2}"), 14);
+  CHECK(restarts.factor(0) == Approx(1.0));
+  CHECK(restarts.factor(1) == Approx(0.5));
+  CHECK(restarts.factor(2) == Approx(1.0));  // a restart
+  CHECK(restarts.factor(4) == Approx(0.5));  // middle of the 4-epoch cycle
+  CHECK(restarts.cycle_ends() == std::vector<int>{2, 6, 14});
+  train::LrSchedule plateau(schedule("{name: plateau, patience: 2, gamma: 0.5}"), 10);
+  for (double v : {0.5, 0.6, 0.6, 0.6}) plateau.on_validation(v);
+  CHECK(plateau.factor(4) == 0.5);
+  CHECK_THROWS_WITH(schedule("{name: cosine_warm}"), Contains("train.schedule.name"));
+}
+
+TEST_CASE("a short training run lowers the loss and leaves a complete run folder") {
+  pneumo::testing::TempDir dir;
+  const train::TrainSummary s = train::train_experiment(tiny(dir, {}));
+  CHECK(s.epochs_run == 3);
+  const fs::path run = dir / "runs/tiny/run";
+  CHECK(s.run == run);
+  for (const char* f : {"config.yaml", "log.txt", "folds.csv", "metrics.csv", "metrics.jsonl", "last.ckpt", "best.ckpt"})
+    CHECK(fs::exists(run / f));
+  const auto rows = csv_rows(run / "metrics.csv");
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[0][2] == "train_loss");
+  CHECK(std::stod(rows[3][2]) < std::stod(rows[1][2]));  // train loss, epoch 3 below epoch 1
+  const train::Checkpoint last = train::read_checkpoint(run / "last.ckpt");
+  CHECK(last.epoch == 3);
+  CHECK(last.step == 3 * 3);  // 18 training images, batches of 6
+  CHECK(train::read_checkpoint(run / "best.ckpt").epoch == s.best_epoch);
+  CHECK_THAT(last.config_yaml, Contains("resnet18"));
+  // The config recorded in the run loads again.
+  CHECK_NOTHROW(train::load_experiment((run / "config.yaml").string(), {}));
+  // A second run of the same name is refused unless asked.
+  CHECK_THROWS_AS(train::train_experiment(tiny(dir, {})), core::UsageError);
+}
+
+TEST_CASE("early stopping ends a run that no longer improves") {
+  pneumo::testing::TempDir dir;
+  // With a learning rate of zero nothing changes after the first epoch.
+  const auto s = train::train_experiment(
+      tiny(dir, {"train.epochs=6", "train.early_stopping=2", "train.optimizer.lr=1e-30", "train.monitor=val_loss"}));
+  CHECK(s.stopped_early);
+  CHECK(s.epochs_run == 3);
+  CHECK(s.best_epoch == 1);
+}
+
+TEST_CASE("a loss that becomes NaN stops the run with a clear message") {
+  pneumo::testing::TempDir dir;
+  CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"train.optimizer.name=sgd", "train.optimizer.lr=1e30"})),
+                    Contains("the loss became") && Contains("train.optimizer.lr"));
+}
+
+TEST_CASE("inconsistent experiments are refused before a run folder is made") {
+  pneumo::testing::TempDir dir;
+  CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"model.name=classifier", "model.encoder.name=densenet121"})),
+                    Contains("train.monitor") && Contains("val_auc"));
+  CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"model.encoder.in_channels=3"})), Contains("data.channels"));
+  CHECK_FALSE(fs::exists(dir / "runs"));
+}

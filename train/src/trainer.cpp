@@ -1,0 +1,311 @@
+#include "pneumo/train/trainer.h"
+
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/progress.h"
+#include "pneumo/core/run_dir.h"
+#include "pneumo/data/folds.h"
+#include "pneumo/train/checkpoint.h"
+#include "pneumo/train/losses.h"
+#include "pneumo/train/metrics.h"
+#include "pneumo/train/schedule.h"
+
+namespace pneumo::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Encoder parameters get their own group (learning-rate multiplier, freezing).
+// (`encoder*` in the U-Nets, `features.` in the classifier, Conv1..Conv5 in the plain
+// Attention U-Net.)
+bool is_encoder_parameter(const std::string& name) {
+  return name.rfind("encoder", 0) == 0 || name.rfind("features.", 0) == 0 ||
+         (name.rfind("Conv", 0) == 0 && name.size() > 4 && std::isdigit(static_cast<unsigned char>(name[4])));
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o, models::Network& net) {
+  std::vector<torch::Tensor> encoder, rest;
+  for (const auto& p : net.named_parameters()) (is_encoder_parameter(p.key()) ? encoder : rest).push_back(p.value());
+  auto options = [&](double lr) -> std::unique_ptr<torch::optim::OptimizerOptions> {
+    if (o.name == "adam") return std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(lr).weight_decay(o.weight_decay));
+    if (o.name == "adamw") return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr).weight_decay(o.weight_decay));
+    return std::make_unique<torch::optim::SGDOptions>(
+        torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(encoder, options(o.lr * o.encoder_lr_multiplier));
+  groups.emplace_back(rest, options(o.lr));
+  if (o.name == "adam") return std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(o.lr));
+  if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
+  return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr));
+}
+
+ComboLossOptions combo_options(const LossSection& l) {
+  ComboLossOptions o;
+  o.bce = l.bce;
+  o.dice = l.dice;
+  o.focal = l.focal;
+  o.lovasz = l.lovasz;
+  o.weighted_bce_dice = l.weighted_bce_dice;
+  o.dice_per_image = l.dice_per_image;
+  o.dice_smooth = l.dice_smooth;
+  if (l.pos_weight != 1.0) o.pos_weight = l.pos_weight;
+  return o;
+}
+
+// The image-level logit a network gives: the classifier's (its pneumothorax output), or a
+// segmenter's auxiliary head; undefined otherwise.
+torch::Tensor image_logit(const models::ModelOutput& out, bool segmenter) {
+  if (!out.logits.defined()) return {};
+  if (segmenter) return out.logits.select(1, 0);
+  return out.logits.size(1) == 1 ? out.logits.select(1, 0) : out.logits.select(1, 7);
+}
+
+torch::Tensor compute_loss(const models::ModelOutput& out, const data::Batch& b, bool segmenter, const LossSection& l) {
+  if (!segmenter) {
+    const torch::Tensor logit = image_logit(out, false).unsqueeze(1);
+    return classification_loss(logit, b.labels.unsqueeze(1), l.label_smoothing,
+                               l.class_weights.empty() ? std::vector<double>{} : std::vector<double>{l.class_weights[0]});
+  }
+  torch::Tensor loss = deep_supervision_loss(out.masks, out.extra_masks, b.masks, combo_options(l), l.extra_mask_weights);
+  if (out.logits.defined() && l.aux_weight > 0)
+    loss = loss + l.aux_weight * bce_loss(out.logits.select(1, 0), b.labels);
+  return loss;
+}
+
+struct EpochMetrics {
+  int epoch = 0;
+  double lr = 0, train_loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, val_auc = 0;
+  double seconds = 0;
+};
+
+double monitored(const EpochMetrics& m, const std::string& monitor) {
+  if (monitor == "val_dice") return m.val_dice;
+  if (monitor == "val_iou") return m.val_iou;
+  if (monitor == "val_auc") return std::isnan(m.val_auc) ? -1.0 : m.val_auc;
+  return -m.val_loss;  // val_loss: lower is better
+}
+
+std::string number(double v) { return std::isnan(v) ? "nan" : fmt::format("{:.6g}", v); }
+
+void write_metrics(const core::RunDirectory& run, const std::vector<EpochMetrics>& rows) {
+  std::string csv = "epoch,lr,train_loss,val_loss,val_dice,val_iou,val_auc,seconds\n", jsonl;
+  for (const EpochMetrics& m : rows) {
+    csv += fmt::format("{},{},{},{},{},{},{},{:.1f}\n", m.epoch, number(m.lr), number(m.train_loss), number(m.val_loss),
+                       number(m.val_dice), number(m.val_iou), number(m.val_auc), m.seconds);
+    const auto json_number = [](double v) { return std::isnan(v) ? std::string("null") : fmt::format("{:.6g}", v); };
+    jsonl += fmt::format(
+        "{{\"epoch\": {}, \"lr\": {}, \"train_loss\": {}, \"val_loss\": {}, \"val_dice\": {}, \"val_iou\": {}, "
+        "\"val_auc\": {}, \"seconds\": {:.1f}}}\n",
+        m.epoch, json_number(m.lr), json_number(m.train_loss), json_number(m.val_loss), json_number(m.val_dice),
+        json_number(m.val_iou), json_number(m.val_auc), m.seconds);
+  }
+  core::write_file_atomic(run.file("metrics.csv"), csv);
+  core::write_file_atomic(run.file("metrics.jsonl"), jsonl);
+}
+
+Checkpoint make_checkpoint(const models::Network& net, const std::string& yaml, int epoch, int64_t step,
+                           const EpochMetrics& m) {
+  Checkpoint c;
+  c.config_yaml = yaml;
+  c.epoch = epoch;
+  c.step = step;
+  for (const auto& p : net.named_parameters()) c.model.emplace_back(p.key(), p.value());
+  for (const auto& b : net.named_buffers()) c.model.emplace_back(b.key(), b.value());
+  c.metrics = {{"train_loss", m.train_loss}, {"val_loss", m.val_loss}, {"val_dice", m.val_dice},
+               {"val_iou", m.val_iou},       {"val_auc", m.val_auc},   {"lr", m.lr}};
+  return c;
+}
+
+}  // namespace
+
+TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions& options) {
+  const TrainSection& t = config.train;
+  const auto seed = static_cast<uint64_t>(config.experiment.seed);
+  // Everything that can be refused is checked before the run folder exists.
+  data::validate(config.data);
+  const augment::Pipeline train_augment = config.augment.train_pipeline();
+  const augment::Pipeline val_augment = config.augment.validation_pipeline();
+  std::shared_ptr<models::Network> net = models::build_model(config.model);
+  const bool segmenter = net->is_segmenter();
+  if (!segmenter && (t.monitor == "val_dice" || t.monitor == "val_iou"))
+    throw core::ConfigError(fmt::format("train.monitor: {} needs a segmenter; use val_auc or val_loss for the classifier",
+                                        t.monitor));
+  if (config.model.encoder.in_channels != config.data.channels)
+    throw core::ConfigError(fmt::format("model.encoder.in_channels ({}) must equal data.channels ({})",
+                                        config.model.encoder.in_channels, config.data.channels));
+  const c10::Device device = core::activate_runtime(config.runtime, seed);
+  const data::Dataset dataset = data::open_dataset(config.data);
+
+  const core::RunDirectory run = core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
+                                                            config.experiment.run_name, options.overwrite);
+  const std::string yaml = experiment_to_yaml(config);
+  run.start(yaml);
+  core::log::info("run {}: {} on {}", run.path().string(), config.model.name, device.str());
+
+  const std::vector<int> folds = data::assign_folds(config.data, dataset.index(), seed);
+  data::write_folds_csv(run.file("folds.csv"), dataset.index(), folds);
+  const data::FoldSplit split = data::split_by_fold(folds, config.data.fold);
+  if (split.train.empty() || split.validation.empty())
+    throw core::DataError(fmt::format("fold {} leaves {} training and {} validation images", config.data.fold,
+                                      split.train.size(), split.validation.size()));
+  std::vector<bool> positive;
+  for (int64_t i : split.train) positive.push_back(dataset.index().entries[i].positive);
+  const data::EpochSampler sampler(split.train, positive, data::negative_share_schedule(config.data), seed);
+  core::log::info("data: {} training, {} validation images ({} positive in training)", split.train.size(),
+                  split.validation.size(), std::count(positive.begin(), positive.end(), true));
+
+  net->to(device);
+  auto optimizer = make_optimizer(t.optimizer, *net);
+  std::vector<double> base_lr;
+  for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr());
+  LrSchedule schedule(t.schedule, t.epochs);
+
+  data::LoaderOptions loader = data::loader_options(config.data);
+  loader.batch_size = t.batch_size;
+  loader.seed = seed;
+  loader.pin_memory = device.is_cuda();
+  auto transform_of = [](const augment::Pipeline& p) -> data::SampleTransform {
+    if (p.empty()) return {};
+    return [&p](data::Sample& s, core::Rng& rng) {
+      try {
+        p.apply(s.image, s.mask, rng);
+      } catch (const core::DataError& e) {
+        throw core::DataError(fmt::format("{}: augmentation: {}", s.image_id, e.what()));
+      }
+    };
+  };
+
+  TrainSummary summary;
+  summary.run = run.path();
+  summary.monitor = t.monitor;
+  summary.best_value = -std::numeric_limits<double>::infinity();
+  std::vector<EpochMetrics> rows;
+  int64_t step = 0;
+  int epochs_without_improvement = 0;
+  for (int epoch = 0; epoch < t.epochs; ++epoch) {
+    const auto started = std::chrono::steady_clock::now();
+    const bool frozen = epoch < t.optimizer.freeze_encoder_epochs;
+    for (auto& p : net->named_parameters())
+      if (is_encoder_parameter(p.key())) p.value().set_requires_grad(!frozen);
+
+    // --- training
+    net->train();
+    data::LoaderOptions train_loader = loader;
+    train_loader.epoch = epoch;
+    train_loader.drop_last = t.drop_last && sampler.size(epoch) > t.batch_size;
+    train_loader.transform = transform_of(train_augment);
+    data::BatchLoader batches(dataset, sampler.order(epoch), train_loader);
+    const int64_t count = batches.batch_count();
+    core::Progress progress(fmt::format("epoch {}/{}", epoch + 1, t.epochs), count);
+    double loss_sum = 0.0;
+    int64_t seen = 0;
+    optimizer->zero_grad();
+    for (int64_t i = 0; auto batch = batches.next(); ++i) {
+      const data::Batch b = batch->to(device);
+      const double progress_epochs = epoch + static_cast<double>(i) / static_cast<double>(count);
+      const double factor = schedule.factor(t.schedule.per == "step" ? progress_epochs : epoch);
+      for (size_t g = 0; g < base_lr.size(); ++g) optimizer->param_groups()[g].options().set_lr(base_lr[g] * factor);
+      const torch::Tensor loss = compute_loss(net->forward(b.images), b, segmenter, t.loss);
+      const double value = loss.item<double>();
+      if (!std::isfinite(value))
+        throw core::ModelError(fmt::format(
+            "the loss became {} at epoch {}, batch {} (images {}); stopped. The last good checkpoint is {}. "
+            "Lower train.optimizer.lr or add train.clip_grad_norm.",
+            value, epoch + 1, i + 1, fmt::join(b.ids, ", "), run.file("last.ckpt").string()));
+      (loss / t.accumulate).backward();
+      if ((i + 1) % t.accumulate == 0 || i + 1 == count) {
+        if (t.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), t.clip_grad_norm);
+        optimizer->step();
+        optimizer->zero_grad();
+        ++step;
+      }
+      loss_sum += value * static_cast<double>(b.ids.size());
+      seen += static_cast<int64_t>(b.ids.size());
+      progress.advance(1, fmt::format("loss {:.4f}", loss_sum / seen));
+    }
+    progress.finish();
+
+    // --- validation, at the training resolution
+    EpochMetrics m;
+    m.epoch = epoch + 1;
+    m.lr = optimizer->param_groups().back().options().get_lr();
+    m.train_loss = seen > 0 ? loss_sum / seen : 0.0;
+    net->eval();
+    {
+      torch::NoGradGuard no_grad;
+      data::LoaderOptions val_loader = loader;
+      val_loader.epoch = epoch;
+      val_loader.transform = transform_of(val_augment);
+      data::BatchLoader val(dataset, split.validation, val_loader);
+      double val_loss = 0.0, dice = 0.0, iou_sum = 0.0;
+      int64_t n = 0;
+      std::vector<double> scores;
+      std::vector<int> labels;
+      while (auto batch = val.next()) {
+        const data::Batch b = batch->to(device);
+        const models::ModelOutput out = net->forward(b.images);
+        val_loss += compute_loss(out, b, segmenter, t.loss).item<double>() * static_cast<double>(b.ids.size());
+        torch::Tensor score = image_logit(out, segmenter);
+        if (segmenter) {
+          const torch::Tensor probs = torch::sigmoid(out.masks.select(1, 0));
+          const torch::Tensor predicted = probs > t.threshold, truth = b.masks.select(1, 0) > 0.5;
+          dice += kaggle_dice(predicted.cpu(), truth.cpu()).sum().item<double>();
+          iou_sum += iou(predicted.cpu(), truth.cpu()).sum().item<double>();
+          if (!score.defined()) score = probs.flatten(1).amax(1);  // image score: the most confident pixel
+          else score = torch::sigmoid(score);
+        } else {
+          score = torch::sigmoid(score);
+        }
+        const torch::Tensor s = score.to(torch::kCPU, torch::kFloat64).contiguous();
+        for (int64_t j = 0; j < s.numel(); ++j) {
+          scores.push_back(s[j].item<double>());
+          labels.push_back(b.labels[j].item<float>() > 0.5f ? 1 : 0);
+        }
+        n += static_cast<int64_t>(b.ids.size());
+      }
+      m.val_loss = val_loss / static_cast<double>(n);
+      m.val_dice = segmenter ? dice / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+      m.val_iou = segmenter ? iou_sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+      m.val_auc = binary_metrics(scores, labels, t.threshold).auc;
+    }
+    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    rows.push_back(m);
+    write_metrics(run, rows);
+    const double value = monitored(m, t.monitor);
+    schedule.on_validation(value);
+    core::log::info("epoch {}/{}: train_loss {:.4f}  val_loss {:.4f}  val_dice {}  val_iou {}  val_auc {}  lr {:.2e}  {:.0f} s",
+                    m.epoch, t.epochs, m.train_loss, m.val_loss, number(m.val_dice), number(m.val_iou),
+                    number(m.val_auc), m.lr, m.seconds);
+    const Checkpoint checkpoint = make_checkpoint(*net, yaml, epoch + 1, step, m);
+    write_checkpoint(run.file("last.ckpt"), checkpoint);
+    if (value > summary.best_value) {
+      summary.best_value = value;
+      summary.best_epoch = epoch + 1;
+      epochs_without_improvement = 0;
+      write_checkpoint(run.file("best.ckpt"), checkpoint);
+    } else if (t.early_stopping > 0 && ++epochs_without_improvement >= t.early_stopping) {
+      summary.stopped_early = true;
+      summary.epochs_run = epoch + 1;
+      core::log::info("early stopping: {} epochs without a better {}", t.early_stopping, t.monitor);
+      break;
+    }
+    summary.epochs_run = epoch + 1;
+  }
+  if (t.monitor == "val_loss") summary.best_value = -summary.best_value;
+  core::log::info("best {} {:.4f} at epoch {}; checkpoints in {}", t.monitor, summary.best_value, summary.best_epoch,
+                  run.path().string());
+  return summary;
+}
+
+}  // namespace pneumo::train
