@@ -3,6 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <csignal>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -12,6 +17,7 @@
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/schedule.h"
 #include "pneumo/train/trainer.h"
+#include "pneumo_test_paths.h"
 #include "test_support.h"
 
 using namespace pneumo;
@@ -109,6 +115,83 @@ TEST_CASE("a short training run lowers the loss and leaves a complete run folder
   CHECK_NOTHROW(train::load_experiment((run / "config.yaml").string(), {}));
   // A second run of the same name is refused unless asked.
   CHECK_THROWS_AS(train::train_experiment(tiny(dir, {})), core::UsageError);
+}
+
+TEST_CASE("a run stopped after an epoch and resumed ends with the same weights as one run straight") {
+  pneumo::testing::TempDir a, b;
+  const std::vector<std::string> deterministic = {"runtime.deterministic=true", "train.schedule.name=plateau",
+                                                  "train.schedule.patience=1", "train.schedule.gamma=0.5"};
+  train::train_experiment(tiny(a, deterministic));
+  train::TrainOptions first;
+  first.stop_after_epochs = 2;
+  const auto partial = train::train_experiment(tiny(b, deterministic), first);
+  CHECK(partial.epochs_run == 2);
+  CHECK(train::read_checkpoint(b / "runs/tiny/run/last.ckpt").epoch == 2);
+  train::TrainOptions resume;
+  resume.resume = b / "runs/tiny/run";
+  const auto resumed = train::train_experiment(train::load_run_config(resume.resume), resume);
+  CHECK(resumed.epochs_run == 3);
+  const train::Checkpoint straight = train::read_checkpoint(a / "runs/tiny/run/last.ckpt");
+  const train::Checkpoint joined = train::read_checkpoint(b / "runs/tiny/run/last.ckpt");
+  CHECK(joined.step == straight.step);
+  REQUIRE(joined.model.size() == straight.model.size());
+  for (size_t i = 0; i < joined.model.size(); ++i) {
+    INFO(joined.model[i].first);
+    CHECK(torch::equal(joined.model[i].second, straight.model[i].second));
+  }
+  CHECK(pneumo::testing::read_file(b / "runs/tiny/run/metrics.csv").size() > 0);
+  CHECK(csv_rows(b / "runs/tiny/run/metrics.csv").size() == 4);
+  // Resuming a finished run does nothing more.
+  CHECK(train::train_experiment(train::load_run_config(resume.resume), resume).epochs_run == 3);
+}
+
+TEST_CASE("a training killed with SIGKILL mid-epoch resumes to the same weights") {
+  pneumo::testing::TempDir a, b;
+  const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=4"};
+  train::train_experiment(tiny(a, sets));
+  tiny(b, sets);  // writes b/tiny.yaml and the data set
+  std::vector<std::string> argv = {PNEUMO_CLI_PATH, "-q", "train", (b / "tiny.yaml").string()};
+  for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::vector<char*> args;
+    for (auto& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+    ::freopen("/dev/null", "w", stdout);
+    ::freopen("/dev/null", "w", stderr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  // Kill it once epoch 2 is checkpointed, while it trains epoch 3.
+  const fs::path last = b / "runs/tiny/run/last.ckpt";
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (::waitpid(child, nullptr, WNOHANG) == child) FAIL("the training process ended before it could be killed");
+    if (fs::exists(last) && train::read_checkpoint(last).epoch >= 2) {
+      ::kill(child, SIGKILL);
+      killed = true;
+    }
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  REQUIRE(killed);
+  CHECK(WIFSIGNALED(status));
+  const auto resumed = pneumo::testing::run_command({PNEUMO_CLI_PATH, "train", "--resume", (b / "runs/tiny/run").string()});
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  const train::Checkpoint straight = train::read_checkpoint(a / "runs/tiny/run/last.ckpt");
+  const train::Checkpoint joined = train::read_checkpoint(last);
+  CHECK(joined.epoch == 4);
+  int differing = 0;
+  for (size_t i = 0; i < joined.model.size(); ++i)
+    differing += !torch::equal(joined.model[i].second, straight.model[i].second);
+  CHECK(differing == 0);
+  CHECK_THAT(pneumo::testing::read_file(b / "runs/tiny/run/log.txt"), Contains("resuming after epoch"));
+  // --set cannot change a resumed run.
+  CHECK(pneumo::testing::run_command({PNEUMO_CLI_PATH, "train", "--resume", (b / "runs/tiny/run").string(), "--set",
+                                      "train.epochs=9"}).exit_code == 2);
 }
 
 TEST_CASE("early stopping ends a run that no longer improves") {

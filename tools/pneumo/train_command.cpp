@@ -1,10 +1,12 @@
-// `pneumo train CONFIG [--set key=value ...] [--overwrite]`: train an experiment into a run folder.
+// `pneumo train CONFIG [--set key=value ...] [--overwrite] [--stop-after N]` and
+// `pneumo train --resume RUN_DIR`: train an experiment into a run folder, or continue one.
 #include <memory>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "pneumo/core/error.h"
 #include "pneumo/train/trainer.h"
 
 namespace pneumo::tools {
@@ -15,12 +17,22 @@ struct TrainCommandOptions {
   std::string file;
   std::vector<std::string> overrides;
   bool overwrite = false;
+  std::string resume;
+  int stop_after = 0;
 };
 
 void run_train(const TrainCommandOptions& options) {
-  const train::ExperimentConfig config = train::load_experiment(options.file, options.overrides);
+  if (options.file.empty() == options.resume.empty())
+    throw core::UsageError("give either an experiment file or --resume RUN_DIR");
+  if (!options.resume.empty() && !options.overrides.empty())
+    throw core::UsageError("--set cannot change a run being resumed; it continues with its own config.yaml");
+  const train::ExperimentConfig config = options.resume.empty()
+                                             ? train::load_experiment(options.file, options.overrides)
+                                             : train::load_run_config(options.resume);
   train::TrainOptions train_options;
   train_options.overwrite = options.overwrite;
+  train_options.resume = options.resume;
+  train_options.stop_after_epochs = options.stop_after;
   const train::TrainSummary s = train::train_experiment(config, train_options);
   fmt::print("run: {}\n", s.run.string());
   fmt::print("epochs: {}{}\n", s.epochs_run, s.stopped_early ? " (stopped early)" : "");
@@ -33,7 +45,10 @@ void setup_train(CLI::App& app) {
   auto options = std::make_shared<TrainCommandOptions>();
   CLI::App* cmd = app.add_subcommand(
       "train", "Train an experiment: run folder with config, log, folds, metrics.csv/jsonl, last.ckpt, best.ckpt");
-  cmd->add_option("file", options->file, "experiment YAML file")->required();
+  cmd->add_option("file", options->file, "experiment YAML file");
+  cmd->add_option("--resume", options->resume, "continue the run in this folder from its last.ckpt");
+  cmd->add_option("--stop-after", options->stop_after, "end this session after N epochs (resume later)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--set", options->overrides, "override a value: key.path=value (repeatable)");
   cmd->add_flag("--overwrite", options->overwrite, "replace an existing run folder of the same name");
   cmd->callback([options] { run_train(*options); });

@@ -3,7 +3,12 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <mutex>
+#include <optional>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -127,13 +132,74 @@ Checkpoint make_checkpoint(const models::Network& net, const std::string& yaml, 
   return c;
 }
 
+std::string optimizer_bytes(torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  return bytes;
+}
+
+void restore_optimizer(torch::optim::Optimizer& optimizer, const torch::Tensor& bytes) {
+  const torch::Tensor b = bytes.contiguous();
+  torch::serialize::InputArchive archive;
+  archive.load_from(static_cast<const char*>(b.data_ptr()), static_cast<size_t>(b.numel()));
+  optimizer.load(archive);
+}
+
+torch::Tensor bytes_tensor(const std::string& bytes) {
+  torch::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+models::PickleRef metrics_rows(const std::vector<EpochMetrics>& rows) {
+  std::vector<models::PickleRef> items;
+  for (const EpochMetrics& m : rows)
+    items.push_back(models::pickle_list({models::pickle_int(m.epoch), models::pickle_float(m.lr),
+                                         models::pickle_float(m.train_loss), models::pickle_float(m.val_loss),
+                                         models::pickle_float(m.val_dice), models::pickle_float(m.val_iou),
+                                         models::pickle_float(m.val_auc), models::pickle_float(m.seconds)}));
+  return models::pickle_list(std::move(items));
+}
+
+std::vector<EpochMetrics> read_metrics_rows(const models::PickleRef& list) {
+  std::vector<EpochMetrics> rows;
+  if (!list) return rows;
+  for (const auto& item : list->items) {
+    if (item->items.size() != 8) throw core::CheckpointError("malformed metrics history in the checkpoint");
+    EpochMetrics m;
+    m.epoch = static_cast<int>(item->items[0]->integer);
+    double* fields[] = {&m.lr, &m.train_loss, &m.val_loss, &m.val_dice, &m.val_iou, &m.val_auc, &m.seconds};
+    for (int k = 0; k < 7; ++k) *fields[k] = item->items[k + 1]->number;
+    rows.push_back(m);
+  }
+  return rows;
+}
+
+double number_of(const models::PickleRef& state, const char* key) {
+  const models::PickleRef v = models::pickle_get(state, key);
+  if (!v) throw core::CheckpointError(fmt::format("the checkpoint's trainer state lacks '{}'", key));
+  return v->kind == models::PickleValue::Kind::kInt ? static_cast<double>(v->integer) : v->number;
+}
+
 }  // namespace
+
+ExperimentConfig load_run_config(const fs::path& run) {
+  const core::RunDirectory dir = core::RunDirectory::open(run);
+  return load_experiment(dir.config_file().string(), {});
+}
 
 TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions& options) {
   const TrainSection& t = config.train;
   const auto seed = static_cast<uint64_t>(config.experiment.seed);
   // Everything that can be refused is checked before the run folder exists.
   data::validate(config.data);
+  // Seeds first: the model's initial weights depend on them.
+  const c10::Device device = core::activate_runtime(config.runtime, seed);
   const augment::Pipeline train_augment = config.augment.train_pipeline();
   const augment::Pipeline val_augment = config.augment.validation_pipeline();
   std::shared_ptr<models::Network> net = models::build_model(config.model);
@@ -144,14 +210,21 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (config.model.encoder.in_channels != config.data.channels)
     throw core::ConfigError(fmt::format("model.encoder.in_channels ({}) must equal data.channels ({})",
                                         config.model.encoder.in_channels, config.data.channels));
-  const c10::Device device = core::activate_runtime(config.runtime, seed);
   const data::Dataset dataset = data::open_dataset(config.data);
 
-  const core::RunDirectory run = core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
-                                                            config.experiment.run_name, options.overwrite);
+  const bool resuming = !options.resume.empty();
+  std::optional<Checkpoint> resume_from;
+  if (resuming) resume_from = read_checkpoint(options.resume / "last.ckpt");  // before touching anything
+  const core::RunDirectory run = resuming ? core::RunDirectory::open(options.resume)
+                                          : core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
+                                                                       config.experiment.run_name, options.overwrite);
   const std::string yaml = experiment_to_yaml(config);
-  run.start(yaml);
-  core::log::info("run {}: {} on {}", run.path().string(), config.model.name, device.str());
+  if (resuming)
+    core::open_log_file(run.log_file());
+  else
+    run.start(yaml);
+  core::log::info("run {}: {} on {}{}", run.path().string(), config.model.name, device.str(),
+                  resuming ? fmt::format(", resuming after epoch {}", resume_from->epoch) : "");
 
   const std::vector<int> folds = data::assign_folds(config.data, dataset.index(), seed);
   data::write_folds_csv(run.file("folds.csv"), dataset.index(), folds);
@@ -193,7 +266,34 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   std::vector<EpochMetrics> rows;
   int64_t step = 0;
   int epochs_without_improvement = 0;
-  for (int epoch = 0; epoch < t.epochs; ++epoch) {
+  int first_epoch = 0;
+  if (resume_from) {
+    const Checkpoint& c = *resume_from;
+    models::load_weights(*net, c.model, true, (options.resume / "last.ckpt").string());
+    if (!c.state) throw core::CheckpointError(fmt::format("{}: holds no trainer state to resume from",
+                                                          (options.resume / "last.ckpt").string()));
+    restore_optimizer(*optimizer, models::pickle_get(c.state, "optimizer")->tensor);
+    {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(models::pickle_get(c.state, "rng_cpu")->tensor);
+    }
+    schedule.restore({number_of(c.state, "plateau_factor"), number_of(c.state, "plateau_best"),
+                      static_cast<int>(number_of(c.state, "plateau_bad_epochs"))});
+    summary.best_value = number_of(c.state, "best_value");
+    summary.best_epoch = static_cast<int>(number_of(c.state, "best_epoch"));
+    epochs_without_improvement = static_cast<int>(number_of(c.state, "stale_epochs"));
+    rows = read_metrics_rows(models::pickle_get(c.state, "metrics"));
+    step = c.step;
+    first_epoch = static_cast<int>(c.epoch);
+    summary.epochs_run = first_epoch;
+    if (first_epoch >= t.epochs) {
+      core::log::info("the run already finished its {} epochs", t.epochs);
+      return summary;
+    }
+  }
+  int epochs_this_session = 0;
+  for (int epoch = first_epoch; epoch < t.epochs; ++epoch) {
     const auto started = std::chrono::steady_clock::now();
     const bool frozen = epoch < t.optimizer.freeze_encoder_epochs;
     for (auto& p : net->named_parameters())
@@ -287,20 +387,48 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     core::log::info("epoch {}/{}: train_loss {:.4f}  val_loss {:.4f}  val_dice {}  val_iou {}  val_auc {}  lr {:.2e}  {:.0f} s",
                     m.epoch, t.epochs, m.train_loss, m.val_loss, number(m.val_dice), number(m.val_iou),
                     number(m.val_auc), m.lr, m.seconds);
-    const Checkpoint checkpoint = make_checkpoint(*net, yaml, epoch + 1, step, m);
-    write_checkpoint(run.file("last.ckpt"), checkpoint);
-    if (value > summary.best_value) {
+    Checkpoint checkpoint = make_checkpoint(*net, yaml, epoch + 1, step, m);
+    const bool improved = value > summary.best_value;
+    if (improved) {
       summary.best_value = value;
       summary.best_epoch = epoch + 1;
       epochs_without_improvement = 0;
-      write_checkpoint(run.file("best.ckpt"), checkpoint);
-    } else if (t.early_stopping > 0 && ++epochs_without_improvement >= t.early_stopping) {
+    } else {
+      ++epochs_without_improvement;
+    }
+    const LrSchedule::State plateau = schedule.state();
+    torch::Tensor rng;
+    {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      rng = generator.get_state();
+    }
+    checkpoint.state = models::pickle_dict({
+        {"optimizer", models::pickle_tensor(bytes_tensor(optimizer_bytes(*optimizer)))},
+        {"rng_cpu", models::pickle_tensor(rng)},
+        {"plateau_factor", models::pickle_float(plateau.factor)},
+        {"plateau_best", models::pickle_float(plateau.best)},
+        {"plateau_bad_epochs", models::pickle_int(plateau.bad_epochs)},
+        {"best_value", models::pickle_float(summary.best_value)},
+        {"best_epoch", models::pickle_int(summary.best_epoch)},
+        {"stale_epochs", models::pickle_int(epochs_without_improvement)},
+        {"metrics", metrics_rows(rows)},
+    });
+    // best before last: an interruption between the two resumes from the previous last.ckpt,
+    // which repeats this epoch and rewrites both.
+    if (improved) write_checkpoint(run.file("best.ckpt"), checkpoint);
+    write_checkpoint(run.file("last.ckpt"), checkpoint);
+    summary.epochs_run = epoch + 1;
+    if (!improved && t.early_stopping > 0 && epochs_without_improvement >= t.early_stopping) {
       summary.stopped_early = true;
-      summary.epochs_run = epoch + 1;
       core::log::info("early stopping: {} epochs without a better {}", t.early_stopping, t.monitor);
       break;
     }
-    summary.epochs_run = epoch + 1;
+    if (options.stop_after_epochs > 0 && ++epochs_this_session >= options.stop_after_epochs && epoch + 1 < t.epochs) {
+      core::log::info("stopping after {} epoch(s) as asked; continue with: pneumo train --resume {}",
+                      options.stop_after_epochs, run.path().string());
+      break;
+    }
   }
   if (t.monitor == "val_loss") summary.best_value = -summary.best_value;
   core::log::info("best {} {:.4f} at epoch {}; checkpoints in {}", t.monitor, summary.best_value, summary.best_epoch,

@@ -22,6 +22,19 @@ class LrSchedule {
   // cosine_restarts: the (1-based) epochs at whose end a cycle finishes (snapshot points).
   std::vector<int> cycle_ends() const;
 
+  // The plateau state, for checkpoints: current factor, best value, epochs without improvement.
+  struct State {
+    double factor = 1.0;
+    double best = -1e300;
+    int bad_epochs = 0;
+  };
+  State state() const { return {plateau_factor_, best_, bad_epochs_}; }
+  void restore(const State& s) {
+    plateau_factor_ = s.factor;
+    best_ = s.best;
+    bad_epochs_ = s.bad_epochs;
+  }
+
  private:
   ScheduleSection s_;
   int total_epochs_;

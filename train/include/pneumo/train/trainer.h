@@ -11,7 +11,15 @@ namespace pneumo::train {
 
 struct TrainOptions {
   bool overwrite = false;  // replace an existing run folder of the same name
+  // Continue the run in this folder from its last.ckpt (the config must be the run's own
+  // config.yaml, as load_run_config gives). Optimiser, schedule, RNG and early-stopping state
+  // are restored, so a resumed run ends as an uninterrupted one would.
+  std::filesystem::path resume;
+  int stop_after_epochs = 0;  // end this session after N epochs (0: run to the end); resume later
 };
+
+// The resolved config a run recorded (its config.yaml).
+ExperimentConfig load_run_config(const std::filesystem::path& run);
 
 struct TrainSummary {
   std::filesystem::path run;
