@@ -194,6 +194,33 @@ TEST_CASE("a training killed with SIGKILL mid-epoch resumes to the same weights"
                                       "train.epochs=9"}).exit_code == 2);
 }
 
+TEST_CASE("snapshot cycles leave snapshot checkpoints and a manifest; SWA averages and recomputes BatchNorm") {
+  pneumo::testing::TempDir dir;
+  const auto s = train::train_experiment(tiny(dir, {"train.schedule.name=cosine_restarts", "train.schedule.cycle_epochs=1",
+                                                    "train.swa.start_epoch=2"}));
+  const fs::path run = dir / "runs/tiny/run";
+  for (const char* f : {"snapshot-001.ckpt", "snapshot-002.ckpt", "snapshot-003.ckpt", "swa.ckpt", "ensemble.json"})
+    CHECK(fs::exists(run / f));
+  const std::string manifest = pneumo::testing::read_file(run / "ensemble.json");
+  CHECK_THAT(manifest, Contains("\"checkpoint\": \"snapshot-003.ckpt\"") && Contains("\"swa\"") &&
+                           Contains("pneumo-ensemble"));
+  // SWA weights are the mean of epochs 2 and 3; its BatchNorm statistics are recomputed.
+  const auto e2 = train::read_checkpoint(run / "snapshot-002.ckpt");
+  const auto e3 = train::read_checkpoint(run / "snapshot-003.ckpt");
+  const auto swa = train::read_checkpoint(run / "swa.ckpt");
+  std::map<std::string, torch::Tensor> w2(e2.model.begin(), e2.model.end()), w3(e3.model.begin(), e3.model.end());
+  int checked = 0;
+  for (const auto& [name, value] : swa.model) {
+    if (name.find("running_") != std::string::npos || name.find("num_batches") != std::string::npos) continue;
+    CHECK(torch::allclose(value, (w2[name] + w3[name]) / 2, 1e-5, 1e-6));
+    ++checked;
+  }
+  CHECK(checked > 50);
+  const std::map<std::string, torch::Tensor> ws(swa.model.begin(), swa.model.end());
+  CHECK_FALSE(torch::equal(ws.at("encoder.bn1.running_mean"), w3["encoder.bn1.running_mean"]));
+  CHECK(s.epochs_run == 3);
+}
+
 TEST_CASE("early stopping ends a run that no longer improves") {
   pneumo::testing::TempDir dir;
   // With a learning rate of zero nothing changes after the first epoch.

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -130,6 +131,50 @@ Checkpoint make_checkpoint(const models::Network& net, const std::string& yaml, 
   c.metrics = {{"train_loss", m.train_loss}, {"val_loss", m.val_loss}, {"val_dice", m.val_dice},
                {"val_iou", m.val_iou},       {"val_auc", m.val_auc},   {"lr", m.lr}};
   return c;
+}
+
+struct Snapshot {
+  int epoch = 0;
+  double val_loss = 0, val_dice = 0, val_auc = 0;
+};
+
+std::string snapshot_name(int epoch) { return fmt::format("snapshot-{:03d}.ckpt", epoch); }
+
+models::PickleRef snapshot_list(const std::vector<Snapshot>& snapshots) {
+  std::vector<models::PickleRef> items;
+  for (const Snapshot& s : snapshots)
+    items.push_back(models::pickle_list({models::pickle_int(s.epoch), models::pickle_float(s.val_loss),
+                                         models::pickle_float(s.val_dice), models::pickle_float(s.val_auc)}));
+  return models::pickle_list(std::move(items));
+}
+
+std::vector<Snapshot> read_snapshots(const models::PickleRef& list) {
+  std::vector<Snapshot> out;
+  if (!list) return out;
+  for (const auto& item : list->items) {
+    if (item->items.size() != 4) throw core::CheckpointError("malformed snapshot list in the checkpoint");
+    out.push_back({static_cast<int>(item->items[0]->integer), item->items[1]->number, item->items[2]->number,
+                   item->items[3]->number});
+  }
+  return out;
+}
+
+// ensemble.json: the snapshot checkpoints (and the SWA model) a run offers for ensembling.
+void write_manifest(const core::RunDirectory& run, const std::vector<Snapshot>& snapshots,
+                    const std::optional<EpochMetrics>& swa) {
+  nlohmann::ordered_json manifest;
+  manifest["format"] = "pneumo-ensemble";
+  manifest["version"] = 1;
+  nlohmann::ordered_json members = nlohmann::ordered_json::array();
+  const auto finite = [](double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); };
+  for (const Snapshot& s : snapshots)
+    members.push_back({{"checkpoint", snapshot_name(s.epoch)}, {"epoch", s.epoch}, {"val_loss", finite(s.val_loss)},
+                       {"val_dice", finite(s.val_dice)}, {"val_auc", finite(s.val_auc)}});
+  manifest["snapshots"] = members;
+  if (swa)
+    manifest["swa"] = {{"checkpoint", "swa.ckpt"}, {"val_loss", finite(swa->val_loss)},
+                       {"val_dice", finite(swa->val_dice)}, {"val_auc", finite(swa->val_auc)}};
+  core::write_file_atomic(run.file("ensemble.json"), manifest.dump(2) + "\n");
 }
 
 std::string optimizer_bytes(torch::optim::Optimizer& optimizer) {
@@ -267,6 +312,9 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   int64_t step = 0;
   int epochs_without_improvement = 0;
   int first_epoch = 0;
+  std::vector<Snapshot> snapshots;
+  std::vector<torch::Tensor> swa;  // running average of the parameters, in named_parameters order
+  int64_t swa_count = 0;
   if (resume_from) {
     const Checkpoint& c = *resume_from;
     models::load_weights(*net, c.model, true, (options.resume / "last.ckpt").string());
@@ -284,6 +332,10 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     summary.best_epoch = static_cast<int>(number_of(c.state, "best_epoch"));
     epochs_without_improvement = static_cast<int>(number_of(c.state, "stale_epochs"));
     rows = read_metrics_rows(models::pickle_get(c.state, "metrics"));
+    snapshots = read_snapshots(models::pickle_get(c.state, "snapshots"));
+    swa_count = static_cast<int64_t>(number_of(c.state, "swa_count"));
+    if (const models::PickleRef list = models::pickle_get(c.state, "swa"))
+      for (const auto& item : list->items) swa.push_back(item->tensor.to(device));
     step = c.step;
     first_epoch = static_cast<int>(c.epoch);
     summary.epochs_run = first_epoch;
@@ -292,6 +344,46 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       return summary;
     }
   }
+  // Validation at the training resolution: loss, Kaggle Dice, IoU, image-level AUC.
+  auto evaluate = [&](models::Network& model, int epoch, EpochMetrics& m) {
+    model.eval();
+    torch::NoGradGuard no_grad;
+    data::LoaderOptions val_loader = loader;
+    val_loader.epoch = epoch;
+    val_loader.transform = transform_of(val_augment);
+    data::BatchLoader val(dataset, split.validation, val_loader);
+    double val_loss = 0.0, dice = 0.0, iou_sum = 0.0;
+    int64_t n = 0;
+    std::vector<double> scores;
+    std::vector<int> labels;
+    while (auto batch = val.next()) {
+      const data::Batch b = batch->to(device);
+      const models::ModelOutput out = model.forward(b.images);
+      val_loss += compute_loss(out, b, segmenter, t.loss).item<double>() * static_cast<double>(b.ids.size());
+      torch::Tensor score = image_logit(out, segmenter);
+      if (segmenter) {
+        const torch::Tensor probs = torch::sigmoid(out.masks.select(1, 0));
+        const torch::Tensor predicted = probs > t.threshold, truth = b.masks.select(1, 0) > 0.5;
+        dice += kaggle_dice(predicted.cpu(), truth.cpu()).sum().item<double>();
+        iou_sum += iou(predicted.cpu(), truth.cpu()).sum().item<double>();
+        score = score.defined() ? torch::sigmoid(score) : probs.flatten(1).amax(1);  // else the most confident pixel
+      } else {
+        score = torch::sigmoid(score);
+      }
+      const torch::Tensor s = score.to(torch::kCPU, torch::kFloat64).contiguous();
+      for (int64_t j = 0; j < s.numel(); ++j) {
+        scores.push_back(s[j].item<double>());
+        labels.push_back(b.labels[j].item<float>() > 0.5f ? 1 : 0);
+      }
+      n += static_cast<int64_t>(b.ids.size());
+    }
+    m.val_loss = val_loss / static_cast<double>(n);
+    m.val_dice = segmenter ? dice / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    m.val_iou = segmenter ? iou_sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    m.val_auc = binary_metrics(scores, labels, t.threshold).auc;
+  };
+
+  const std::vector<int> cycle_ends = schedule.cycle_ends();
   int epochs_this_session = 0;
   for (int epoch = first_epoch; epoch < t.epochs; ++epoch) {
     const auto started = std::chrono::steady_clock::now();
@@ -341,44 +433,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     m.epoch = epoch + 1;
     m.lr = optimizer->param_groups().back().options().get_lr();
     m.train_loss = seen > 0 ? loss_sum / seen : 0.0;
-    net->eval();
-    {
-      torch::NoGradGuard no_grad;
-      data::LoaderOptions val_loader = loader;
-      val_loader.epoch = epoch;
-      val_loader.transform = transform_of(val_augment);
-      data::BatchLoader val(dataset, split.validation, val_loader);
-      double val_loss = 0.0, dice = 0.0, iou_sum = 0.0;
-      int64_t n = 0;
-      std::vector<double> scores;
-      std::vector<int> labels;
-      while (auto batch = val.next()) {
-        const data::Batch b = batch->to(device);
-        const models::ModelOutput out = net->forward(b.images);
-        val_loss += compute_loss(out, b, segmenter, t.loss).item<double>() * static_cast<double>(b.ids.size());
-        torch::Tensor score = image_logit(out, segmenter);
-        if (segmenter) {
-          const torch::Tensor probs = torch::sigmoid(out.masks.select(1, 0));
-          const torch::Tensor predicted = probs > t.threshold, truth = b.masks.select(1, 0) > 0.5;
-          dice += kaggle_dice(predicted.cpu(), truth.cpu()).sum().item<double>();
-          iou_sum += iou(predicted.cpu(), truth.cpu()).sum().item<double>();
-          if (!score.defined()) score = probs.flatten(1).amax(1);  // image score: the most confident pixel
-          else score = torch::sigmoid(score);
-        } else {
-          score = torch::sigmoid(score);
-        }
-        const torch::Tensor s = score.to(torch::kCPU, torch::kFloat64).contiguous();
-        for (int64_t j = 0; j < s.numel(); ++j) {
-          scores.push_back(s[j].item<double>());
-          labels.push_back(b.labels[j].item<float>() > 0.5f ? 1 : 0);
-        }
-        n += static_cast<int64_t>(b.ids.size());
-      }
-      m.val_loss = val_loss / static_cast<double>(n);
-      m.val_dice = segmenter ? dice / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
-      m.val_iou = segmenter ? iou_sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
-      m.val_auc = binary_metrics(scores, labels, t.threshold).auc;
-    }
+    evaluate(*net, epoch, m);
     m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     rows.push_back(m);
     write_metrics(run, rows);
@@ -396,6 +451,20 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     } else {
       ++epochs_without_improvement;
     }
+    if (t.swa.start_epoch > 0 && epoch + 1 >= t.swa.start_epoch) {  // the equal running average
+      torch::NoGradGuard no_grad;
+      size_t i = 0;
+      for (const auto& p : net->named_parameters()) {
+        if (swa_count == 0)
+          swa.push_back(p.value().detach().clone());
+        else
+          swa[i].add_((p.value().detach() - swa[i]) / static_cast<double>(swa_count + 1));
+        ++i;
+      }
+      ++swa_count;
+    }
+    const bool snapshot = std::find(cycle_ends.begin(), cycle_ends.end(), epoch + 1) != cycle_ends.end();
+    if (snapshot) snapshots.push_back({epoch + 1, m.val_loss, m.val_dice, m.val_auc});
     const LrSchedule::State plateau = schedule.state();
     torch::Tensor rng;
     {
@@ -413,11 +482,20 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
         {"best_epoch", models::pickle_int(summary.best_epoch)},
         {"stale_epochs", models::pickle_int(epochs_without_improvement)},
         {"metrics", metrics_rows(rows)},
+        {"snapshots", snapshot_list(snapshots)},
+        {"swa_count", models::pickle_int(swa_count)},
+        {"swa", models::pickle_list([&] {
+           std::vector<models::PickleRef> items;
+           for (const auto& w : swa) items.push_back(models::pickle_tensor(w));
+           return items;
+         }())},
     });
     // best before last: an interruption between the two resumes from the previous last.ckpt,
     // which repeats this epoch and rewrites both.
     if (improved) write_checkpoint(run.file("best.ckpt"), checkpoint);
+    if (snapshot) write_checkpoint(run.file(snapshot_name(epoch + 1)), checkpoint);
     write_checkpoint(run.file("last.ckpt"), checkpoint);
+    if (snapshot) write_manifest(run, snapshots, std::nullopt);
     summary.epochs_run = epoch + 1;
     if (!improved && t.early_stopping > 0 && epochs_without_improvement >= t.early_stopping) {
       summary.stopped_early = true;
@@ -429,6 +507,39 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                       options.stop_after_epochs, run.path().string());
       break;
     }
+  }
+  const bool finished = summary.epochs_run >= t.epochs || summary.stopped_early;
+  if (swa_count > 0 && finished) {
+    // The averaged weights, BatchNorm statistics recomputed over the training images (without
+    // augmentation), then the usual validation.
+    std::shared_ptr<models::Network> averaged = models::build_model(config.model);
+    averaged->to(device);
+    {
+      torch::NoGradGuard no_grad;
+      size_t i = 0;
+      for (auto& p : averaged->named_parameters()) p.value().copy_(swa[i++]);
+      auto buffers = net->named_buffers();
+      for (auto& b : averaged->named_buffers()) b.value().copy_(buffers[b.key()]);
+      std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
+      for (const auto& module : averaged->modules())
+        if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(module)) {
+          bn->reset_running_stats();
+          bn->options.momentum(c10::nullopt);  // a cumulative average over all batches
+          norms.push_back(bn);
+        }
+      averaged->train();
+      data::LoaderOptions bn_loader = loader;
+      data::BatchLoader batches(dataset, split.train, bn_loader);
+      while (auto batch = batches.next()) averaged->forward(batch->to(device).images);
+      for (auto& bn : norms) bn->options.momentum(0.1);
+    }
+    EpochMetrics m;
+    m.epoch = summary.epochs_run;
+    evaluate(*averaged, summary.epochs_run, m);
+    write_checkpoint(run.file("swa.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
+    write_manifest(run, snapshots, m);
+    core::log::info("SWA over {} epochs: val_loss {:.4f}  val_dice {}  val_auc {} (swa.ckpt)", swa_count, m.val_loss,
+                    number(m.val_dice), number(m.val_auc));
   }
   if (t.monitor == "val_loss") summary.best_value = -summary.best_value;
   core::log::info("best {} {:.4f} at epoch {}; checkpoints in {}", t.monitor, summary.best_value, summary.best_epoch,

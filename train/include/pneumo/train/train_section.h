@@ -97,6 +97,18 @@ struct LossSection {
   }
 };
 
+struct SwaSection {
+  int start_epoch = 0;  // 1-based; 0: off
+
+  template <class V>
+  void visit(V& v) {
+    v("start_epoch", start_epoch,
+      "average the weights of every epoch from this one (1-based) to the end, recompute BatchNorm "
+      "statistics over the training data, evaluate and save swa.ckpt (0: off)",
+      core::at_least(0));
+  }
+};
+
 struct TrainSection {
   int epochs = 10;
   int batch_size = 8;
@@ -109,6 +121,7 @@ struct TrainSection {
   double threshold = 0.5;
   int early_stopping = 0;
   bool drop_last = true;
+  SwaSection swa;
 
   template <class V>
   void visit(V& v) {
@@ -126,6 +139,7 @@ struct TrainSection {
     v("early_stopping", early_stopping, "stop after this many epochs without improvement (0: never)",
       core::at_least(0));
     v("drop_last", drop_last, "drop a last training batch smaller than batch_size (BatchNorm needs >1)");
+    v("swa", swa, "stochastic weight averaging");
   }
 };
 
