@@ -14,6 +14,7 @@
 #include "pneumo/core/config_node.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/demo_set.h"
+#include "pneumo/models/model_section.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/schedule.h"
 #include "pneumo/train/trainer.h"
@@ -243,4 +244,20 @@ TEST_CASE("inconsistent experiments are refused before a run folder is made") {
                     Contains("train.monitor") && Contains("val_auc"));
   CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"model.encoder.in_channels=3"})), Contains("data.channels"));
   CHECK_FALSE(fs::exists(dir / "runs"));
+}
+
+TEST_CASE("every shipped experiment loads and builds its network") {
+  int built = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(PNEUMO_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    INFO(entry.path());
+    // Pretrained weight files are the user's to bring (see README); build without them.
+    const train::ExperimentConfig config =
+        train::load_experiment(entry.path().string(), {"model.encoder.weights=\"\"", "model.weights=\"\""});
+    auto net = models::build_model(config.model);
+    CHECK(net->parameters().size() > 10);
+    CHECK(config.model.encoder.in_channels == config.data.channels);
+    ++built;
+  }
+  CHECK(built >= 9);
 }
