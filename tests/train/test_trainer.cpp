@@ -101,7 +101,8 @@ TEST_CASE("a short training run lowers the loss and leaves a complete run folder
   CHECK(s.epochs_run == 3);
   const fs::path run = dir / "runs/tiny/run";
   CHECK(s.run == run);
-  for (const char* f : {"config.yaml", "log.txt", "folds.csv", "metrics.csv", "metrics.jsonl", "last.ckpt", "best.ckpt"})
+  for (const char* f : {"config.yaml", "log.txt", "folds.csv", "metrics.csv", "metrics.jsonl", "last.ckpt", "best.ckpt",
+                        "loss.png", "metrics.png", "lr.png"})
     CHECK(fs::exists(run / f));
   const auto rows = csv_rows(run / "metrics.csv");
   REQUIRE(rows.size() == 4);

@@ -20,6 +20,7 @@
 #include "pneumo/core/progress.h"
 #include "pneumo/core/run_dir.h"
 #include "pneumo/data/folds.h"
+#include "plots.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/losses.h"
 #include "pneumo/train/metrics.h"
@@ -118,6 +119,19 @@ void write_metrics(const core::RunDirectory& run, const std::vector<EpochMetrics
   }
   core::write_file_atomic(run.file("metrics.csv"), csv);
   core::write_file_atomic(run.file("metrics.jsonl"), jsonl);
+  Series train_loss{"train loss", {}}, val_loss{"val loss", {}}, dice{"val Dice", {}}, iou_values{"val IoU", {}},
+      auc{"val AUC", {}}, lr{"learning rate", {}};
+  for (const EpochMetrics& m : rows) {
+    train_loss.values.push_back(m.train_loss);
+    val_loss.values.push_back(m.val_loss);
+    dice.values.push_back(m.val_dice);
+    iou_values.values.push_back(m.val_iou);
+    auc.values.push_back(m.val_auc);
+    lr.values.push_back(m.lr);
+  }
+  write_line_chart(run.file("loss.png"), "loss", {train_loss, val_loss});
+  write_line_chart(run.file("metrics.png"), "validation metrics", {dice, iou_values, auc});
+  write_line_chart(run.file("lr.png"), "learning rate (at the end of each epoch)", {lr}, true);
 }
 
 Checkpoint make_checkpoint(const models::Network& net, const std::string& yaml, int epoch, int64_t step,
