@@ -223,6 +223,20 @@ TEST_CASE("snapshot cycles leave snapshot checkpoints and a manifest; SWA averag
   CHECK(s.epochs_run == 3);
 }
 
+TEST_CASE("EMA keeps a moving average of the weights and saves it validated") {
+  pneumo::testing::TempDir dir;
+  // decay 0.5 over 3 epochs of 3 steps: the average trails the final weights but is not them.
+  train::train_experiment(tiny(dir, {"train.ema=0.5"}));
+  const fs::path run = dir / "runs/tiny/run";
+  REQUIRE(fs::exists(run / "ema.ckpt"));
+  const auto ema = train::read_checkpoint(run / "ema.ckpt");
+  const auto last = train::read_checkpoint(run / "last.ckpt");
+  CHECK(ema.metrics.count("val_dice") == 1);
+  const std::map<std::string, torch::Tensor> e(ema.model.begin(), ema.model.end()), l(last.model.begin(), last.model.end());
+  CHECK_FALSE(torch::equal(e.at("encoder.conv1.weight"), l.at("encoder.conv1.weight")));
+  CHECK(torch::equal(e.at("encoder.bn1.running_mean"), l.at("encoder.bn1.running_mean")));
+}
+
 TEST_CASE("early stopping ends a run that no longer improves") {
   pneumo::testing::TempDir dir;
   // With a learning rate of zero nothing changes after the first epoch.

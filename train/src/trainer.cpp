@@ -329,6 +329,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   std::vector<Snapshot> snapshots;
   std::vector<torch::Tensor> swa;  // running average of the parameters, in named_parameters order
   int64_t swa_count = 0;
+  std::vector<torch::Tensor> ema;  // exponential moving average of the parameters, same order
   if (resume_from) {
     const Checkpoint& c = *resume_from;
     models::load_weights(*net, c.model, true, (options.resume / "last.ckpt").string());
@@ -350,6 +351,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     swa_count = static_cast<int64_t>(number_of(c.state, "swa_count"));
     if (const models::PickleRef list = models::pickle_get(c.state, "swa"))
       for (const auto& item : list->items) swa.push_back(item->tensor.to(device));
+    if (const models::PickleRef list = models::pickle_get(c.state, "ema"))
+      for (const auto& item : list->items) ema.push_back(item->tensor.to(device));
     step = c.step;
     first_epoch = static_cast<int>(c.epoch);
     summary.epochs_run = first_epoch;
@@ -435,6 +438,17 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
         optimizer->step();
         optimizer->zero_grad();
         ++step;
+        if (t.ema > 0) {
+          torch::NoGradGuard no_grad;
+          size_t k = 0;
+          for (const auto& p : net->parameters()) {
+            if (ema.size() <= k)
+              ema.push_back(p.detach().clone());
+            else
+              ema[k].mul_(t.ema).add_(p.detach(), 1.0 - t.ema);
+            ++k;
+          }
+        }
       }
       loss_sum += value * static_cast<double>(b.ids.size());
       seen += static_cast<int64_t>(b.ids.size());
@@ -503,6 +517,11 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
            for (const auto& w : swa) items.push_back(models::pickle_tensor(w));
            return items;
          }())},
+        {"ema", models::pickle_list([&] {
+           std::vector<models::PickleRef> items;
+           for (const auto& w : ema) items.push_back(models::pickle_tensor(w));
+           return items;
+         }())},
     });
     // best before last: an interruption between the two resumes from the previous last.ckpt,
     // which repeats this epoch and rewrites both.
@@ -553,6 +572,24 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     write_checkpoint(run.file("swa.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
     write_manifest(run, snapshots, m);
     core::log::info("SWA over {} epochs: val_loss {:.4f}  val_dice {}  val_auc {} (swa.ckpt)", swa_count, m.val_loss,
+                    number(m.val_dice), number(m.val_auc));
+  }
+  if (!ema.empty() && finished) {
+    // The moving average with the training model's BatchNorm statistics, validated as is.
+    std::shared_ptr<models::Network> averaged = models::build_model(config.model);
+    averaged->to(device);
+    {
+      torch::NoGradGuard no_grad;
+      size_t i = 0;
+      for (auto& p : averaged->parameters()) p.copy_(ema[i++]);
+      auto buffers = net->named_buffers();
+      for (auto& b : averaged->named_buffers()) b.value().copy_(buffers[b.key()]);
+    }
+    EpochMetrics m;
+    m.epoch = summary.epochs_run;
+    evaluate(*averaged, summary.epochs_run, m);
+    write_checkpoint(run.file("ema.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
+    core::log::info("EMA (decay {}): val_loss {:.4f}  val_dice {}  val_auc {} (ema.ckpt)", t.ema, m.val_loss,
                     number(m.val_dice), number(m.val_auc));
   }
   if (t.monitor == "val_loss") summary.best_value = -summary.best_value;

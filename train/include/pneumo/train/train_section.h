@@ -122,6 +122,7 @@ struct TrainSection {
   int early_stopping = 0;
   bool drop_last = true;
   SwaSection swa;
+  double ema = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -140,6 +141,8 @@ struct TrainSection {
       core::at_least(0));
     v("drop_last", drop_last, "drop a last training batch smaller than batch_size (BatchNorm needs >1)");
     v("swa", swa, "stochastic weight averaging");
+    v("ema", ema, "keep an exponential moving average of the weights with this decay per step, validated "
+      "and saved as ema.ckpt at the end (0: off; e.g. 0.999)", core::in_range(0.0, 0.99999));
   }
 };
 
