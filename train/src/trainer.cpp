@@ -191,6 +191,26 @@ void write_manifest(const core::RunDirectory& run, const std::vector<Snapshot>& 
   core::write_file_atomic(run.file("ensemble.json"), manifest.dump(2) + "\n");
 }
 
+models::PickleRef tensor_list(const std::vector<torch::Tensor>& tensors) {
+  std::vector<models::PickleRef> items;
+  for (const auto& t : tensors) items.push_back(models::pickle_tensor(t));
+  return models::pickle_list(std::move(items));
+}
+
+// A fresh network for `section` holding `parameters` (in named_parameters order) and the
+// buffers (BatchNorm statistics) of `source`: the SWA and EMA models.
+std::shared_ptr<models::Network> network_with(const models::ModelSection& section, const models::Network& source,
+                                              const std::vector<torch::Tensor>& parameters, const c10::Device& device) {
+  std::shared_ptr<models::Network> net = models::build_model(section);
+  net->to(device);
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  for (auto& p : net->parameters()) p.copy_(parameters[i++]);
+  auto buffers = source.named_buffers();
+  for (auto& b : net->named_buffers()) b.value().copy_(buffers[b.key()]);
+  return net;
+}
+
 std::string optimizer_bytes(torch::optim::Optimizer& optimizer) {
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
@@ -512,16 +532,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
         {"metrics", metrics_rows(rows)},
         {"snapshots", snapshot_list(snapshots)},
         {"swa_count", models::pickle_int(swa_count)},
-        {"swa", models::pickle_list([&] {
-           std::vector<models::PickleRef> items;
-           for (const auto& w : swa) items.push_back(models::pickle_tensor(w));
-           return items;
-         }())},
-        {"ema", models::pickle_list([&] {
-           std::vector<models::PickleRef> items;
-           for (const auto& w : ema) items.push_back(models::pickle_tensor(w));
-           return items;
-         }())},
+        {"swa", tensor_list(swa)},
+        {"ema", tensor_list(ema)},
     });
     // best before last: an interruption between the two resumes from the previous last.ckpt,
     // which repeats this epoch and rewrites both.
@@ -545,14 +557,9 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (swa_count > 0 && finished) {
     // The averaged weights, BatchNorm statistics recomputed over the training images (without
     // augmentation), then the usual validation.
-    std::shared_ptr<models::Network> averaged = models::build_model(config.model);
-    averaged->to(device);
+    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, swa, device);
     {
       torch::NoGradGuard no_grad;
-      size_t i = 0;
-      for (auto& p : averaged->named_parameters()) p.value().copy_(swa[i++]);
-      auto buffers = net->named_buffers();
-      for (auto& b : averaged->named_buffers()) b.value().copy_(buffers[b.key()]);
       std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
       for (const auto& module : averaged->modules())
         if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(module)) {
@@ -576,15 +583,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   }
   if (!ema.empty() && finished) {
     // The moving average with the training model's BatchNorm statistics, validated as is.
-    std::shared_ptr<models::Network> averaged = models::build_model(config.model);
-    averaged->to(device);
-    {
-      torch::NoGradGuard no_grad;
-      size_t i = 0;
-      for (auto& p : averaged->parameters()) p.copy_(ema[i++]);
-      auto buffers = net->named_buffers();
-      for (auto& b : averaged->named_buffers()) b.value().copy_(buffers[b.key()]);
-    }
+    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, ema, device);
     EpochMetrics m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);
