@@ -237,6 +237,21 @@ TEST_CASE("EMA keeps a moving average of the weights and saves it validated") {
   CHECK(torch::equal(e.at("encoder.bn1.running_mean"), l.at("encoder.bn1.running_mean")));
 }
 
+TEST_CASE("keep_top keeps exactly the N best epochs") {
+  pneumo::testing::TempDir dir;
+  train::train_experiment(tiny(dir, {"train.epochs=4", "train.keep_top=2", "train.monitor=val_loss"}));
+  const fs::path run = dir / "runs/tiny/run";
+  const auto rows = csv_rows(run / "metrics.csv");
+  std::vector<std::pair<double, int>> losses;
+  for (size_t i = 1; i < rows.size(); ++i) losses.emplace_back(std::stod(rows[i][3]), static_cast<int>(i));
+  std::sort(losses.begin(), losses.end());
+  for (int epoch = 1; epoch <= 4; ++epoch) {
+    const bool kept = epoch == losses[0].second || epoch == losses[1].second;
+    INFO("epoch " << epoch);
+    CHECK(fs::exists(run / fmt::format("top-{:03d}.ckpt", epoch)) == kept);
+  }
+}
+
 TEST_CASE("early stopping ends a run that no longer improves") {
   pneumo::testing::TempDir dir;
   // With a learning rate of zero nothing changes after the first epoch.

@@ -350,6 +350,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   std::vector<torch::Tensor> swa;  // running average of the parameters, in named_parameters order
   int64_t swa_count = 0;
   std::vector<torch::Tensor> ema;  // exponential moving average of the parameters, same order
+  std::vector<std::pair<double, int>> top;  // (monitored value, epoch) of the kept top-NNN.ckpt, best first
   if (resume_from) {
     const Checkpoint& c = *resume_from;
     models::load_weights(*net, c.model, true, (options.resume / "last.ckpt").string());
@@ -373,6 +374,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       for (const auto& item : list->items) swa.push_back(item->tensor.to(device));
     if (const models::PickleRef list = models::pickle_get(c.state, "ema"))
       for (const auto& item : list->items) ema.push_back(item->tensor.to(device));
+    if (const models::PickleRef list = models::pickle_get(c.state, "top"))
+      for (const auto& item : list->items) top.emplace_back(item->items.at(0)->number, static_cast<int>(item->items.at(1)->integer));
     step = c.step;
     first_epoch = static_cast<int>(c.epoch);
     summary.epochs_run = first_epoch;
@@ -511,6 +514,19 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       }
       ++swa_count;
     }
+    // Top-k: this epoch joins when it beats the worst kept one; the one pushed out is deleted
+    // after last.ckpt records the new list.
+    std::optional<int> dropped;
+    bool keep = false;
+    if (t.keep_top > 0 && (static_cast<int>(top.size()) < t.keep_top || value > top.back().first)) {
+      keep = true;
+      top.emplace_back(value, epoch + 1);
+      std::stable_sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      if (static_cast<int>(top.size()) > t.keep_top) {
+        dropped = top.back().second;
+        top.pop_back();
+      }
+    }
     const bool snapshot = std::find(cycle_ends.begin(), cycle_ends.end(), epoch + 1) != cycle_ends.end();
     if (snapshot) snapshots.push_back({epoch + 1, m.val_loss, m.val_dice, m.val_auc});
     const LrSchedule::State plateau = schedule.state();
@@ -534,12 +550,22 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
         {"swa_count", models::pickle_int(swa_count)},
         {"swa", tensor_list(swa)},
         {"ema", tensor_list(ema)},
+        {"top", models::pickle_list([&] {
+           std::vector<models::PickleRef> items;
+           for (const auto& [v, e] : top) items.push_back(models::pickle_list({models::pickle_float(v), models::pickle_int(e)}));
+           return items;
+         }())},
     });
     // best before last: an interruption between the two resumes from the previous last.ckpt,
     // which repeats this epoch and rewrites both.
     if (improved) write_checkpoint(run.file("best.ckpt"), checkpoint);
     if (snapshot) write_checkpoint(run.file(snapshot_name(epoch + 1)), checkpoint);
+    if (keep) write_checkpoint(run.file(fmt::format("top-{:03d}.ckpt", epoch + 1)), checkpoint);
     write_checkpoint(run.file("last.ckpt"), checkpoint);
+    if (dropped) {
+      std::error_code ec;
+      fs::remove(run.file(fmt::format("top-{:03d}.ckpt", *dropped)), ec);
+    }
     if (snapshot) write_manifest(run, snapshots, std::nullopt);
     summary.epochs_run = epoch + 1;
     if (!improved && t.early_stopping > 0 && epochs_without_improvement >= t.early_stopping) {

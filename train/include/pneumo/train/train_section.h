@@ -123,6 +123,7 @@ struct TrainSection {
   bool drop_last = true;
   SwaSection swa;
   double ema = 0.0;
+  int keep_top = 0;
 
   template <class V>
   void visit(V& v) {
@@ -140,6 +141,7 @@ struct TrainSection {
     v("early_stopping", early_stopping, "stop after this many epochs without improvement (0: never)",
       core::at_least(0));
     v("drop_last", drop_last, "drop a last training batch smaller than batch_size (BatchNorm needs >1)");
+    v("keep_top", keep_top, "also keep the N best epochs as top-NNN.ckpt (0: only best.ckpt)", core::in_range(0, 100));
     v("swa", swa, "stochastic weight averaging");
     v("ema", ema, "keep an exponential moving average of the weights with this decay per step, validated "
       "and saved as ema.ckpt at the end (0: off; e.g. 0.999)", core::in_range(0.0, 0.99999));
