@@ -1,5 +1,6 @@
 // `pneumo train CONFIG [--set key=value ...] [--overwrite] [--stop-after N]` and
 // `pneumo train --resume RUN_DIR`: train an experiment into a run folder, or continue one.
+#include <cmath>
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +35,15 @@ void run_train(const TrainCommandOptions& options) {
   train_options.resume = options.resume;
   train_options.stop_after_epochs = options.stop_after;
   const train::TrainSummary s = train::train_experiment(config, train_options);
+  if (!s.epochs.empty()) {
+    const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
+    fmt::print("{:>6} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n", "epoch", "train_loss", "val_loss", "val_dice",
+               "val_iou", "val_auc", "lr", "time");
+    for (const train::EpochResult& e : s.epochs)
+      fmt::print("{:>5}{} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9.2e} {:>6.0f}s\n", e.epoch, e.epoch == s.best_epoch ? "*" : " ",
+                 cell(e.train_loss), cell(e.val_loss), cell(e.val_dice), cell(e.val_iou), cell(e.val_auc), e.lr,
+                 e.seconds);
+  }
   fmt::print("run: {}\n", s.run.string());
   fmt::print("epochs: {}{}\n", s.epochs_run, s.stopped_early ? " (stopped early)" : "");
   fmt::print("best {}: {:.4f} at epoch {} (best.ckpt)\n", s.monitor, s.best_value, s.best_epoch);

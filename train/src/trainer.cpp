@@ -90,13 +90,7 @@ torch::Tensor compute_loss(const models::ModelOutput& out, const data::Batch& b,
   return loss;
 }
 
-struct EpochMetrics {
-  int epoch = 0;
-  double lr = 0, train_loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, val_auc = 0;
-  double seconds = 0;
-};
-
-double monitored(const EpochMetrics& m, const std::string& monitor) {
+double monitored(const EpochResult& m, const std::string& monitor) {
   if (monitor == "val_dice") return m.val_dice;
   if (monitor == "val_iou") return m.val_iou;
   if (monitor == "val_auc") return std::isnan(m.val_auc) ? -1.0 : m.val_auc;
@@ -105,9 +99,9 @@ double monitored(const EpochMetrics& m, const std::string& monitor) {
 
 std::string number(double v) { return std::isnan(v) ? "nan" : fmt::format("{:.6g}", v); }
 
-void write_metrics(const core::RunDirectory& run, const std::vector<EpochMetrics>& rows) {
+void write_metrics(const core::RunDirectory& run, const std::vector<EpochResult>& rows) {
   std::string csv = "epoch,lr,train_loss,val_loss,val_dice,val_iou,val_auc,seconds\n", jsonl;
-  for (const EpochMetrics& m : rows) {
+  for (const EpochResult& m : rows) {
     csv += fmt::format("{},{},{},{},{},{},{},{:.1f}\n", m.epoch, number(m.lr), number(m.train_loss), number(m.val_loss),
                        number(m.val_dice), number(m.val_iou), number(m.val_auc), m.seconds);
     const auto json_number = [](double v) { return std::isnan(v) ? std::string("null") : fmt::format("{:.6g}", v); };
@@ -121,7 +115,7 @@ void write_metrics(const core::RunDirectory& run, const std::vector<EpochMetrics
   core::write_file_atomic(run.file("metrics.jsonl"), jsonl);
   Series train_loss{"train loss", {}}, val_loss{"val loss", {}}, dice{"val Dice", {}}, iou_values{"val IoU", {}},
       auc{"val AUC", {}}, lr{"learning rate", {}};
-  for (const EpochMetrics& m : rows) {
+  for (const EpochResult& m : rows) {
     train_loss.values.push_back(m.train_loss);
     val_loss.values.push_back(m.val_loss);
     dice.values.push_back(m.val_dice);
@@ -135,7 +129,7 @@ void write_metrics(const core::RunDirectory& run, const std::vector<EpochMetrics
 }
 
 Checkpoint make_checkpoint(const models::Network& net, const std::string& yaml, int epoch, int64_t step,
-                           const EpochMetrics& m) {
+                           const EpochResult& m) {
   Checkpoint c;
   c.config_yaml = yaml;
   c.epoch = epoch;
@@ -175,7 +169,7 @@ std::vector<Snapshot> read_snapshots(const models::PickleRef& list) {
 
 // ensemble.json: the snapshot checkpoints (and the SWA model) a run offers for ensembling.
 void write_manifest(const core::RunDirectory& run, const std::vector<Snapshot>& snapshots,
-                    const std::optional<EpochMetrics>& swa) {
+                    const std::optional<EpochResult>& swa) {
   nlohmann::ordered_json manifest;
   manifest["format"] = "pneumo-ensemble";
   manifest["version"] = 1;
@@ -235,9 +229,9 @@ torch::Tensor bytes_tensor(const std::string& bytes) {
   return t;
 }
 
-models::PickleRef metrics_rows(const std::vector<EpochMetrics>& rows) {
+models::PickleRef metrics_rows(const std::vector<EpochResult>& rows) {
   std::vector<models::PickleRef> items;
-  for (const EpochMetrics& m : rows)
+  for (const EpochResult& m : rows)
     items.push_back(models::pickle_list({models::pickle_int(m.epoch), models::pickle_float(m.lr),
                                          models::pickle_float(m.train_loss), models::pickle_float(m.val_loss),
                                          models::pickle_float(m.val_dice), models::pickle_float(m.val_iou),
@@ -245,12 +239,12 @@ models::PickleRef metrics_rows(const std::vector<EpochMetrics>& rows) {
   return models::pickle_list(std::move(items));
 }
 
-std::vector<EpochMetrics> read_metrics_rows(const models::PickleRef& list) {
-  std::vector<EpochMetrics> rows;
+std::vector<EpochResult> read_metrics_rows(const models::PickleRef& list) {
+  std::vector<EpochResult> rows;
   if (!list) return rows;
   for (const auto& item : list->items) {
     if (item->items.size() != 8) throw core::CheckpointError("malformed metrics history in the checkpoint");
-    EpochMetrics m;
+    EpochResult m;
     m.epoch = static_cast<int>(item->items[0]->integer);
     double* fields[] = {&m.lr, &m.train_loss, &m.val_loss, &m.val_dice, &m.val_iou, &m.val_auc, &m.seconds};
     for (int k = 0; k < 7; ++k) *fields[k] = item->items[k + 1]->number;
@@ -342,7 +336,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   summary.run = run.path();
   summary.monitor = t.monitor;
   summary.best_value = -std::numeric_limits<double>::infinity();
-  std::vector<EpochMetrics> rows;
+  std::vector<EpochResult> rows;
   int64_t step = 0;
   int epochs_without_improvement = 0;
   int first_epoch = 0;
@@ -385,7 +379,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     }
   }
   // Validation at the training resolution: loss, Kaggle Dice, IoU, image-level AUC.
-  auto evaluate = [&](models::Network& model, int epoch, EpochMetrics& m) {
+  auto evaluate = [&](models::Network& model, int epoch, EpochResult& m) {
     model.eval();
     torch::NoGradGuard no_grad;
     data::LoaderOptions val_loader = loader;
@@ -480,7 +474,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     progress.finish();
 
     // --- validation, at the training resolution
-    EpochMetrics m;
+    EpochResult m;
     m.epoch = epoch + 1;
     m.lr = optimizer->param_groups().back().options().get_lr();
     m.train_loss = seen > 0 ? loss_sum / seen : 0.0;
@@ -599,7 +593,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       while (auto batch = batches.next()) averaged->forward(batch->to(device).images);
       for (auto& bn : norms) bn->options.momentum(0.1);
     }
-    EpochMetrics m;
+    EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);
     write_checkpoint(run.file("swa.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
@@ -610,7 +604,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (!ema.empty() && finished) {
     // The moving average with the training model's BatchNorm statistics, validated as is.
     std::shared_ptr<models::Network> averaged = network_with(config.model, *net, ema, device);
-    EpochMetrics m;
+    EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);
     write_checkpoint(run.file("ema.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
@@ -618,6 +612,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                     number(m.val_dice), number(m.val_auc));
   }
   if (t.monitor == "val_loss") summary.best_value = -summary.best_value;
+  summary.epochs = rows;
   core::log::info("best {} {:.4f} at epoch {}; checkpoints in {}", t.monitor, summary.best_value, summary.best_epoch,
                   run.path().string());
   return summary;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "pneumo/train/experiment.h"
 
@@ -21,6 +22,13 @@ struct TrainOptions {
 // The resolved config a run recorded (its config.yaml).
 ExperimentConfig load_run_config(const std::filesystem::path& run);
 
+// One epoch's figures, as metrics.csv holds them (NaN where a metric does not apply).
+struct EpochResult {
+  int epoch = 0;  // 1-based
+  double lr = 0, train_loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, val_auc = 0;
+  double seconds = 0;
+};
+
 struct TrainSummary {
   std::filesystem::path run;
   int epochs_run = 0;
@@ -28,6 +36,7 @@ struct TrainSummary {
   double best_value = 0.0;
   int best_epoch = 0;  // 1-based
   bool stopped_early = false;
+  std::vector<EpochResult> epochs;  // every epoch of the run, resumed ones included
 };
 
 // Runs the whole training. Throws the component errors (ConfigError before anything is
