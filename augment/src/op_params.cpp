@@ -160,10 +160,8 @@ int named_flag(OpParams& params, const core::ConfigNode* node, const char* key,
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
   for (const auto& [name, flag] : names) {
     if (text == name || text == std::to_string(flag)) return flag;
-    // Albumentations recipes spell them cv2.INTER_LINEAR, cv2.BORDER_CONSTANT.
-    std::string upper = name;
-    std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (text == "cv2.inter_" + upper || text == "cv2.border_" + upper ||
+    // Albumentations recipes spell them cv2.INTER_LINEAR, cv2.BORDER_CONSTANT (compared lower-cased).
+    if (text == "cv2.inter_" + name || text == "cv2.border_" + name ||
         (name == "lanczos" && text == "cv2.inter_lanczos4"))
       return flag;
   }

@@ -78,6 +78,26 @@ torch::Tensor DecoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& sk
   return attention2_(conv2_->forward(conv1_->forward(x)));
 }
 
+SmpDecoderScaffold smp_decoder_scaffold(nn::Module& net, const std::vector<int64_t>& encoder_out_channels,
+                                        const std::string& encoder_name, const std::vector<int64_t>& decoder_channels,
+                                        bool batch_norm_layers) {
+  const size_t depth = encoder_out_channels.size() - 1;
+  if (decoder_channels.size() != depth)
+    throw core::ConfigError(fmt::format("decoder_channels: {} values for an encoder of depth {}; expected {}",
+                                        decoder_channels.size(), depth, depth));
+  SmpDecoderScaffold s;
+  s.encoder_channels.assign(encoder_out_channels.rbegin(), encoder_out_channels.rend() - 1);
+  const int64_t head = s.encoder_channels[0];
+  auto decoder = net.register_module("decoder", std::make_shared<nn::Module>());
+  if (encoder_name.rfind("vgg", 0) == 0) {  // smp adds a centre block for VGG
+    auto center = decoder->register_module("center", std::make_shared<nn::Module>());
+    for (int i = 0; i < 2; ++i)
+      s.center.push_back(center->register_module(std::to_string(i), conv_relu(head, head, batch_norm_layers)));
+  }
+  s.blocks = decoder->register_module("blocks", std::make_shared<nn::Module>());
+  return s;
+}
+
 nn::Sequential classification_head(int64_t in, int64_t classes, double dropout) {
   nn::Sequential head;
   head->push_back(nn::AdaptiveAvgPool2d(1));

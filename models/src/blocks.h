@@ -1,7 +1,9 @@
 // segmentation_models_pytorch's decoder pieces, with its module names.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -54,6 +56,19 @@ class DecoderBlockImpl : public torch::nn::Module {
   Attention attention1_{nullptr}, attention2_{nullptr};
 };
 TORCH_MODULE(DecoderBlock);
+
+// What U-Net and UNet++ share, as segmentation_models_pytorch builds it: the encoder's channels
+// without the first map, deepest first; plain `decoder` and `decoder.blocks` containers (they
+// only give the blocks smp's names); and, for VGG encoders, smp's two-conv `decoder.center`.
+// Checks that decoder_channels has one entry per encoder stage.
+struct SmpDecoderScaffold {
+  std::vector<int64_t> encoder_channels;  // deepest first
+  std::shared_ptr<torch::nn::Module> blocks;
+  std::vector<torch::nn::Sequential> center;
+};
+SmpDecoderScaffold smp_decoder_scaffold(torch::nn::Module& net, const std::vector<int64_t>& encoder_out_channels,
+                                        const std::string& encoder_name, const std::vector<int64_t>& decoder_channels,
+                                        bool batch_norm);
 
 // smp's ClassificationHead: Sequential(pool, flatten, dropout, linear); `linear` is index 3.
 torch::nn::Sequential classification_head(int64_t in, int64_t classes, double dropout = 0.0);

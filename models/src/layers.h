@@ -17,17 +17,10 @@ inline torch::nn::BatchNorm2d batch_norm(int64_t channels) {
 
 }  // namespace pneumo::models
 
-#include <string>
-
-#include <fmt/format.h>
+#include "pneumo/core/tensor_shape.h"
 
 namespace pneumo::models {
 
-// "2x3x64x64", for messages.
-inline std::string shape_string(const torch::Tensor& t) {
-  std::string out;
-  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? "x" : "") + std::to_string(t.size(i));
-  return out;
-}
+using core::shape_string;
 
 }  // namespace pneumo::models

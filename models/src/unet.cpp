@@ -13,24 +13,14 @@ namespace nn = torch::nn;
 UNetImpl::UNetImpl(const UNetOptions& options) {
   encoder_ = register_module("encoder", make_encoder(options.encoder));
   const int depth = options.encoder.depth;
-  if (static_cast<int>(options.decoder_channels.size()) != depth)
-    throw core::ConfigError(fmt::format("decoder_channels: {} values for an encoder of depth {}; expected {}",
-                                        options.decoder_channels.size(), depth, depth));
+  SmpDecoderScaffold scaffold = smp_decoder_scaffold(*this, encoder_->out_channels(), options.encoder.name,
+                                                     options.decoder_channels, options.batch_norm);
   if (options.classes < 1) throw core::ConfigError("classes: expected at least 1");
   const Upsampling upsampling = parse_upsampling(options.upsampling);
-
-  // smp: drop the first feature map, deepest first; the deepest is the decoder's input.
-  std::vector<int64_t> encoder_channels(encoder_->out_channels().begin() + 1, encoder_->out_channels().end());
-  std::reverse(encoder_channels.begin(), encoder_channels.end());
+  const std::vector<int64_t>& encoder_channels = scaffold.encoder_channels;  // deepest first
   const int64_t head = encoder_channels[0];
-  // Plain containers, only to give the blocks smp's names.
-  auto decoder = register_module("decoder", std::make_shared<nn::Module>());
-  if (options.encoder.name.rfind("vgg", 0) == 0) {  // smp adds a centre block for VGG
-    auto center = decoder->register_module("center", std::make_shared<nn::Module>());
-    for (int i = 0; i < 2; ++i)
-      center_.push_back(center->register_module(std::to_string(i), conv_relu(head, head, options.batch_norm)));
-  }
-  auto blocks = decoder->register_module("blocks", std::make_shared<nn::Module>());
+  center_ = std::move(scaffold.center);
+  auto& blocks = scaffold.blocks;
   int64_t in = head;
   for (int i = 0; i < depth; ++i) {
     const int64_t skip = i + 1 < depth ? encoder_channels[i + 1] : 0;

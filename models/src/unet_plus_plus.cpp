@@ -17,27 +17,19 @@ std::string node(int d, int l) { return fmt::format("x_{}_{}", d, l); }
 UNetPlusPlusImpl::UNetPlusPlusImpl(const UNetPlusPlusOptions& options) {
   encoder_ = register_module("encoder", make_encoder(options.encoder));
   const int blocks_count = options.encoder.depth;
-  if (static_cast<int>(options.decoder_channels.size()) != blocks_count)
-    throw core::ConfigError(fmt::format("decoder_channels: {} values for an encoder of depth {}; expected {}",
-                                        options.decoder_channels.size(), blocks_count, blocks_count));
+  SmpDecoderScaffold scaffold = smp_decoder_scaffold(*this, encoder_->out_channels(), options.encoder.name,
+                                                     options.decoder_channels, options.batch_norm);
   if (blocks_count < 2) throw core::ConfigError("unet++ needs an encoder depth of at least 2");
   const Upsampling upsampling = parse_upsampling(options.upsampling);
-
-  std::vector<int64_t> encoder_channels(encoder_->out_channels().begin() + 1, encoder_->out_channels().end());
-  std::reverse(encoder_channels.begin(), encoder_channels.end());
+  const std::vector<int64_t>& encoder_channels = scaffold.encoder_channels;  // deepest first
   const int64_t head = encoder_channels[0];
   std::vector<int64_t> in_channels = {head}, skip_channels(encoder_channels.begin() + 1, encoder_channels.end());
   in_channels.insert(in_channels.end(), options.decoder_channels.begin(), options.decoder_channels.end() - 1);
   skip_channels.push_back(0);
   const std::vector<int64_t>& out_channels = options.decoder_channels;
 
-  auto decoder = register_module("decoder", std::make_shared<nn::Module>());
-  if (options.encoder.name.rfind("vgg", 0) == 0) {
-    auto center = decoder->register_module("center", std::make_shared<nn::Module>());
-    for (int i = 0; i < 2; ++i)
-      center_.push_back(center->register_module(std::to_string(i), conv_relu(head, head, options.batch_norm)));
-  }
-  auto blocks = decoder->register_module("blocks", std::make_shared<nn::Module>());
+  center_ = std::move(scaffold.center);
+  auto& blocks = scaffold.blocks;
   auto add = [&](int d, int l, int64_t in, int64_t skip, int64_t out) {
     auto block = std::make_shared<DecoderBlockImpl>(in, skip, out, options.batch_norm, options.attention, upsampling);
     blocks->register_module(node(d, l), block);

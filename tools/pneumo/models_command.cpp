@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/tensor_shape.h"
 #include "pneumo/models/encoder.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/weights.h"
@@ -82,9 +83,7 @@ void run_inspect(const std::string& file) {
   size_t width = 0;
   for (const auto& [name, t] : tensors) width = std::max(width, name.size());
   for (const auto& [name, t] : tensors) {
-    std::string shape;
-    for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? "x" : "") + std::to_string(t.size(i));
-    fmt::print("{:<{}}  {:<10} {}\n", name, width, c10::toString(t.scalar_type()), shape.empty() ? "scalar" : shape);
+    fmt::print("{:<{}}  {:<10} {}\n", name, width, c10::toString(t.scalar_type()), core::shape_string(t));
     total += t.numel();
   }
   fmt::print("{} tensors, {} values\n", tensors.size(), total);

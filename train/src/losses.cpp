@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/core/tensor_shape.h"
 
 namespace pneumo::train {
 
@@ -12,14 +13,9 @@ namespace F = torch::nn::functional;
 namespace {
 
 void check_same_shape(const torch::Tensor& logits, const torch::Tensor& targets, const char* loss) {
-  if (logits.sizes() != targets.sizes()) {
-    auto shape = [](const torch::Tensor& t) {
-      std::string s;
-      for (int64_t i = 0; i < t.dim(); ++i) s += (i ? "x" : "") + std::to_string(t.size(i));
-      return s;
-    };
-    throw core::ModelError(fmt::format("{}: logits {} and targets {} differ in shape", loss, shape(logits), shape(targets)));
-  }
+  if (logits.sizes() != targets.sizes())
+    throw core::ModelError(fmt::format("{}: logits {} and targets {} differ in shape", loss,
+                                       core::shape_string(logits), core::shape_string(targets)));
 }
 
 }  // namespace
