@@ -313,3 +313,19 @@ TEST_CASE("weights convert imports Python weights strictly into a checkpoint") {
   CHECK_THAT(wrong.err, Contains("classifier.weight: model 14x1024"));
   CHECK_FALSE(std::filesystem::exists(dir / "x.ckpt"));
 }
+
+TEST_CASE("train refuses a missing config, a missing run and a run without last.ckpt") {
+  TempDir dir;
+  CHECK(run_pneumo({"train"}).exit_code == 2);  // neither a file nor --resume
+  const auto missing = run_pneumo({"train", (dir / "absent.yaml").string()});
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Contains("absent.yaml"));
+  const auto nowhere = run_pneumo({"train", "--resume", (dir / "nowhere").string()});
+  CHECK(nowhere.exit_code != 0);
+  CHECK_THAT(nowhere.err, Contains("nowhere"));
+  // A run folder (config.yaml present) whose last.ckpt was never written.
+  write_file(dir / "run/config.yaml", pneumo::testing::read_file(kDemo));
+  const auto no_checkpoint = run_pneumo({"train", "--resume", (dir / "run").string()});
+  CHECK(no_checkpoint.exit_code == 1);
+  CHECK_THAT(no_checkpoint.err, Contains("last.ckpt") && Contains("not found"));
+}

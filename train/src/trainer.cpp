@@ -271,6 +271,9 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   const auto seed = static_cast<uint64_t>(config.experiment.seed);
   // Everything that can be refused is checked before the run folder exists.
   data::validate(config.data);
+  const bool resuming = !options.resume.empty();
+  std::optional<Checkpoint> resume_from;
+  if (resuming) resume_from = read_checkpoint(options.resume / "last.ckpt");  // before touching anything
   // Seeds first: the model's initial weights depend on them.
   const c10::Device device = core::activate_runtime(config.runtime, seed);
   const augment::Pipeline train_augment = config.augment.train_pipeline();
@@ -285,9 +288,6 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                                         config.model.encoder.in_channels, config.data.channels));
   const data::Dataset dataset = data::open_dataset(config.data);
 
-  const bool resuming = !options.resume.empty();
-  std::optional<Checkpoint> resume_from;
-  if (resuming) resume_from = read_checkpoint(options.resume / "last.ckpt");  // before touching anything
   const core::RunDirectory run = resuming ? core::RunDirectory::open(options.resume)
                                           : core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
                                                                        config.experiment.run_name, options.overwrite);
