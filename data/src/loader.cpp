@@ -34,7 +34,32 @@ void normalise_into(const cv::Mat& image, float* out, double mean, double std) {
   }
 }
 
+// All channels of one image: the grey image repeated, normalised per channel.
+void write_channels(const cv::Mat& image, float* out, const LoaderOptions& options) {
+  const size_t plane = static_cast<size_t>(image.rows) * image.cols;
+  for (int ch = 0; ch < options.channels; ++ch) {
+    const double mean = options.mean.size() == 1 ? options.mean[0] : options.mean[ch];
+    const double std = options.std.size() == 1 ? options.std[0] : options.std[ch];
+    normalise_into(image, out + ch * plane, mean, std);
+  }
+}
+
 }  // namespace
+
+at::Tensor image_tensor(const std::vector<cv::Mat>& images, const LoaderOptions& options) {
+  if (images.empty()) throw core::Error("image_tensor: no images");
+  const cv::Size size = images.front().size();
+  for (const cv::Mat& image : images)
+    if ((image.type() != CV_8UC1 && image.type() != CV_32FC1) || image.size() != size)
+      throw core::DataError(fmt::format("image {} among {}x{} images; expected all the same size, 8-bit or float",
+                                        describe(image), size.width, size.height));
+  const auto n = static_cast<int64_t>(images.size());
+  at::Tensor out = torch::empty({n, options.channels, size.height, size.width},
+                                torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(options.pin_memory));
+  const size_t stride = static_cast<size_t>(options.channels) * size.height * size.width;
+  for (int64_t i = 0; i < n; ++i) write_channels(images[static_cast<size_t>(i)], out.data_ptr<float>() + i * stride, options);
+  return out;
+}
 
 Batch Batch::to(const c10::Device& device) const {
   Batch out;
@@ -73,11 +98,7 @@ Batch collate(std::vector<Sample>& samples, const LoaderOptions& options) {
   float* labels = batch.labels.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i) {
     const Sample& s = samples[static_cast<size_t>(i)];
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const double mean = options.mean.size() == 1 ? options.mean[0] : options.mean[ch];
-      const double std = options.std.size() == 1 ? options.std[0] : options.std[ch];
-      normalise_into(s.image, images + (i * c + ch) * plane, mean, std);
-    }
+    write_channels(s.image, images + i * c * plane, options);
     normalise_into(s.mask, masks + i * plane, 0.0, 1.0);
     labels[i] = s.label;
     batch.ids.push_back(s.image_id);
@@ -110,18 +131,11 @@ BatchLoader::BatchLoader(const Dataset& dataset, std::vector<int64_t> order, Loa
 
   const auto samples = static_cast<int64_t>(order_.size());
   batch_count_ = o.drop_last ? samples / o.batch_size : (samples + o.batch_size - 1) / o.batch_size;
-  const int64_t threads = std::min<int64_t>(o.workers, batch_count_);
-  for (int64_t t = 0; t < threads; ++t) threads_.emplace_back([this] { work(); });
+  workers_ = std::make_unique<core::OrderedWorkers<Batch>>(batch_count_, o.workers, o.prefetch,
+                                                           [this](int64_t batch) { return build(batch); });
 }
 
-BatchLoader::~BatchLoader() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  for (std::thread& t : threads_) t.join();
-}
+BatchLoader::~BatchLoader() = default;
 
 Batch BatchLoader::build(int64_t batch) const {
   const int64_t begin = batch * options_.batch_size;
@@ -140,65 +154,6 @@ Batch BatchLoader::build(int64_t batch) const {
   return collate(samples, options_);
 }
 
-void BatchLoader::work() {
-  for (;;) {
-    int64_t batch = 0;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [this] {
-        return stopping_ || next_to_claim_ >= batch_count_ ||
-               next_to_claim_ < next_to_deliver_ + options_.prefetch;
-      });
-      if (stopping_ || next_to_claim_ >= batch_count_) return;
-      batch = next_to_claim_++;
-    }
-    std::optional<Batch> built;
-    std::exception_ptr error;
-    try {
-      built = build(batch);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (error)
-        failed_.emplace(batch, error);
-      else
-        ready_.emplace(batch, std::move(*built));
-    }
-    changed_.notify_all();
-  }
-}
-
-std::optional<Batch> BatchLoader::next() {
-  if (threads_.empty()) {
-    if (next_to_deliver_ >= batch_count_) return std::nullopt;
-    try {
-      return build(next_to_deliver_++);
-    } catch (...) {
-      next_to_deliver_ = batch_count_;  // the epoch ends at the first error, as with workers
-      throw;
-    }
-  }
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (next_to_deliver_ >= batch_count_) return std::nullopt;
-  const int64_t batch = next_to_deliver_;
-  changed_.wait(lock, [&] { return ready_.count(batch) != 0 || failed_.count(batch) != 0; });
-  if (auto failed = failed_.find(batch); failed != failed_.end()) {
-    const std::exception_ptr error = failed->second;
-    next_to_deliver_ = batch_count_;  // the epoch ends here; workers stop claiming
-    stopping_ = true;
-    lock.unlock();
-    changed_.notify_all();
-    std::rethrow_exception(error);
-  }
-  auto ready = ready_.find(batch);
-  Batch out = std::move(ready->second);
-  ready_.erase(ready);
-  ++next_to_deliver_;
-  lock.unlock();
-  changed_.notify_all();
-  return out;
-}
+std::optional<Batch> BatchLoader::next() { return workers_->next(); }
 
 }  // namespace pneumo::data

@@ -127,6 +127,13 @@ Preprocessor::Preprocessor(PreprocessOptions options)
                                                      options_.interpolation, window);
 }
 
+cv::Mat Preprocessor::resize(const cv::Mat& native) const {
+  if (native.rows == options_.size && native.cols == options_.size) return native;
+  cv::Mat out;
+  cv::resize(native, out, cv::Size(options_.size, options_.size), 0, 0, interpolation_flag_);
+  return out;
+}
+
 PreparedImage Preprocessor::decode(const fs::path& dicom) const {
   DicomReadOptions read;
   read.window = options_.window;
@@ -134,11 +141,7 @@ PreparedImage Preprocessor::decode(const fs::path& dicom) const {
   PreparedImage image;
   image.native_rows = decoded.pixels.rows;
   image.native_columns = decoded.pixels.cols;
-  if (decoded.pixels.rows == options_.size && decoded.pixels.cols == options_.size)
-    image.pixels = decoded.pixels;
-  else
-    cv::resize(decoded.pixels, image.pixels, cv::Size(options_.size, options_.size), 0, 0,
-               interpolation_flag_);
+  image.pixels = resize(decoded.pixels);
   counters_->decodes.fetch_add(1, std::memory_order_relaxed);
   return image;
 }

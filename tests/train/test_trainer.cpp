@@ -196,6 +196,36 @@ TEST_CASE("a training killed with SIGKILL mid-epoch resumes to the same weights"
                                       "train.epochs=9"}).exit_code == 2);
 }
 
+TEST_CASE("RAdam trains; mixed precision asked on the CPU changes nothing; channels-last trains alike") {
+  pneumo::testing::TempDir a, b, c;
+  const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1", "train.optimizer.name=radam"};
+  std::vector<std::string> amp = sets, nhwc = sets;
+  amp.push_back("runtime.mixed_precision=true");
+  nhwc.push_back("runtime.channels_last=true");
+  const auto plain = train::train_experiment(tiny(a, sets));
+  train::train_experiment(tiny(b, amp));
+  const auto channels_last = train::train_experiment(tiny(c, nhwc));
+  CHECK(std::isfinite(plain.epochs.at(0).train_loss));
+  const train::Checkpoint x = train::read_checkpoint(a / "runs/tiny/run/last.ckpt");
+  const train::Checkpoint y = train::read_checkpoint(b / "runs/tiny/run/last.ckpt");
+  const train::Checkpoint z = train::read_checkpoint(c / "runs/tiny/run/last.ckpt");
+  REQUIRE(x.model.size() == y.model.size());
+  REQUIRE(x.model.size() == z.model.size());
+  for (size_t i = 0; i < x.model.size(); ++i) {
+    INFO(x.model[i].first);
+    CHECK(torch::equal(x.model[i].second, y.model[i].second));
+    CHECK(z.model[i].second.is_contiguous());  // saved in the usual order whatever the memory format
+    CHECK(torch::allclose(x.model[i].second, z.model[i].second, 1e-2, 1e-3));
+  }
+  CHECK(channels_last.epochs.at(0).train_loss == Approx(plain.epochs.at(0).train_loss).epsilon(1e-3));
+}
+
+TEST_CASE("cuDNN benchmarking and determinism together are refused") {
+  pneumo::testing::TempDir dir;
+  CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"runtime.deterministic=true", "runtime.cudnn_benchmark=true"})),
+                    Contains("runtime.cudnn_benchmark"));
+}
+
 TEST_CASE("snapshot cycles leave snapshot checkpoints and a manifest; SWA averages and recomputes BatchNorm") {
   pneumo::testing::TempDir dir;
   const auto s = train::train_experiment(tiny(dir, {"train.schedule.name=cosine_restarts", "train.schedule.cycle_epochs=1",

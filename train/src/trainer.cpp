@@ -24,6 +24,8 @@
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/losses.h"
 #include "pneumo/train/metrics.h"
+#include "pneumo/train/mixed_precision.h"
+#include "pneumo/train/radam.h"
 #include "pneumo/train/schedule.h"
 
 namespace pneumo::train {
@@ -43,9 +45,13 @@ bool is_encoder_parameter(const std::string& name) {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& o, models::Network& net) {
   std::vector<torch::Tensor> encoder, rest;
   for (const auto& p : net.named_parameters()) (is_encoder_parameter(p.key()) ? encoder : rest).push_back(p.value());
+  const auto betas = std::make_tuple(o.betas.at(0), o.betas.at(1));
   auto options = [&](double lr) -> std::unique_ptr<torch::optim::OptimizerOptions> {
-    if (o.name == "adam") return std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(lr).weight_decay(o.weight_decay));
-    if (o.name == "adamw") return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr).weight_decay(o.weight_decay));
+    if (o.name == "adam")
+      return std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(lr).betas(betas).weight_decay(o.weight_decay));
+    if (o.name == "adamw")
+      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr).betas(betas).weight_decay(o.weight_decay));
+    if (o.name == "radam") return std::make_unique<RAdamOptions>(RAdamOptions(lr).betas(betas).weight_decay(o.weight_decay));
     return std::make_unique<torch::optim::SGDOptions>(
         torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
   };
@@ -54,6 +60,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSection& 
   groups.emplace_back(rest, options(o.lr));
   if (o.name == "adam") return std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(o.lr));
   if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
+  if (o.name == "radam") return std::make_unique<RAdam>(groups, RAdamOptions(o.lr));
   return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr));
 }
 
@@ -70,17 +77,9 @@ ComboLossOptions combo_options(const LossSection& l) {
   return o;
 }
 
-// The image-level logit a network gives: the classifier's (its pneumothorax output), or a
-// segmenter's auxiliary head; undefined otherwise.
-torch::Tensor image_logit(const models::ModelOutput& out, bool segmenter) {
-  if (!out.logits.defined()) return {};
-  if (segmenter) return out.logits.select(1, 0);
-  return out.logits.size(1) == 1 ? out.logits.select(1, 0) : out.logits.select(1, 7);
-}
-
 torch::Tensor compute_loss(const models::ModelOutput& out, const data::Batch& b, bool segmenter, const LossSection& l) {
   if (!segmenter) {
-    const torch::Tensor logit = image_logit(out, false).unsqueeze(1);
+    const torch::Tensor logit = models::pneumothorax_logit(out, false).unsqueeze(1);
     return classification_loss(logit, b.labels.unsqueeze(1), l.label_smoothing,
                                l.class_weights.empty() ? std::vector<double>{} : std::vector<double>{l.class_weights[0]});
   }
@@ -194,9 +193,11 @@ models::PickleRef tensor_list(const std::vector<torch::Tensor>& tensors) {
 // A fresh network for `section` holding `parameters` (in named_parameters order) and the
 // buffers (BatchNorm statistics) of `source`: the SWA and EMA models.
 std::shared_ptr<models::Network> network_with(const models::ModelSection& section, const models::Network& source,
-                                              const std::vector<torch::Tensor>& parameters, const c10::Device& device) {
+                                              const std::vector<torch::Tensor>& parameters, const c10::Device& device,
+                                              bool channels_last) {
   std::shared_ptr<models::Network> net = models::build_model(section);
   net->to(device);
+  if (channels_last) models::use_channels_last(*net);
   torch::NoGradGuard no_grad;
   size_t i = 0;
   for (auto& p : net->parameters()) p.copy_(parameters[i++]);
@@ -251,6 +252,41 @@ std::vector<EpochResult> read_metrics_rows(const models::PickleRef& list) {
     rows.push_back(m);
   }
   return rows;
+}
+
+torch::Tensor generator_state(at::Generator generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(at::Generator generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+// One state per visible GPU (an empty list without CUDA).
+models::PickleRef cuda_rng_states() {
+  std::vector<models::PickleRef> items;
+  const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  for (int64_t i = 0; i < gpus; ++i)
+    items.push_back(models::pickle_tensor(generator_state(
+        at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i))))));
+  return models::pickle_list(std::move(items));
+}
+
+void restore_rng_states(const models::PickleRef& state) {
+  const models::PickleRef cpu = models::pickle_get(state, "rng_cpu");
+  if (!cpu) throw core::CheckpointError("the checkpoint's trainer state lacks 'rng_cpu'");
+  set_generator_state(at::detail::getDefaultCPUGenerator(), cpu->tensor);
+  const models::PickleRef cuda = models::pickle_get(state, "rng_cuda");
+  const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  if (!cuda || cuda->items.empty()) return;
+  if (static_cast<int64_t>(cuda->items.size()) != gpus)
+    core::log::warn("the checkpoint holds CUDA random states for {} GPU(s), this machine has {}; GPU random "
+                    "draws will not continue exactly", cuda->items.size(), gpus);
+  for (int64_t i = 0; i < std::min<int64_t>(gpus, static_cast<int64_t>(cuda->items.size())); ++i)
+    set_generator_state(at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i))),
+                        cuda->items[i]->tensor);
 }
 
 double number_of(const models::PickleRef& state, const char* key) {
@@ -312,6 +348,25 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                   split.validation.size(), std::count(positive.begin(), positive.end(), true));
 
   net->to(device);
+  const bool channels_last = config.runtime.channels_last;
+  if (channels_last) models::use_channels_last(*net);
+  // Mixed precision: forward passes under CUDA autocast, losses in float32, scaled gradients.
+  const bool amp = config.runtime.mixed_precision && device.is_cuda();
+  GradScaler scaler(amp);
+  auto run_model = [&](models::Network& model, const torch::Tensor& images) {
+    models::ModelOutput out;
+    {
+      AutocastScope autocast(amp);
+      out = model.forward(channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast) : images);
+    }
+    if (amp) {
+      const auto to_float = [](const torch::Tensor& x) { return x.defined() ? x.to(torch::kFloat32) : x; };
+      out.masks = to_float(out.masks);
+      out.logits = to_float(out.logits);
+      for (auto& m : out.extra_masks) m = to_float(m);
+    }
+    return out;
+  };
   auto optimizer = make_optimizer(t.optimizer, *net);
   std::vector<double> base_lr;
   for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr());
@@ -351,11 +406,9 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     if (!c.state) throw core::CheckpointError(fmt::format("{}: holds no trainer state to resume from",
                                                           (options.resume / "last.ckpt").string()));
     restore_optimizer(*optimizer, models::pickle_get(c.state, "optimizer")->tensor);
-    {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(models::pickle_get(c.state, "rng_cpu")->tensor);
-    }
+    restore_rng_states(c.state);
+    if (models::pickle_get(c.state, "scaler_scale"))
+      scaler.restore(number_of(c.state, "scaler_scale"), static_cast<int64_t>(number_of(c.state, "scaler_growth_tracker")));
     schedule.restore({number_of(c.state, "plateau_factor"), number_of(c.state, "plateau_best"),
                       static_cast<int>(number_of(c.state, "plateau_bad_epochs"))});
     summary.best_value = number_of(c.state, "best_value");
@@ -392,9 +445,9 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     std::vector<int> labels;
     while (auto batch = val.next()) {
       const data::Batch b = batch->to(device);
-      const models::ModelOutput out = model.forward(b.images);
+      const models::ModelOutput out = run_model(model, b.images);
       val_loss += compute_loss(out, b, segmenter, t.loss).item<double>() * static_cast<double>(b.ids.size());
-      torch::Tensor score = image_logit(out, segmenter);
+      torch::Tensor score = models::pneumothorax_logit(out, segmenter);
       if (segmenter) {
         const torch::Tensor probs = torch::sigmoid(out.masks.select(1, 0));
         const torch::Tensor predicted = probs > t.threshold, truth = b.masks.select(1, 0) > 0.5;
@@ -442,20 +495,25 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       const double progress_epochs = epoch + static_cast<double>(i) / static_cast<double>(count);
       const double factor = schedule.factor(t.schedule.per == "step" ? progress_epochs : epoch);
       for (size_t g = 0; g < base_lr.size(); ++g) optimizer->param_groups()[g].options().set_lr(base_lr[g] * factor);
-      const torch::Tensor loss = compute_loss(net->forward(b.images), b, segmenter, t.loss);
+      const torch::Tensor loss = compute_loss(run_model(*net, b.images), b, segmenter, t.loss);
       const double value = loss.item<double>();
       if (!std::isfinite(value))
         throw core::ModelError(fmt::format(
             "the loss became {} at epoch {}, batch {} (images {}); stopped. The last good checkpoint is {}. "
             "Lower train.optimizer.lr or add train.clip_grad_norm.",
             value, epoch + 1, i + 1, fmt::join(b.ids, ", "), run.file("last.ckpt").string()));
-      (loss / t.accumulate).backward();
+      scaler.scale(loss / t.accumulate).backward();
       if ((i + 1) % t.accumulate == 0 || i + 1 == count) {
+        const bool finite = scaler.unscale(net->parameters());  // always true without mixed precision
         if (t.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), t.clip_grad_norm);
-        optimizer->step();
+        if (finite)
+          optimizer->step();
+        else
+          core::log::debug("float16 gradients overflowed at loss scale {}; step skipped", scaler.current_scale());
+        scaler.update(finite);
         optimizer->zero_grad();
         ++step;
-        if (t.ema > 0) {
+        if (t.ema > 0 && finite) {
           torch::NoGradGuard no_grad;
           size_t k = 0;
           for (const auto& p : net->parameters()) {
@@ -524,15 +582,12 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     const bool snapshot = std::find(cycle_ends.begin(), cycle_ends.end(), epoch + 1) != cycle_ends.end();
     if (snapshot) snapshots.push_back({epoch + 1, m.val_loss, m.val_dice, m.val_auc});
     const LrSchedule::State plateau = schedule.state();
-    torch::Tensor rng;
-    {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      rng = generator.get_state();
-    }
     checkpoint.state = models::pickle_dict({
         {"optimizer", models::pickle_tensor(bytes_tensor(optimizer_bytes(*optimizer)))},
-        {"rng_cpu", models::pickle_tensor(rng)},
+        {"rng_cpu", models::pickle_tensor(generator_state(at::detail::getDefaultCPUGenerator()))},
+        {"rng_cuda", cuda_rng_states()},
+        {"scaler_scale", models::pickle_float(scaler.current_scale())},
+        {"scaler_growth_tracker", models::pickle_int(scaler.growth_tracker())},
         {"plateau_factor", models::pickle_float(plateau.factor)},
         {"plateau_best", models::pickle_float(plateau.best)},
         {"plateau_bad_epochs", models::pickle_int(plateau.bad_epochs)},
@@ -577,7 +632,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (swa_count > 0 && finished) {
     // The averaged weights, BatchNorm statistics recomputed over the training images (without
     // augmentation), then the usual validation.
-    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, swa, device);
+    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, swa, device, channels_last);
     {
       torch::NoGradGuard no_grad;
       std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
@@ -590,7 +645,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       averaged->train();
       data::LoaderOptions bn_loader = loader;
       data::BatchLoader batches(dataset, split.train, bn_loader);
-      while (auto batch = batches.next()) averaged->forward(batch->to(device).images);
+      while (auto batch = batches.next()) run_model(*averaged, batch->to(device).images);
       for (auto& bn : norms) bn->options.momentum(0.1);
     }
     EpochResult m;
@@ -603,7 +658,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   }
   if (!ema.empty() && finished) {
     // The moving average with the training model's BatchNorm statistics, validated as is.
-    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, ema, device);
+    std::shared_ptr<models::Network> averaged = network_with(config.model, *net, ema, device, channels_last);
     EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);

@@ -32,6 +32,9 @@ struct RuntimeSection {
   std::string device = "auto";
   int threads = 0;
   bool deterministic = false;
+  bool cudnn_benchmark = false;
+  bool mixed_precision = false;
+  bool channels_last = false;
   std::string log_level = "info";
 
   template <class V>
@@ -43,13 +46,20 @@ struct RuntimeSection {
     v("threads", threads, "LibTorch intra-op CPU threads; 0 = one per core", at_least(0));
     v("deterministic", deterministic,
       "use only deterministic kernels (bitwise repeatable runs, sometimes slower)");
+    v("cudnn_benchmark", cudnn_benchmark,
+      "CUDA: let cuDNN time its convolution algorithms and keep the fastest (fixed input sizes; "
+      "not with deterministic)");
+    v("mixed_precision", mixed_precision,
+      "CUDA: compute in float16 where safe (autocast) with dynamic loss scaling; the CPU ignores it");
+    v("channels_last", channels_last, "keep images and convolution weights in NHWC memory order");
     v("log_level", log_level, "console and run-log verbosity",
       one_of({"debug", "info", "warn", "error"}));
   }
 };
 
-// Applies a runtime section and seed: log level, thread count, determinism, all seeds.
-// Returns the resolved device (DeviceError if it is unavailable).
+// Applies a runtime section and seed: log level, thread count, determinism, cuDNN
+// benchmarking, all seeds. Returns the resolved device (DeviceError if it is unavailable;
+// ConfigError for contradictory settings).
 c10::Device activate_runtime(const RuntimeSection& runtime, uint64_t seed);
 
 }  // namespace pneumo::core

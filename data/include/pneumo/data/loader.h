@@ -6,20 +6,17 @@
 // index), so the batches are identical for any number of workers, including none.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <functional>
-#include <map>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "pneumo/core/ordered_workers.h"
 #include "pneumo/core/random.h"
 #include "pneumo/data/dataset.h"
 
@@ -73,25 +70,20 @@ class BatchLoader {
 
  private:
   Batch build(int64_t batch) const;
-  void work();
 
   const Dataset& dataset_;
   std::vector<int64_t> order_;
   LoaderOptions options_;
   int64_t batch_count_ = 0;
-
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  int64_t next_to_claim_ = 0;
-  int64_t next_to_deliver_ = 0;
-  bool stopping_ = false;
-  std::map<int64_t, Batch> ready_;
-  std::map<int64_t, std::exception_ptr> failed_;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<core::OrderedWorkers<Batch>> workers_;  // last: its threads use the above
 };
 
 // Stacks samples into a batch (used by BatchLoader; exposed for tests and inference).
 // Throws DataError naming the sample whose image or mask size or type differs from the first.
 Batch collate(std::vector<Sample>& samples, const LoaderOptions& options);
+
+// Stacks images of one size (CV_8UC1, or CV_32FC1 in 0..1) into [N, C, H, W] float32,
+// normalised as batches are (options.channels, mean, std, pin_memory). Inference uses it.
+at::Tensor image_tensor(const std::vector<cv::Mat>& images, const LoaderOptions& options);
 
 }  // namespace pneumo::data

@@ -48,6 +48,9 @@ class Preprocessor {
   // Thread-safe. Throws DataError naming the file for an unreadable DICOM, IoError when the
   // cache cannot be written.
   PreparedImage prepare(const std::filesystem::path& dicom) const;
+  // Resizes an image already decoded at its native size exactly as prepare() does (used by
+  // inference, which keeps the native image for its outputs).
+  cv::Mat resize(const cv::Mat& native) const;
 
   const PreprocessOptions& options() const { return options_; }
   // The folder holding this configuration's entries (empty when the cache is off).

@@ -22,4 +22,13 @@ class Network : public torch::nn::Module {
   virtual bool is_segmenter() const { return true; }
 };
 
+// The image-level pneumothorax logit [N] a network gives: a segmenter's auxiliary head, or
+// the classifier's output (its one class, or class 7, Pneumothorax, of the 14 ChestX-ray14
+// findings); undefined when the network has none.
+torch::Tensor pneumothorax_logit(const ModelOutput& out, bool segmenter);
+
+// Moves every 4-D parameter and buffer of `module` (convolution weights) to channels-last
+// (NHWC) memory order; the values are unchanged. Do it before building the optimiser.
+void use_channels_last(torch::nn::Module& module);
+
 }  // namespace pneumo::models

@@ -13,6 +13,7 @@ struct OptimizerSection {
   std::string name = "adam";
   double lr = 3e-4;
   double weight_decay = 0.0;
+  std::vector<double> betas{0.9, 0.999};  // adam, adamw, radam
   double momentum = 0.9;  // sgd
   bool nesterov = false;  // sgd
   double encoder_lr_multiplier = 1.0;
@@ -20,9 +21,13 @@ struct OptimizerSection {
 
   template <class V>
   void visit(V& v) {
-    v("name", name, "optimiser", core::one_of({"adam", "adamw", "sgd"}));
+    v("name", name, "optimiser", core::one_of({"adam", "adamw", "radam", "sgd"}));
     v("lr", lr, "base learning rate", core::Check<double>{"> 0", [](const double& x) { return x > 0; }});
-    v("weight_decay", weight_decay, "L2 (adam, sgd) or decoupled (adamw) weight decay", core::at_least(0.0));
+    v("weight_decay", weight_decay, "L2 (adam, radam, sgd) or decoupled (adamw) weight decay", core::at_least(0.0));
+    v("betas", betas, "adam, adamw, radam: the two moment decays",
+      core::Check<std::vector<double>>{"two values in [0, 1)", [](const std::vector<double>& b) {
+                                         return b.size() == 2 && b[0] >= 0 && b[0] < 1 && b[1] >= 0 && b[1] < 1;
+                                       }});
     v("momentum", momentum, "sgd momentum", core::in_range(0.0, 0.999));
     v("nesterov", nesterov, "sgd Nesterov momentum");
     v("encoder_lr_multiplier", encoder_lr_multiplier, "the encoder's learning rate is lr times this",
