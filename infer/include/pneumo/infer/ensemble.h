@@ -1,0 +1,53 @@
+// The models inference runs: checkpoints, or run folders expanded to the checkpoints they
+// offer (best, last, SWA, EMA, the snapshot cycles of ensemble.json, the top-k), each with a
+// weight in the ensemble average.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "pneumo/train/experiment.h"
+
+namespace pneumo::models {
+class Network;
+}
+
+namespace pneumo::infer {
+
+struct ModelSpec {
+  std::filesystem::path path;  // a .ckpt file or a run folder
+  double weight = 1.0;
+};
+
+// Which checkpoints of a run folder join: best, last, swa, ema, snapshots, top.
+inline const std::vector<std::string>& run_member_choices() {
+  static const std::vector<std::string> choices{"best", "last", "swa", "ema", "snapshots", "top"};
+  return choices;
+}
+
+struct Member {
+  std::filesystem::path checkpoint;
+  train::ExperimentConfig config;  // from the checkpoint, with the caller's overrides
+  std::shared_ptr<models::Network> network;  // eval mode, on the device
+  double weight = 1.0;  // a run's members share its weight equally
+  bool segmenter = true;
+};
+
+// The checkpoint files `spec` stands for. Throws UsageError for a missing path, an unknown
+// `members` choice or a run folder lacking those checkpoints.
+std::vector<std::filesystem::path> expand_model(const std::filesystem::path& path, const std::string& members);
+
+// Loads every member strictly (weights must match the network the checkpoint's config builds).
+// `overrides` (`key=value`) change the checkpoints' configs, e.g. data.size for a converted
+// checkpoint. Throws CheckpointError / ConfigError naming the file.
+std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std::string& members,
+                                 const std::vector<std::string>& overrides, const c10::Device& device);
+
+// The run folder a checkpoint belongs to (its parent when that holds config.yaml), else empty.
+std::filesystem::path run_folder_of(const std::filesystem::path& checkpoint);
+
+}  // namespace pneumo::infer

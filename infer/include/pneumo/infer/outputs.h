@@ -1,0 +1,46 @@
+// What `pneumo predict` leaves in its output folder:
+//   submission.csv     ImageId,EncodedPixels (SIIM RLE, -1 when empty), one row per image read
+//   predictions.jsonl  one JSON object per input: score, decision, area (pixels, mm^2), or error
+//   masks/<id>.png     the post-processed mask at the image's own size (0/255)
+//   overlays/<id>.png  the X-ray with the probability as a heat map and the mask outlined
+// Every file is written atomically; the two tables when finish() is called.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <opencv2/core/mat.hpp>
+
+#include "pneumo/infer/predictor.h"
+
+namespace pneumo::infer {
+
+// The X-ray (CV_8UC1) in colour, the probability (CV_32FC1, may be empty) blended in as a heat
+// map where it exceeds 0.1, and the mask's outline in yellow.
+cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv::Mat& mask);
+
+struct OutputOptions {
+  std::filesystem::path folder;
+  bool masks = true;
+  bool overlays = true;
+};
+
+class PredictionWriter {
+ public:
+  explicit PredictionWriter(OutputOptions options);
+  void add(const Prediction& prediction);
+  void add_failure(const InputFile& file, const std::string& message);
+  void finish() const;
+
+  int64_t written() const { return written_; }
+  int64_t positives() const { return positives_; }
+
+ private:
+  OutputOptions options_;
+  std::string submission_ = "ImageId,EncodedPixels\n";
+  std::string jsonl_;
+  int64_t written_ = 0;
+  int64_t positives_ = 0;
+};
+
+}  // namespace pneumo::infer

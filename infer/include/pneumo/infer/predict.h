@@ -1,0 +1,51 @@
+// `pneumo predict`: models + inputs -> submission, masks, overlays and a JSON line per image.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/postprocess.h"
+
+namespace pneumo::infer {
+
+// Post-processing settings given on the command line, each replacing the one found.
+struct PostprocessOverrides {
+  std::filesystem::path file;  // a postprocess.yaml to use instead of the run's own
+  std::optional<double> threshold, top_threshold, classifier_threshold;
+  std::optional<int64_t> min_area, min_component_area;
+};
+
+// The ensemble's post-processing: train.threshold of the first member for both thresholds
+// and the gate, then the postprocess.yaml `pneumo tune` left in the first member's run folder,
+// then `overrides.file`, then each single override.
+PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& overrides);
+
+struct PredictOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;  // key=value on the checkpoints' configs
+  std::vector<std::filesystem::path> inputs;
+  std::filesystem::path labels, images;  // or a label table and its image folder
+  std::filesystem::path out;
+  bool masks = true, overlays = true, hflip = false;
+  int batch_size = 4, workers = 2;
+  std::string device = "auto";
+  PostprocessOverrides postprocess;
+};
+
+struct PredictSummary {
+  int64_t images = 0, positives = 0;
+  std::vector<std::pair<std::string, std::string>> failures;  // file, message
+  PostprocessSection postprocess;
+};
+
+// Throws for problems that stop everything (no inputs, a bad model, an unwritable output
+// folder); files that cannot be read are listed in the summary instead.
+PredictSummary predict(const PredictOptions& options);
+
+}  // namespace pneumo::infer

@@ -1,0 +1,89 @@
+// The ensemble predictor: preprocesses each image as every member was trained, runs the
+// members (with horizontal-flip test-time augmentation when asked), averages their
+// probabilities with the members' weights, and post-processes at the image's own resolution.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <opencv2/core/mat.hpp>
+
+#include "pneumo/data/preprocess.h"
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/inputs.h"
+#include "pneumo/infer/postprocess.h"
+
+namespace pneumo::infer {
+
+struct PredictorOptions {
+  bool hflip = false;  // average with the prediction on the mirrored image
+};
+
+struct Prediction {
+  InputImage input;
+  cv::Mat probability;  // CV_32FC1 at the native size; empty when no member segments
+  std::optional<double> image_probability;  // classifiers', else auxiliary heads' average
+  cv::Mat mask;         // CV_8UC1 at the native size, 255 inside (post-processed)
+  bool positive = false;
+
+  // The image-level score reported: image_probability, else the most confident pixel.
+  double score() const;
+  int64_t area_pixels() const;
+  std::optional<double> area_mm2() const;  // when the DICOM gives the pixel spacing
+};
+
+// One input with the resized copies the members need (built on loader threads).
+struct PreparedInput {
+  InputImage input;
+  std::vector<cv::Mat> resized;  // one per distinct (size, interpolation) among the members
+};
+
+class Predictor {
+ public:
+  Predictor(std::vector<Member> members, PostprocessSection postprocess, PredictorOptions options,
+            c10::Device device);
+
+  // Thread-safe.
+  PreparedInput prepare(InputImage input) const;
+  // Runs every member on the batch and post-processes each image.
+  std::vector<Prediction> predict(std::vector<PreparedInput> batch) const;
+
+  const std::vector<Member>& members() const { return members_; }
+  const PostprocessSection& postprocess() const { return postprocess_; }
+  // The DICOM grey mapping every member shares ("none" or "file").
+  const std::string& window() const { return members_.front().config.data.window; }
+  bool has_segmenter() const { return segment_size_ > 0; }
+
+ private:
+  std::vector<Member> members_;
+  PostprocessSection postprocess_;
+  PredictorOptions options_;
+  c10::Device device_;
+  std::vector<data::Preprocessor> resizers_;  // distinct (size, interpolation)
+  std::vector<size_t> resizer_of_;             // per member
+  int segment_size_ = 0;                       // the largest segmenter input: probabilities average there
+};
+
+}  // namespace pneumo::infer
+
+namespace pneumo::infer {
+
+struct RunOptions {
+  int batch_size = 4;
+  int workers = 2;   // threads reading and resizing inputs ahead of the models
+  int prefetch = 4;  // batches read ahead
+  std::string progress_label = "predict";
+};
+
+// Reads `inputs` on worker threads, predicts them in batches and hands each prediction to
+// `on_prediction` in input order. A file that cannot be read goes to `on_failure` (id, file,
+// message) and the others carry on.
+void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
+                   const std::function<void(Prediction&)>& on_prediction,
+                   const std::function<void(const InputFile&, const std::string&)>& on_failure);
+
+}  // namespace pneumo::infer

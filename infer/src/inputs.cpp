@@ -1,0 +1,93 @@
+#include "pneumo/infer/inputs.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/data/dataset_index.h"
+#include "pneumo/data/dicom.h"
+#include "pneumo/data/image_io.h"
+#include "pneumo/data/labels.h"
+
+namespace pneumo::infer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+bool is_image_file(const fs::path& p) {
+  const std::string ext = lower_extension(p);
+  return ext == ".dcm" || ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+}  // namespace
+
+std::vector<InputFile> collect_inputs(const std::vector<fs::path>& paths) {
+  std::vector<fs::path> files;
+  for (const fs::path& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec) && is_image_file(it->path())) files.push_back(it->path());
+      if (ec) throw core::IoError(fmt::format("{}: cannot list the folder: {}", p.string(), ec.message()));
+    } else if (fs::is_regular_file(p, ec)) {
+      if (!is_image_file(p))
+        throw core::UsageError(fmt::format("{}: not an input image; expected .dcm, .png, .jpg or .jpeg files or folders",
+                                           p.string()));
+      files.push_back(p);
+    } else {
+      throw core::UsageError(fmt::format("{}: no such file or folder", p.string()));
+    }
+  }
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  std::vector<InputFile> inputs;
+  std::map<std::string, fs::path> seen;
+  for (const fs::path& f : files) {
+    const std::string id = f.stem().string();
+    if (auto [it, fresh] = seen.emplace(id, f); !fresh)
+      throw core::DataError(fmt::format("two inputs have the id '{}': {} and {}; outputs are named by id",
+                                        id, it->second.string(), f.string()));
+    inputs.push_back({id, f});
+  }
+  return inputs;
+}
+
+std::vector<InputFile> labelled_inputs(const fs::path& labels, const fs::path& images) {
+  const data::LabelTable table = data::LabelTable::read_csv(labels);
+  const data::DatasetIndex index = data::build_dataset_index(table, images);
+  if (!index.labels_without_image.empty())
+    throw core::DataError(fmt::format("{}: {} labelled image(s) have no .dcm file under {} (first: {})", labels.string(),
+                                      index.labels_without_image.size(), images.string(),
+                                      index.labels_without_image.front()));
+  std::vector<InputFile> inputs;
+  for (const data::IndexEntry& e : index.entries) inputs.push_back({e.image_id, e.file});
+  return inputs;
+}
+
+InputImage read_input(const InputFile& file, const std::string& window) {
+  InputImage image;
+  image.file = file;
+  if (lower_extension(file.path) == ".dcm") {
+    data::DicomReadOptions options;
+    options.window = window == "file" ? data::DicomReadOptions::Window::kFromFile : data::DicomReadOptions::Window::kNone;
+    data::DicomImage dicom = data::read_dicom(file.path, options);
+    image.pixels = std::move(dicom.pixels);
+    image.pixel_spacing_mm[0] = dicom.meta.pixel_spacing_row_mm;
+    image.pixel_spacing_mm[1] = dicom.meta.pixel_spacing_col_mm;
+  } else {
+    image.pixels = data::read_grey_image(file.path);
+  }
+  return image;
+}
+
+}  // namespace pneumo::infer

@@ -1,0 +1,79 @@
+#include "pneumo/infer/outputs.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "pneumo/core/file_io.h"
+#include "pneumo/data/image_io.h"
+#include "pneumo/data/rle.h"
+
+namespace pneumo::infer {
+
+cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv::Mat& mask) {
+  cv::Mat out;
+  cv::cvtColor(image, out, cv::COLOR_GRAY2BGR);
+  if (!probability.empty()) {
+    cv::Mat p8, heat;
+    probability.convertTo(p8, CV_8U, 255.0);
+    cv::applyColorMap(p8, heat, cv::COLORMAP_JET);
+    for (int y = 0; y < out.rows; ++y) {
+      cv::Vec3b* o = out.ptr<cv::Vec3b>(y);
+      const cv::Vec3b* h = heat.ptr<cv::Vec3b>(y);
+      const float* p = probability.ptr<float>(y);
+      for (int x = 0; x < out.cols; ++x) {
+        if (p[x] <= 0.1f) continue;
+        const float alpha = 0.6f * p[x];
+        for (int c = 0; c < 3; ++c) o[x][c] = cv::saturate_cast<uint8_t>((1 - alpha) * o[x][c] + alpha * h[x][c]);
+      }
+    }
+  }
+  if (!mask.empty() && cv::countNonZero(mask) > 0) {
+    std::vector<std::vector<cv::Point>> contours;
+    cv::findContours(mask.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+    const int thickness = std::max(1, std::max(out.rows, out.cols) / 256);
+    cv::drawContours(out, contours, -1, cv::Scalar(0, 255, 255), thickness, cv::LINE_AA);
+  }
+  return out;
+}
+
+PredictionWriter::PredictionWriter(OutputOptions options) : options_(std::move(options)) {}
+
+void PredictionWriter::add(const Prediction& p) {
+  const std::string& id = p.input.file.id;
+  submission_ += fmt::format("{},{}\n", id, data::encode_rle(p.mask));
+  if (options_.masks) data::write_png(options_.folder / "masks" / (id + ".png"), p.mask);
+  if (options_.overlays)
+    data::write_png(options_.folder / "overlays" / (id + ".png"), draw_overlay(p.input.pixels, p.probability, p.mask));
+  nlohmann::ordered_json line;
+  line["image_id"] = id;
+  line["file"] = p.input.file.path.string();
+  line["width"] = p.input.pixels.cols;
+  line["height"] = p.input.pixels.rows;
+  line["score"] = p.score();
+  line["image_probability"] = p.image_probability ? nlohmann::ordered_json(*p.image_probability) : nullptr;
+  line["positive"] = p.positive;
+  line["area_pixels"] = p.area_pixels();
+  const auto mm2 = p.area_mm2();
+  line["area_mm2"] = mm2 ? nlohmann::ordered_json(*mm2) : nullptr;
+  jsonl_ += line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  ++written_;
+  if (p.positive) ++positives_;
+}
+
+void PredictionWriter::add_failure(const InputFile& file, const std::string& message) {
+  nlohmann::ordered_json line;
+  line["image_id"] = file.id;
+  line["file"] = file.path.string();
+  line["error"] = message;
+  jsonl_ += line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+void PredictionWriter::finish() const {
+  core::write_file_atomic(options_.folder / "submission.csv", submission_);
+  core::write_file_atomic(options_.folder / "predictions.jsonl", jsonl_);
+}
+
+}  // namespace pneumo::infer

@@ -1,0 +1,77 @@
+#include "pneumo/infer/predict.h"
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/infer/outputs.h"
+#include "pneumo/infer/predictor.h"
+
+namespace pneumo::infer {
+
+namespace fs = std::filesystem;
+
+PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& o) {
+  PostprocessSection p;
+  if (!members.empty()) {
+    const double t = members.front().config.train.threshold;
+    p.threshold = p.top_threshold = p.classifier_threshold = t;
+    const fs::path run = run_folder_of(members.front().checkpoint);
+    if (!run.empty() && fs::exists(run / "postprocess.yaml")) {
+      p = read_postprocess(run / "postprocess.yaml");
+      core::log::info("post-processing from {}", (run / "postprocess.yaml").string());
+    }
+  }
+  if (!o.file.empty()) p = read_postprocess(o.file);
+  if (o.threshold) p.threshold = *o.threshold;
+  if (o.top_threshold) p.top_threshold = *o.top_threshold;
+  if (o.classifier_threshold) p.classifier_threshold = *o.classifier_threshold;
+  if (o.min_area) p.min_area = *o.min_area;
+  if (o.min_component_area) p.min_component_area = *o.min_component_area;
+  for (double v : {p.threshold, p.top_threshold, p.classifier_threshold})
+    if (!(v >= 0.0 && v <= 1.0)) throw core::UsageError(fmt::format("threshold {}: expected 0..1", v));
+  if (p.min_area < 0 || p.min_component_area < 0) throw core::UsageError("areas must be >= 0 pixels");
+  return p;
+}
+
+PredictSummary predict(const PredictOptions& options) {
+  std::vector<InputFile> inputs;
+  if (!options.labels.empty() || !options.images.empty()) {
+    if (options.labels.empty() || options.images.empty())
+      throw core::UsageError("--labels and --images go together: a label CSV and the folder of its DICOMs");
+    inputs = labelled_inputs(options.labels, options.images);
+  }
+  const std::vector<InputFile> listed = collect_inputs(options.inputs);
+  inputs.insert(inputs.end(), listed.begin(), listed.end());
+  if (inputs.empty()) throw core::UsageError("no input images found; give DICOM/PNG files, folders, or --labels with --images");
+  if (options.out.empty()) throw core::UsageError("no output folder; expected --out DIR");
+
+  const c10::Device device = core::resolve_device(core::parse_device(options.device));
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  PredictSummary summary;
+  summary.postprocess = resolve_postprocess(members, options.postprocess);
+  core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), members.size(), device.str(),
+                  options.hflip ? ", flip TTA" : "");
+  PredictorOptions predictor_options;
+  predictor_options.hflip = options.hflip;
+  const Predictor predictor(std::move(members), summary.postprocess, predictor_options, device);
+
+  fs::create_directories(options.out);
+  PredictionWriter writer({options.out, options.masks, options.overlays});
+  RunOptions run;
+  run.batch_size = options.batch_size;
+  run.workers = options.workers;
+  run_predictor(
+      predictor, inputs, run, [&](Prediction& p) { writer.add(p); },
+      [&](const InputFile& file, const std::string& message) {
+        writer.add_failure(file, message);
+        summary.failures.emplace_back(file.path.string(), message);
+      });
+  writer.finish();
+  summary.images = writer.written();
+  summary.positives = writer.positives();
+  return summary;
+}
+
+}  // namespace pneumo::infer

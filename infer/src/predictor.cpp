@@ -1,0 +1,186 @@
+#include "pneumo/infer/predictor.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/ordered_workers.h"
+#include "pneumo/core/progress.h"
+#include "pneumo/data/loader.h"
+#include "pneumo/models/network.h"
+
+namespace pneumo::infer {
+
+double Prediction::score() const {
+  if (image_probability) return *image_probability;
+  if (probability.empty()) return 0.0;
+  double max = 0.0;
+  cv::minMaxLoc(probability, nullptr, &max);
+  return max;
+}
+
+int64_t Prediction::area_pixels() const { return mask.empty() ? 0 : cv::countNonZero(mask); }
+
+std::optional<double> Prediction::area_mm2() const {
+  if (!input.pixel_spacing_mm[0] || !input.pixel_spacing_mm[1]) return std::nullopt;
+  return static_cast<double>(area_pixels()) * *input.pixel_spacing_mm[0] * *input.pixel_spacing_mm[1];
+}
+
+Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess, PredictorOptions options,
+                     c10::Device device)
+    : members_(std::move(members)), postprocess_(postprocess), options_(options), device_(device) {
+  if (members_.empty()) throw core::UsageError("an ensemble needs at least one model");
+  for (const Member& m : members_) {
+    const data::DataSection& d = m.config.data;
+    size_t found = resizers_.size();
+    for (size_t r = 0; r < resizers_.size(); ++r)
+      if (resizers_[r].options().size == d.size && resizers_[r].options().interpolation == d.interpolation) found = r;
+    if (found == resizers_.size()) {
+      data::PreprocessOptions o;
+      o.size = d.size;
+      o.interpolation = d.interpolation;
+      resizers_.emplace_back(o);
+    }
+    resizer_of_.push_back(found);
+    if (m.segmenter) segment_size_ = std::max(segment_size_, d.size);
+  }
+}
+
+PreparedInput Predictor::prepare(InputImage input) const {
+  PreparedInput p;
+  for (const data::Preprocessor& r : resizers_) p.resized.push_back(r.resize(input.pixels));
+  p.input = std::move(input);
+  return p;
+}
+
+std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
+  torch::NoGradGuard no_grad;
+  const auto n = static_cast<int64_t>(batch.size());
+  torch::Tensor probability_sum, gate_sum, aux_sum;  // weighted sums
+  double probability_weight = 0, gate_weight = 0, aux_weight = 0;
+  for (size_t k = 0; k < members_.size(); ++k) {
+    const Member& m = members_[k];
+    std::vector<cv::Mat> images;
+    for (const PreparedInput& p : batch) images.push_back(p.resized[resizer_of_[k]]);
+    data::LoaderOptions normalise;
+    normalise.channels = m.config.data.channels;
+    normalise.mean = m.config.data.mean;
+    normalise.std = m.config.data.std;
+    const torch::Tensor x = data::image_tensor(images, normalise).to(device_);
+    const models::ModelOutput out = m.network->forward(x);
+    std::optional<models::ModelOutput> mirrored;
+    if (options_.hflip) mirrored = m.network->forward(x.flip({3}));
+
+    if (m.segmenter) {
+      torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));
+      if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
+      if (p.size(1) != segment_size_)
+        p = torch::nn::functional::interpolate(
+                p.unsqueeze(1), torch::nn::functional::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{segment_size_, segment_size_})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false))
+                .squeeze(1);
+      probability_sum = probability_sum.defined() ? probability_sum + m.weight * p : m.weight * p;
+      probability_weight += m.weight;
+    }
+    torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
+    if (logit.defined()) {
+      torch::Tensor p = torch::sigmoid(logit);
+      if (mirrored) p = (p + torch::sigmoid(models::pneumothorax_logit(*mirrored, m.segmenter))) / 2;
+      torch::Tensor& sum = m.segmenter ? aux_sum : gate_sum;
+      sum = sum.defined() ? sum + m.weight * p : m.weight * p;
+      (m.segmenter ? aux_weight : gate_weight) += m.weight;
+    }
+  }
+  // The gate: classifiers when the ensemble has any, else the segmenters' auxiliary heads.
+  torch::Tensor gate;
+  if (gate_weight > 0)
+    gate = (gate_sum / gate_weight).to(torch::kCPU, torch::kFloat64);
+  else if (aux_weight > 0)
+    gate = (aux_sum / aux_weight).to(torch::kCPU, torch::kFloat64);
+  torch::Tensor probability;
+  if (probability_weight > 0) probability = (probability_sum / probability_weight).to(torch::kCPU, torch::kFloat32).contiguous();
+
+  std::vector<Prediction> out;
+  out.reserve(batch.size());
+  for (int64_t i = 0; i < n; ++i) {
+    Prediction pred;
+    pred.input = std::move(batch[static_cast<size_t>(i)].input);
+    if (gate.defined()) pred.image_probability = gate[i].item<double>();
+    const cv::Size native = pred.input.pixels.size();
+    if (probability.defined()) {
+      const cv::Mat small(segment_size_, segment_size_, CV_32FC1, probability[i].data_ptr<float>());
+      if (small.size() == native)
+        pred.probability = small.clone();
+      else
+        cv::resize(small, pred.probability, native, 0, 0, cv::INTER_LINEAR);
+      pred.mask = infer::postprocess(pred.probability, postprocess_, pred.image_probability);
+      pred.positive = cv::countNonZero(pred.mask) > 0;
+    } else {  // classifiers only: a decision without a mask
+      pred.mask = cv::Mat::zeros(native, CV_8UC1);
+      pred.positive = pred.image_probability && *pred.image_probability >= postprocess_.classifier_threshold;
+    }
+    out.push_back(std::move(pred));
+  }
+  return out;
+}
+
+}  // namespace pneumo::infer
+
+namespace pneumo::infer {
+
+namespace {
+struct ReadBatch {
+  std::vector<PreparedInput> ready;
+  std::vector<std::pair<InputFile, std::string>> failed;  // in input order among themselves
+  std::vector<bool> is_ready;                               // per input of the batch, in order
+};
+}  // namespace
+
+void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
+                   const std::function<void(Prediction&)>& on_prediction,
+                   const std::function<void(const InputFile&, const std::string&)>& on_failure) {
+  if (options.batch_size < 1) throw core::UsageError(fmt::format("batch size {}: expected >= 1", options.batch_size));
+  const auto total = static_cast<int64_t>(inputs.size());
+  const int64_t batches = (total + options.batch_size - 1) / options.batch_size;
+  core::OrderedWorkers<ReadBatch> reader(batches, options.workers, options.prefetch, [&](int64_t b) {
+    ReadBatch out;
+    const int64_t end = std::min<int64_t>(total, (b + 1) * options.batch_size);
+    for (int64_t i = b * options.batch_size; i < end; ++i) {
+      const InputFile& file = inputs[static_cast<size_t>(i)];
+      try {
+        out.ready.push_back(predictor.prepare(read_input(file, predictor.window())));
+        out.is_ready.push_back(true);
+      } catch (const core::Error& e) {
+        out.failed.emplace_back(file, e.what());
+        out.is_ready.push_back(false);
+      } catch (const cv::Exception& e) {
+        out.failed.emplace_back(file, e.what());
+        out.is_ready.push_back(false);
+      }
+    }
+    return out;
+  });
+  core::Progress progress(options.progress_label, total);
+  while (std::optional<ReadBatch> batch = reader.next()) {
+    std::vector<Prediction> predictions;
+    if (!batch->ready.empty()) predictions = predictor.predict(std::move(batch->ready));
+    size_t next_ready = 0, next_failed = 0;
+    for (bool ready : batch->is_ready) {
+      if (ready) {
+        on_prediction(predictions[next_ready++]);
+      } else {
+        const auto& [file, message] = batch->failed[next_failed++];
+        on_failure(file, message);
+      }
+    }
+    progress.advance(static_cast<int64_t>(batch->is_ready.size()));
+  }
+  progress.finish();
+}
+
+}  // namespace pneumo::infer

@@ -1,0 +1,77 @@
+// `pneumo predict --model CKPT_OR_RUN [--model ... --weight w ...] INPUT... --out DIR`:
+// an ensemble's answers for DICOM/PNG files, folders or a label table's images.
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "model_options.h"
+#include "pneumo/core/error.h"
+#include "pneumo/infer/predict.h"
+
+namespace pneumo::tools {
+
+namespace {
+
+struct PredictCommandOptions {
+  ModelOptions model;
+  std::vector<std::string> inputs;
+  std::string labels, images, out;
+  bool no_masks = false, no_overlays = false, hflip = false;
+  int batch_size = 4, workers = 2;
+  std::string device = "auto";
+};
+
+void run_predict(const PredictCommandOptions& o) {
+  infer::PredictOptions options;
+  options.models = o.model.specs();
+  options.members = o.model.members;
+  options.overrides = o.model.overrides;
+  options.postprocess = o.model.postprocess_overrides();
+  for (const auto& i : o.inputs) options.inputs.emplace_back(i);
+  options.labels = o.labels;
+  options.images = o.images;
+  options.out = o.out;
+  options.masks = !o.no_masks;
+  options.overlays = !o.no_overlays;
+  options.hflip = o.hflip;
+  options.batch_size = o.batch_size;
+  options.workers = o.workers;
+  options.device = o.device;
+  const infer::PredictSummary s = infer::predict(options);
+  const infer::PostprocessSection& p = s.postprocess;
+  fmt::print("post-processing: threshold {} top_threshold {} min_area {} min_component_area {} classifier_threshold {}\n",
+             p.threshold, p.top_threshold, p.min_area, p.min_component_area, p.classifier_threshold);
+  fmt::print("{} image(s) predicted, {} positive; outputs in {}\n", s.images, s.positives, o.out);
+  fmt::print("  submission.csv, predictions.jsonl{}{}\n", options.masks ? ", masks/" : "",
+             options.overlays ? ", overlays/" : "");
+  if (!s.failures.empty()) {
+    for (const auto& [file, message] : s.failures) fmt::print(stderr, "error: {}\n", message);
+    throw core::DataError(fmt::format("{} of {} input(s) could not be read (listed above and in predictions.jsonl); "
+                                      "the others were predicted",
+                                      s.failures.size(), s.failures.size() + static_cast<size_t>(s.images)));
+  }
+}
+
+}  // namespace
+
+void setup_predict(CLI::App& app) {
+  auto options = std::make_shared<PredictCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "predict", "Predict with a model or ensemble: submission.csv, predictions.jsonl, masks/ and overlays/");
+  add_model_options(*cmd, options->model);
+  cmd->add_option("inputs", options->inputs, "DICOM/PNG files or folders (searched recursively)");
+  cmd->add_option("--labels", options->labels, "a SIIM label CSV whose images to predict (with --images)");
+  cmd->add_option("--images", options->images, "the folder holding the label CSV's DICOMs");
+  cmd->add_option("--out", options->out, "output folder")->required();
+  cmd->add_flag("--tta", options->hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd->add_flag("--no-masks", options->no_masks, "do not write masks/<id>.png");
+  cmd->add_flag("--no-overlays", options->no_overlays, "do not write overlays/<id>.png");
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::Range(1, 4096));
+  cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
+  cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
+  cmd->callback([options] { run_predict(*options); });
+}
+
+}  // namespace pneumo::tools
