@@ -9,7 +9,9 @@
 #include "pneumo/data/dataset_index.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/image_io.h"
+#include "pneumo/data/folds.h"
 #include "pneumo/data/labels.h"
+#include "pneumo/train/trainer.h"
 
 namespace pneumo::infer {
 
@@ -62,16 +64,32 @@ std::vector<InputFile> collect_inputs(const std::vector<fs::path>& paths) {
   return inputs;
 }
 
-std::vector<InputFile> labelled_inputs(const fs::path& labels, const fs::path& images) {
-  const data::LabelTable table = data::LabelTable::read_csv(labels);
-  const data::DatasetIndex index = data::build_dataset_index(table, images);
-  if (!index.labels_without_image.empty())
-    throw core::DataError(fmt::format("{}: {} labelled image(s) have no .dcm file under {} (first: {})", labels.string(),
-                                      index.labels_without_image.size(), images.string(),
-                                      index.labels_without_image.front()));
-  std::vector<InputFile> inputs;
-  for (const data::IndexEntry& e : index.entries) inputs.push_back({e.image_id, e.file});
-  return inputs;
+LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const fs::path& run) {
+  LabelledSet set;
+  if (!labels.empty() || !images.empty()) {
+    if (labels.empty() || images.empty())
+      throw core::UsageError("--labels and --images go together: a label CSV and the folder of its DICOMs");
+    set.labels = std::make_shared<data::LabelTable>(data::LabelTable::read_csv(labels));
+    const data::DatasetIndex index = data::build_dataset_index(*set.labels, images);
+    if (!index.labels_without_image.empty())
+      throw core::DataError(fmt::format("{}: {} labelled image(s) have no .dcm file under {} (first: {})", labels.string(),
+                                        index.labels_without_image.size(), images.string(),
+                                        index.labels_without_image.front()));
+    for (const data::IndexEntry& e : index.entries) set.inputs.push_back({e.image_id, e.file});
+    set.description = fmt::format("{} ({} images)", labels.string(), set.inputs.size());
+    return set;
+  }
+  if (run.empty())
+    throw core::UsageError("no labelled images: give --labels and --images, or a model inside a run folder to use "
+                           "its validation fold");
+  const train::ExperimentConfig config = train::load_run_config(run);
+  set.labels = std::make_shared<data::LabelTable>(data::LabelTable::read_csv(config.data.labels));
+  const data::DatasetIndex index = data::build_dataset_index(*set.labels, config.data.images);
+  const std::vector<int> folds = data::read_folds_csv(run / "folds.csv", index, config.data.folds);
+  for (size_t i = 0; i < index.entries.size(); ++i)
+    if (folds[i] == config.data.fold) set.inputs.push_back({index.entries[i].image_id, index.entries[i].file});
+  set.description = fmt::format("validation fold {} of {} ({} images)", config.data.fold, run.string(), set.inputs.size());
+  return set;
 }
 
 InputImage read_input(const InputFile& file, const std::string& window) {

@@ -37,11 +37,8 @@ PostprocessSection resolve_postprocess(const std::vector<Member>& members, const
 
 PredictSummary predict(const PredictOptions& options) {
   std::vector<InputFile> inputs;
-  if (!options.labels.empty() || !options.images.empty()) {
-    if (options.labels.empty() || options.images.empty())
-      throw core::UsageError("--labels and --images go together: a label CSV and the folder of its DICOMs");
-    inputs = labelled_inputs(options.labels, options.images);
-  }
+  if (!options.labels.empty() || !options.images.empty())
+    inputs = labelled_set(options.labels, options.images, {}).inputs;
   const std::vector<InputFile> listed = collect_inputs(options.inputs);
   inputs.insert(inputs.end(), listed.begin(), listed.end());
   if (inputs.empty()) throw core::UsageError("no input images found; give DICOM/PNG files, folders, or --labels with --images");

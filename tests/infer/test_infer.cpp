@@ -103,8 +103,10 @@ TEST_CASE("inputs: files and folders, sorted; unknown kinds, missing paths and d
   CHECK_THROWS_AS(infer::collect_inputs({dir / "missing"}), core::UsageError);
   fs::copy_file(inputs.back().path, dir / "nested" / inputs.back().path.filename());
   CHECK_THROWS_WITH(infer::collect_inputs({dir / "set/dicom", dir / "nested"}), Contains(inputs.back().id));
-  const auto labelled = infer::labelled_inputs(dir / "set/train-rle.csv", dir / "set/dicom");
-  CHECK(labelled.size() == 3);
+  const auto labelled = infer::labelled_set(dir / "set/train-rle.csv", dir / "set/dicom", {});
+  CHECK(labelled.inputs.size() == 3);
+  CHECK_THROWS_AS(infer::labelled_set(dir / "set/train-rle.csv", {}, {}), core::UsageError);
+  CHECK_THROWS_WITH(infer::labelled_set({}, {}, {}), Contains("--labels"));
 }
 
 TEST_CASE("a run folder offers best, last, snapshots and top-k; missing ones are named") {

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   tools::setup_make_demo(app);
   tools::setup_models(app);
   tools::setup_export(app);
+  tools::setup_evaluate(app);
+  tools::setup_average(app);
   tools::setup_predict(app);
   tools::setup_rle(app);
   tools::setup_train(app);

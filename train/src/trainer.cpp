@@ -20,7 +20,8 @@
 #include "pneumo/core/progress.h"
 #include "pneumo/core/run_dir.h"
 #include "pneumo/data/folds.h"
-#include "plots.h"
+#include "pneumo/train/average.h"
+#include "pneumo/train/charts.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/losses.h"
 #include "pneumo/train/metrics.h"
@@ -112,8 +113,8 @@ void write_metrics(const core::RunDirectory& run, const std::vector<EpochResult>
   }
   core::write_file_atomic(run.file("metrics.csv"), csv);
   core::write_file_atomic(run.file("metrics.jsonl"), jsonl);
-  Series train_loss{"train loss", {}}, val_loss{"val loss", {}}, dice{"val Dice", {}}, iou_values{"val IoU", {}},
-      auc{"val AUC", {}}, lr{"learning rate", {}};
+  Series train_loss{"train loss", {}, {}}, val_loss{"val loss", {}, {}}, dice{"val Dice", {}, {}},
+      iou_values{"val IoU", {}, {}}, auc{"val AUC", {}, {}}, lr{"learning rate", {}, {}};
   for (const EpochResult& m : rows) {
     train_loss.values.push_back(m.train_loss);
     val_loss.values.push_back(m.val_loss);
@@ -633,21 +634,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     // The averaged weights, BatchNorm statistics recomputed over the training images (without
     // augmentation), then the usual validation.
     std::shared_ptr<models::Network> averaged = network_with(config.model, *net, swa, device, channels_last);
-    {
-      torch::NoGradGuard no_grad;
-      std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
-      for (const auto& module : averaged->modules())
-        if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(module)) {
-          bn->reset_running_stats();
-          bn->options.momentum(c10::nullopt);  // a cumulative average over all batches
-          norms.push_back(bn);
-        }
-      averaged->train();
-      data::LoaderOptions bn_loader = loader;
-      data::BatchLoader batches(dataset, split.train, bn_loader);
-      while (auto batch = batches.next()) run_model(*averaged, batch->to(device).images);
-      for (auto& bn : norms) bn->options.momentum(0.1);
-    }
+    recompute_batchnorm(*averaged, dataset, split.train, loader, device);
     EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <opencv2/core/mat.hpp>
+
+#include "pneumo/data/labels.h"
 
 namespace pneumo::infer {
 
@@ -21,9 +24,18 @@ struct InputFile {
 // not exist or a file of another kind, DataError when two inputs share an id (naming both).
 std::vector<InputFile> collect_inputs(const std::vector<std::filesystem::path>& paths);
 
-// The images of a label table found under `images` (as training finds them), in label order;
-// labels without a file are a DataError listing the first few.
-std::vector<InputFile> labelled_inputs(const std::filesystem::path& labels, const std::filesystem::path& images);
+// Images with ground truth: a label table's images, or the validation fold of a run.
+struct LabelledSet {
+  std::vector<InputFile> inputs;
+  std::shared_ptr<const data::LabelTable> labels;
+  std::string description;  // for reports: where the set came from
+};
+
+// `labels` + `images`, or when both are empty, the validation fold of `run` (its config's
+// data.labels, data.images and data.fold, and its folds.csv). Throws UsageError when neither
+// is available.
+LabelledSet labelled_set(const std::filesystem::path& labels, const std::filesystem::path& images,
+                         const std::filesystem::path& run);
 
 struct InputImage {
   InputFile file;

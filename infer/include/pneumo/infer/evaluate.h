@@ -1,0 +1,56 @@
+// `pneumo evaluate`: an ensemble against ground truth at the images' own resolution.
+//
+// The report folder holds metrics.json (Kaggle mean Dice, IoU, image-level AUC, AP,
+// precision, recall, F1, specificity, confusion matrix), per_image.csv, and the charts
+// roc.png, pr.png, confusion.png, dice_histogram.png and worst.png (the lowest-Dice images with
+// truth outlined in green and prediction in yellow).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/predict.h"
+#include "pneumo/train/metrics.h"
+
+namespace pneumo::infer {
+
+// Per-image Kaggle Dice (1 when both masks are empty) and IoU of two CV_8UC1 masks.
+double mask_dice(const cv::Mat& predicted, const cv::Mat& truth);
+double mask_iou(const cv::Mat& predicted, const cv::Mat& truth);
+
+// Points of the ROC curve (false-positive rate, true-positive rate) and of the precision-recall
+// curve (recall, precision), one per distinct score, from the highest score down.
+std::vector<std::pair<double, double>> roc_curve(const std::vector<double>& scores, const std::vector<int>& labels);
+std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& scores, const std::vector<int>& labels);
+
+struct EvaluateOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;
+  PostprocessOverrides postprocess;
+  std::filesystem::path labels, images;  // empty: the first model's run validation fold
+  std::filesystem::path out;
+  bool hflip = false;
+  int batch_size = 4, workers = 2;
+  std::string device = "auto";
+  int worst = 16;  // images on the contact sheet
+};
+
+struct EvaluationReport {
+  std::string set;  // what was evaluated
+  int64_t images = 0;
+  double dice = 0, iou = 0;  // means over images
+  train::BinaryMetrics image;  // image-level decision (score vs truth positive)
+  PostprocessSection postprocess;
+  std::vector<std::pair<std::string, std::string>> failures;
+};
+
+EvaluationReport evaluate(const EvaluateOptions& options);
+
+}  // namespace pneumo::infer

@@ -1,0 +1,67 @@
+// `pneumo tune`: searches the post-processing thresholds that maximise the mean Kaggle Dice on
+// a labelled set (by default the run's validation fold) and stores them as the run's
+// postprocess.yaml, which predict, evaluate and export then use.
+//
+// The ensemble runs once; each image is summarised by histograms of its probabilities (in
+// steps of 0.01) over all pixels and over truth pixels, from which the Dice of any threshold
+// combination follows exactly. Searched: threshold and top_threshold over 0.05..0.95 (step
+// 0.05, top >= bottom), min_area over 0 and 0.01%..0.8% of the image, and classifier_threshold
+// over 0..0.9 when the ensemble has an image-level output. min_component_area needs the masks
+// themselves and is set to 0.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/predict.h"
+
+namespace pneumo::infer {
+
+// One image's summary: probability histograms and what the Dice needs.
+struct ImageHistogram {
+  static constexpr int kBins = 100;  // bin k holds probabilities in (k/100, (k+1)/100]
+  std::vector<int64_t> above;        // above[j]: pixels with probability > j/100 (j = 0..100)
+  std::vector<int64_t> truth_above;  // the same among truth pixels
+  int64_t truth_area = 0;
+  std::optional<double> gate;
+};
+
+// Builds the summary of a CV_32FC1 probability map against a CV_8UC1 truth mask.
+ImageHistogram summarise(const cv::Mat& probability, const cv::Mat& truth, std::optional<double> gate);
+
+// The mean Kaggle Dice of `settings` over the summaries (thresholds must be multiples of 0.01;
+// min_component_area is ignored).
+double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSection& settings);
+
+struct TuneOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;
+  PostprocessOverrides postprocess;     // the starting point, reported for comparison
+  std::filesystem::path labels, images;  // empty: the first model's run validation fold
+  std::filesystem::path out;             // empty: <run>/postprocess.yaml
+  bool hflip = false;
+  int batch_size = 4, workers = 2;
+  std::string device = "auto";
+};
+
+struct TuneResult {
+  std::string set;
+  int64_t images = 0;
+  PostprocessSection start, best;
+  double start_dice = 0, best_dice = 0;
+  std::vector<std::pair<PostprocessSection, double>> runners_up;  // the next best, best first
+  std::filesystem::path written;
+  std::vector<std::pair<std::string, std::string>> failures;
+};
+
+TuneResult tune(const TuneOptions& options);
+
+}  // namespace pneumo::infer

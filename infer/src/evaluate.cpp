@@ -1,0 +1,235 @@
+#include "pneumo/infer/evaluate.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/data/image_io.h"
+#include "pneumo/infer/outputs.h"
+#include "pneumo/infer/predictor.h"
+#include "pneumo/train/charts.h"
+
+namespace pneumo::infer {
+
+namespace fs = std::filesystem;
+
+double mask_dice(const cv::Mat& predicted, const cv::Mat& truth) {
+  const int a = cv::countNonZero(predicted), b = cv::countNonZero(truth);
+  if (a + b == 0) return 1.0;
+  const int both = cv::countNonZero(predicted & truth);
+  return 2.0 * both / (a + b);
+}
+
+double mask_iou(const cv::Mat& predicted, const cv::Mat& truth) {
+  const int either = cv::countNonZero(predicted | truth);
+  if (either == 0) return 1.0;
+  return static_cast<double>(cv::countNonZero(predicted & truth)) / either;
+}
+
+namespace {
+
+// Sorted by score, highest first; ties form one step.
+template <class Point>
+std::vector<std::pair<double, double>> sweep(const std::vector<double>& scores, const std::vector<int>& labels,
+                                             Point point) {
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  const auto positives = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
+  const auto negatives = static_cast<double>(labels.size()) - positives;
+  std::vector<std::pair<double, double>> out;
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    (labels[order[i]] == 1 ? tp : fp) += 1;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;
+    out.push_back(point(tp, fp, positives, negatives));
+  }
+  return out;
+}
+
+struct ImageRow {
+  std::string id;
+  int truth_positive = 0;
+  double score = 0;
+  bool predicted_positive = false;
+  double dice = 0, iou = 0;
+  int64_t truth_area = 0, predicted_area = 0;
+};
+
+// The X-ray with truth (green) and prediction (yellow) outlined, its id and Dice below.
+cv::Mat thumbnail(const Prediction& p, const cv::Mat& truth, double dice, int side) {
+  cv::Mat overlay = draw_overlay(p.input.pixels, p.probability, p.mask);
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(truth.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(overlay, contours, -1, cv::Scalar(0, 200, 0), std::max(1, overlay.cols / 256), cv::LINE_AA);
+  cv::Mat small;
+  cv::resize(overlay, small, cv::Size(side, side), 0, 0, cv::INTER_AREA);
+  cv::Mat tile(side + 30, side, CV_8UC3, cv::Scalar(255, 255, 255));
+  small.copyTo(tile(cv::Rect(0, 0, side, side)));
+  const std::string& id = p.input.file.id;
+  const std::string tail = id.size() > 14 ? "..." + id.substr(id.size() - 11) : id;
+  cv::putText(tile, fmt::format("Dice {:.3f} {}", dice, tail), {4, side + 20}, cv::FONT_HERSHEY_SIMPLEX, 0.4,
+              cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  return tile;
+}
+
+void write_contact_sheet(const fs::path& file, std::vector<std::pair<double, cv::Mat>> tiles) {
+  if (tiles.empty()) return;
+  std::stable_sort(tiles.begin(), tiles.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const int columns = 4, w = tiles.front().second.cols, h = tiles.front().second.rows;
+  const int rows = (static_cast<int>(tiles.size()) + columns - 1) / columns;
+  cv::Mat sheet(rows * h, columns * w, CV_8UC3, cv::Scalar(255, 255, 255));
+  for (size_t i = 0; i < tiles.size(); ++i)
+    tiles[i].second.copyTo(sheet(cv::Rect(static_cast<int>(i % columns) * w, static_cast<int>(i / columns) * h, w, h)));
+  data::write_png(file, sheet);
+}
+
+}  // namespace
+
+std::vector<std::pair<double, double>> roc_curve(const std::vector<double>& scores, const std::vector<int>& labels) {
+  std::vector<std::pair<double, double>> out{{0.0, 0.0}};
+  for (const auto& p : sweep(scores, labels, [](double tp, double fp, double pos, double neg) {
+         return std::make_pair(neg > 0 ? fp / neg : 0.0, pos > 0 ? tp / pos : 0.0);
+       }))
+    out.push_back(p);
+  return out;
+}
+
+std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& scores, const std::vector<int>& labels) {
+  return sweep(scores, labels, [](double tp, double fp, double pos, double) {
+    return std::make_pair(pos > 0 ? tp / pos : 0.0, tp / (tp + fp));
+  });
+}
+
+EvaluationReport evaluate(const EvaluateOptions& options) {
+  if (options.out.empty()) throw core::UsageError("no report folder; expected --out DIR");
+  if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
+  const fs::path run = run_folder_of(options.models.front().path);
+  const LabelledSet set = labelled_set(options.labels, options.images, run);
+  if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to evaluate", set.description));
+  const c10::Device device = core::resolve_device(core::parse_device(options.device));
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  EvaluationReport report;
+  report.set = set.description;
+  report.postprocess = resolve_postprocess(members, options.postprocess);
+  PredictorOptions predictor_options;
+  predictor_options.hflip = options.hflip;
+  const Predictor predictor(std::move(members), report.postprocess, predictor_options, device);
+  core::log::info("evaluate on {}", set.description);
+
+  fs::create_directories(options.out);
+  std::vector<ImageRow> rows;
+  std::vector<std::pair<double, cv::Mat>> worst;  // (dice, tile), at most options.worst
+  RunOptions run_options;
+  run_options.batch_size = options.batch_size;
+  run_options.workers = options.workers;
+  run_options.progress_label = "evaluate";
+  run_predictor(
+      predictor, set.inputs, run_options,
+      [&](Prediction& p) {
+        const cv::Mat truth = set.labels->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
+        ImageRow row;
+        row.id = p.input.file.id;
+        row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
+        row.score = p.score();
+        row.predicted_positive = p.positive;
+        row.dice = mask_dice(p.mask, truth);
+        row.iou = mask_iou(p.mask, truth);
+        row.truth_area = cv::countNonZero(truth);
+        row.predicted_area = p.area_pixels();
+        rows.push_back(row);
+        if (options.worst > 0 && row.dice < 1.0) {  // keep the `worst` lowest Dice values
+          const auto by_dice = [](const auto& x, const auto& y) { return x.first < y.first; };
+          const auto highest = std::max_element(worst.begin(), worst.end(), by_dice);
+          if (static_cast<int>(worst.size()) < options.worst)
+            worst.emplace_back(row.dice, thumbnail(p, truth, row.dice, 192));
+          else if (row.dice < highest->first)
+            *highest = {row.dice, thumbnail(p, truth, row.dice, 192)};
+        }
+      },
+      [&](const InputFile& file, const std::string& message) { report.failures.emplace_back(file.path.string(), message); });
+  if (rows.empty()) throw core::DataError(fmt::format("{}: no image could be read", set.description));
+
+  std::vector<double> scores;
+  std::vector<int> labels;
+  std::vector<int64_t> histogram(20, 0);
+  std::string csv = "ImageId,truth_positive,score,predicted_positive,dice,iou,truth_area,predicted_area\n";
+  for (const ImageRow& r : rows) {
+    report.dice += r.dice;
+    report.iou += r.iou;
+    scores.push_back(r.score);
+    labels.push_back(r.truth_positive);
+    ++histogram[std::min<size_t>(19, static_cast<size_t>(r.dice * 20))];
+    csv += fmt::format("{},{},{:.6f},{},{:.6f},{:.6f},{},{}\n", r.id, r.truth_positive, r.score,
+                       r.predicted_positive ? 1 : 0, r.dice, r.iou, r.truth_area, r.predicted_area);
+  }
+  report.images = static_cast<int64_t>(rows.size());
+  report.dice /= static_cast<double>(rows.size());
+  report.iou /= static_cast<double>(rows.size());
+  // The image-level decision is the post-processed one: positive when a mask survives (or,
+  // for classifiers only, the gate). Expressed as scores 0/1 against threshold 0.5 for the
+  // counts; AUC and AP use the continuous score.
+  report.image = train::binary_metrics(scores, labels, 0.5);
+  {
+    std::vector<double> decisions;
+    for (const ImageRow& r : rows) decisions.push_back(r.predicted_positive ? 1.0 : 0.0);
+    const train::BinaryMetrics counted = train::binary_metrics(decisions, labels, 0.5);
+    const double auc = report.image.auc, ap = report.image.average_precision;
+    report.image = counted;
+    report.image.auc = auc;
+    report.image.average_precision = ap;
+  }
+  core::write_file_atomic(options.out / "per_image.csv", csv);
+
+  const auto number = [](double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); };
+  const train::BinaryMetrics& m = report.image;
+  nlohmann::ordered_json j;
+  j["set"] = report.set;
+  j["images"] = report.images;
+  j["failed"] = report.failures.size();
+  j["kaggle_dice"] = report.dice;
+  j["iou"] = report.iou;
+  j["image_level"] = {{"auc", number(m.auc)},           {"average_precision", number(m.average_precision)},
+                      {"precision", m.precision},       {"recall", m.recall},
+                      {"f1", m.f1},                     {"specificity", m.specificity},
+                      {"tp", m.tp}, {"fp", m.fp}, {"tn", m.tn}, {"fn", m.fn}};
+  const PostprocessSection& post = report.postprocess;
+  j["postprocess"] = {{"threshold", post.threshold},   {"top_threshold", post.top_threshold},
+                      {"min_area", post.min_area},     {"min_component_area", post.min_component_area},
+                      {"classifier_threshold", post.classifier_threshold}};
+  nlohmann::ordered_json models = nlohmann::ordered_json::array();
+  for (const Member& member : predictor.members()) models.push_back({{"checkpoint", member.checkpoint.string()}, {"weight", member.weight}});
+  j["models"] = models;
+  j["tta"] = options.hflip;
+  core::write_file_atomic(options.out / "metrics.json", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+
+  train::Series roc{fmt::format("AUC {:.3f}", m.auc), {}, {}}, pr{fmt::format("AP {:.3f}", m.average_precision), {}, {}};
+  for (const auto& [x, y] : roc_curve(scores, labels)) roc.x.push_back(x), roc.values.push_back(y);
+  for (const auto& [x, y] : pr_curve(scores, labels)) pr.x.push_back(x), pr.values.push_back(y);
+  train::ChartOptions chart;
+  chart.x_range = chart.y_range = std::make_pair(0.0, 1.0);
+  chart.markers = false;
+  chart.title = "ROC of the image-level score (y: true-positive rate)";
+  chart.x_label = "false-positive rate";
+  chart.diagonal = true;
+  train::write_line_chart(options.out / "roc.png", chart, {roc});
+  chart.title = "precision-recall of the image-level score (y: precision)";
+  chart.x_label = "recall";
+  chart.diagonal = false;
+  train::write_line_chart(options.out / "pr.png", chart, {pr});
+  train::write_confusion_matrix(options.out / "confusion.png", "image-level decisions after post-processing", m.tp,
+                                m.fp, m.tn, m.fn);
+  train::write_histogram(options.out / "dice_histogram.png", fmt::format("per-image Kaggle Dice (mean {:.4f})", report.dice),
+                         "Dice", histogram, 0.0, 1.0);
+  write_contact_sheet(options.out / "worst.png", std::move(worst));
+  return report;
+}
+
+}  // namespace pneumo::infer

@@ -1,0 +1,149 @@
+#include "pneumo/infer/tune.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <opencv2/core.hpp>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/infer/predictor.h"
+
+namespace pneumo::infer {
+
+namespace fs = std::filesystem;
+
+namespace {
+int step_of(double threshold) { return static_cast<int>(std::lround(threshold * ImageHistogram::kBins)); }
+}  // namespace
+
+ImageHistogram summarise(const cv::Mat& probability, const cv::Mat& truth, std::optional<double> gate) {
+  constexpr int n = ImageHistogram::kBins;
+  std::vector<int64_t> bins(n, 0), truth_bins(n, 0);
+  ImageHistogram h;
+  h.gate = gate;
+  for (int y = 0; y < probability.rows; ++y) {
+    const float* p = probability.ptr<float>(y);
+    const uint8_t* t = truth.ptr<uint8_t>(y);
+    for (int x = 0; x < probability.cols; ++x) {
+      if (t[x]) ++h.truth_area;
+      if (!(p[x] > 0.0f)) continue;
+      const int k = std::clamp(static_cast<int>(std::ceil(static_cast<double>(p[x]) * n)) - 1, 0, n - 1);
+      ++bins[k];
+      if (t[x]) ++truth_bins[k];
+    }
+  }
+  h.above.assign(n + 1, 0);
+  h.truth_above.assign(n + 1, 0);
+  for (int j = n - 1; j >= 0; --j) {  // above[j] = pixels in bins j..n-1, i.e. probability > j/n
+    h.above[j] = h.above[j + 1] + bins[j];
+    h.truth_above[j] = h.truth_above[j + 1] + truth_bins[j];
+  }
+  return h;
+}
+
+double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSection& s) {
+  if (images.empty()) return 0.0;
+  const int bottom = step_of(s.threshold), top = step_of(s.top_threshold);
+  double sum = 0;
+  for (const ImageHistogram& h : images) {
+    const bool gated_off = h.gate && *h.gate < s.classifier_threshold;
+    const bool too_small = s.min_area > 0 && h.above[top] < s.min_area;
+    if (gated_off || too_small) {
+      sum += h.truth_area == 0 ? 1.0 : 0.0;
+      continue;
+    }
+    const int64_t predicted = h.above[bottom], both = h.truth_above[bottom];
+    sum += predicted + h.truth_area == 0 ? 1.0 : 2.0 * static_cast<double>(both) / static_cast<double>(predicted + h.truth_area);
+  }
+  return sum / static_cast<double>(images.size());
+}
+
+TuneResult tune(const TuneOptions& options) {
+  if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
+  const fs::path run = run_folder_of(options.models.front().path);
+  const fs::path out = !options.out.empty() ? options.out : run.empty() ? fs::path() : run / "postprocess.yaml";
+  if (out.empty())
+    throw core::UsageError(fmt::format("{} is not inside a run folder; give --out FILE for the tuned postprocess.yaml",
+                                       options.models.front().path.string()));
+  const LabelledSet set = labelled_set(options.labels, options.images, run);
+  if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to tune on", set.description));
+  const c10::Device device = core::resolve_device(core::parse_device(options.device));
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  TuneResult result;
+  result.set = set.description;
+  result.start = resolve_postprocess(members, options.postprocess);
+  PredictorOptions predictor_options;
+  predictor_options.hflip = options.hflip;
+  const Predictor predictor(std::move(members), result.start, predictor_options, device);
+  if (!predictor.has_segmenter())
+    throw core::UsageError("tune searches mask thresholds; the ensemble has no segmenter");
+  core::log::info("tune on {}", set.description);
+
+  std::vector<ImageHistogram> images;
+  std::vector<int64_t> pixel_counts;
+  RunOptions run_options;
+  run_options.batch_size = options.batch_size;
+  run_options.workers = options.workers;
+  run_options.progress_label = "tune";
+  run_predictor(
+      predictor, set.inputs, run_options,
+      [&](Prediction& p) {
+        const cv::Mat truth = set.labels->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
+        images.push_back(summarise(p.probability, truth, p.image_probability));
+        pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
+      },
+      [&](const InputFile& file, const std::string& message) { result.failures.emplace_back(file.path.string(), message); });
+  if (images.empty()) throw core::DataError(fmt::format("{}: no image could be read", set.description));
+  result.images = static_cast<int64_t>(images.size());
+
+  // The starting point, on the grid the summaries resolve.
+  PostprocessSection start = result.start;
+  start.threshold = step_of(start.threshold) / static_cast<double>(ImageHistogram::kBins);
+  start.top_threshold = step_of(start.top_threshold) / static_cast<double>(ImageHistogram::kBins);
+  start.min_component_area = 0;
+  result.start_dice = mean_dice(images, start);
+
+  std::nth_element(pixel_counts.begin(), pixel_counts.begin() + static_cast<std::ptrdiff_t>(pixel_counts.size() / 2),
+                   pixel_counts.end());
+  const double median_pixels = static_cast<double>(pixel_counts[pixel_counts.size() / 2]);
+  std::vector<int64_t> areas{0};
+  for (double share : {1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3})
+    areas.push_back(std::max<int64_t>(1, std::llround(share * median_pixels)));
+  std::vector<double> gates{result.start.classifier_threshold};
+  if (images.front().gate) gates = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+
+  std::vector<std::pair<PostprocessSection, double>> scored;
+  for (int bottom = 5; bottom <= 95; bottom += 5)
+    for (int top = bottom; top <= 95; top += 5)
+      for (int64_t area : areas)
+        for (double gate : gates) {
+          PostprocessSection s;
+          s.threshold = bottom / 100.0;
+          s.top_threshold = top / 100.0;
+          s.min_area = area;
+          s.min_component_area = 0;
+          s.classifier_threshold = gate;
+          scored.emplace_back(s, mean_dice(images, s));
+        }
+  // Highest Dice first; among equal Dice the settings nearest the starting point.
+  const PostprocessSection& from = result.start;
+  const auto distance = [&](const PostprocessSection& s) {
+    return std::abs(s.threshold - from.threshold) + std::abs(s.top_threshold - from.top_threshold) +
+           std::abs(s.classifier_threshold - from.classifier_threshold) +
+           std::abs(static_cast<double>(s.min_area - from.min_area)) / median_pixels;
+  };
+  std::stable_sort(scored.begin(), scored.end(), [&](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : distance(a.first) < distance(b.first);
+  });
+  result.best = scored.front().first;
+  result.best_dice = scored.front().second;
+  for (size_t i = 1; i < std::min<size_t>(6, scored.size()); ++i) result.runners_up.push_back(scored[i]);
+  write_postprocess(out, result.best);
+  result.written = out;
+  return result;
+}
+
+}  // namespace pneumo::infer
