@@ -6,7 +6,10 @@
 #   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
 #      demo experiment's augmentation on it
 #   4. train the demo experiment (configs/demo.yaml; about 2 minutes on 2 cores)
-# Evaluation at full resolution and prediction join this script as inference lands.
+#   5. tune the post-processing thresholds on the validation fold, then evaluate it at the
+#      images' own resolution (metrics and charts)
+#   6. predict every demo image with flip TTA (submission, masks, overlays, JSON lines)
+#   7. export the model as TorchScript
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/tools/setup.sh"
@@ -40,6 +43,19 @@ echo "== 4. train configs/demo.yaml (U-Net ResNet18, 128x128, 15 epochs)"
 "$pneumo" train configs/demo.yaml --set experiment.run_name=demo --overwrite | tee "$out/train-summary.txt"
 
 echo
+echo "== 5. tune the post-processing on the validation fold, then evaluate at full resolution"
+"$pneumo" tune --model runs/demo/demo
+"$pneumo" evaluate --model runs/demo/demo --out "$out/evaluation"
+
+echo
+echo "== 6. predict all demo images (flip TTA)"
+"$pneumo" predict --model runs/demo/demo "$out/data/dicom" --tta --out "$out/predictions"
+
+echo
+echo "== 7. export TorchScript"
+"$pneumo" export --model runs/demo/demo --out "$out/demo-unet.pt"
+
+echo
 echo "outputs:"
 echo "  demo set:      $root/$out/data (dicom/, train-rle.csv)"
 echo "  folds:         $root/$out/folds.csv"
@@ -47,4 +63,7 @@ echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"
 echo "  augmentation:  $root/$out/augment-preview.png"
-echo "  training run:  $root/runs/demo/demo (config.yaml, log.txt, folds.csv, metrics.csv, best.ckpt, last.ckpt)"
+echo "  training run:  $root/runs/demo/demo (config.yaml, log.txt, folds.csv, metrics.csv, *.png, best.ckpt, last.ckpt, postprocess.yaml)"
+echo "  evaluation:    $root/$out/evaluation (metrics.json, per_image.csv, roc.png, pr.png, confusion.png, dice_histogram.png, worst.png)"
+echo "  predictions:   $root/$out/predictions (submission.csv, predictions.jsonl, masks/, overlays/)"
+echo "  TorchScript:   $root/$out/demo-unet.pt"

@@ -33,7 +33,8 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
                      c10::Device device)
     : members_(std::move(members)), postprocess_(postprocess), options_(options), device_(device) {
   if (members_.empty()) throw core::UsageError("an ensemble needs at least one model");
-  for (const Member& m : members_) {
+  for (Member& m : members_) {
+    if (options_.channels_last) models::use_channels_last(*m.network);
     const data::DataSection& d = m.config.data;
     size_t found = resizers_.size();
     for (size_t r = 0; r < resizers_.size(); ++r)
@@ -69,7 +70,8 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     normalise.channels = m.config.data.channels;
     normalise.mean = m.config.data.mean;
     normalise.std = m.config.data.std;
-    const torch::Tensor x = data::image_tensor(images, normalise).to(device_);
+    torch::Tensor x = data::image_tensor(images, normalise).to(device_);
+    if (options_.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     const models::ModelOutput out = m.network->forward(x);
     std::optional<models::ModelOutput> mirrored;
     if (options_.hflip) mirrored = m.network->forward(x.flip({3}));
@@ -144,13 +146,14 @@ struct ReadBatch {
 void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
                    const std::function<void(Prediction&)>& on_prediction,
                    const std::function<void(const InputFile&, const std::string&)>& on_failure) {
-  if (options.batch_size < 1) throw core::UsageError(fmt::format("batch size {}: expected >= 1", options.batch_size));
+  if (options.batch_size < 0) throw core::UsageError(fmt::format("batch size {}: expected >= 0", options.batch_size));
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : predictor.device().is_cuda() ? 8 : 1;
   const auto total = static_cast<int64_t>(inputs.size());
-  const int64_t batches = (total + options.batch_size - 1) / options.batch_size;
+  const int64_t batches = (total + batch_size - 1) / batch_size;
   core::OrderedWorkers<ReadBatch> reader(batches, options.workers, options.prefetch, [&](int64_t b) {
     ReadBatch out;
-    const int64_t end = std::min<int64_t>(total, (b + 1) * options.batch_size);
-    for (int64_t i = b * options.batch_size; i < end; ++i) {
+    const int64_t end = std::min<int64_t>(total, (b + 1) * batch_size);
+    for (int64_t i = b * batch_size; i < end; ++i) {
       const InputFile& file = inputs[static_cast<size_t>(i)];
       try {
         out.ready.push_back(predictor.prepare(read_input(file, predictor.window())));

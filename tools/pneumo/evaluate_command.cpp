@@ -20,7 +20,7 @@ struct SetOptions {
   ModelOptions model;
   std::string labels, images, out;
   bool hflip = false;
-  int batch_size = 4, workers = 2, worst = 16;
+  int batch_size = 0, workers = 2, worst = 16;
   std::string device = "auto";
 };
 
@@ -29,7 +29,7 @@ void add_set_options(CLI::App& cmd, SetOptions& o) {
   cmd.add_option("--labels", o.labels, "a SIIM label CSV (default: the run's validation fold)");
   cmd.add_option("--images", o.images, "the folder holding the label CSV's DICOMs");
   cmd.add_flag("--tta", o.hflip, "test-time augmentation: average with the horizontally flipped image");
-  cmd.add_option("--batch-size", o.batch_size, "images per forward pass")->check(CLI::Range(1, 4096));
+  cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
   cmd.add_option("--workers", o.workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
 }

@@ -19,7 +19,7 @@ struct PredictCommandOptions {
   std::vector<std::string> inputs;
   std::string labels, images, out;
   bool no_masks = false, no_overlays = false, hflip = false;
-  int batch_size = 4, workers = 2;
+  int batch_size = 0, workers = 2;
   std::string device = "auto";
 };
 
@@ -68,7 +68,7 @@ void setup_predict(CLI::App& app) {
   cmd->add_flag("--tta", options->hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_flag("--no-masks", options->no_masks, "do not write masks/<id>.png");
   cmd->add_flag("--no-overlays", options->no_overlays, "do not write overlays/<id>.png");
-  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::Range(1, 4096));
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
   cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
   cmd->callback([options] { run_predict(*options); });

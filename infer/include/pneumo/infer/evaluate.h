@@ -37,7 +37,7 @@ struct EvaluateOptions {
   std::filesystem::path labels, images;  // empty: the first model's run validation fold
   std::filesystem::path out;
   bool hflip = false;
-  int batch_size = 4, workers = 2;
+  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
   std::string device = "auto";
   int worst = 16;  // images on the contact sheet
 };

@@ -33,7 +33,7 @@ struct PredictOptions {
   std::filesystem::path labels, images;  // or a label table and its image folder
   std::filesystem::path out;
   bool masks = true, overlays = true, hflip = false;
-  int batch_size = 4, workers = 2;
+  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
   std::string device = "auto";
   PostprocessOverrides postprocess;
 };

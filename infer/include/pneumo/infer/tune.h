@@ -48,7 +48,7 @@ struct TuneOptions {
   std::filesystem::path labels, images;  // empty: the first model's run validation fold
   std::filesystem::path out;             // empty: <run>/postprocess.yaml
   bool hflip = false;
-  int batch_size = 4, workers = 2;
+  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
   std::string device = "auto";
 };
 

@@ -1,0 +1,119 @@
+// The inference commands as a user meets them: predict, evaluate, tune, export and average on
+// a small demo set with a random-weight checkpoint; exit codes and messages for bad input.
+#include <catch2/catch.hpp>
+
+#include "../infer/common.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using pneumo::testing::run_pneumo;
+using pneumo::testing::TempDir;
+using pneumo::testing::write_file;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A demo set and a run folder (config.yaml naming the set, folds.csv) with a random best.ckpt.
+void make_run(const TempDir& dir) {
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 8;
+  demo.size = 80;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  pneumo::train::ExperimentConfig config = pneumo::testing::recipe_config({});
+  config.data.labels = (dir / "set/train-rle.csv").string();
+  config.data.images = (dir / "set/dicom").string();
+  config.data.folds = 2;
+  config.data.cache = "none";
+  config.train.batch_size = 4;
+  pneumo::testing::write_random_checkpoint(dir / "run/best.ckpt", {});
+  auto c = pneumo::train::read_checkpoint(dir / "run/best.ckpt");
+  c.config_yaml = pneumo::train::experiment_to_yaml(config);
+  pneumo::train::write_checkpoint(dir / "run/best.ckpt", c);
+  write_file(dir / "run/config.yaml", c.config_yaml);
+  std::string folds = "ImageId,fold\n";
+  int i = 0;
+  for (const auto& e : fs::directory_iterator(dir / "set/dicom")) folds += e.path().stem().string() + "," + std::to_string(i++ % 2) + "\n";
+  write_file(dir / "run/folds.csv", folds);
+}
+
+}  // namespace
+
+TEST_CASE("predict, evaluate, tune and export run from the command line") {
+  TempDir dir;
+  make_run(dir);
+  const std::string run = (dir / "run").string();
+  const auto predicted = run_pneumo({"predict", "--model", run, (dir / "set/dicom").string(), "--out",
+                                     (dir / "pred").string(), "--device", "cpu", "--tta"});
+  INFO(predicted.err);
+  CHECK(predicted.exit_code == 0);
+  CHECK_THAT(predicted.out, Contains("8 image(s) predicted"));
+  CHECK(fs::exists(dir / "pred/submission.csv"));
+  CHECK(fs::is_directory(dir / "pred/overlays"));
+
+  const auto evaluated = run_pneumo({"evaluate", "--model", run, "--out", (dir / "report").string(), "--device", "cpu"});
+  INFO(evaluated.err);
+  CHECK(evaluated.exit_code == 0);
+  CHECK_THAT(evaluated.out, Contains("Kaggle mean Dice") && Contains("validation fold 0"));
+  CHECK(fs::exists(dir / "report/worst.png") == (evaluated.out.find("Dice  1.0000") == std::string::npos));
+
+  const auto tuned = run_pneumo({"tune", "--model", run, "--device", "cpu"});
+  INFO(tuned.err);
+  CHECK(tuned.exit_code == 0);
+  CHECK(fs::exists(dir / "run/postprocess.yaml"));
+
+  const auto exported = run_pneumo({"export", "--model", run, "--out", (dir / "model.pt").string()});
+  INFO(exported.err);
+  CHECK(exported.exit_code == 0);
+  CHECK_THAT(exported.out, Contains("torch.jit.load"));
+  CHECK(fs::file_size(dir / "model.pt") > 1000000);
+}
+
+TEST_CASE("inference commands fail cleanly on bad input") {
+  TempDir dir;
+  make_run(dir);
+  const std::string run = (dir / "run").string(), images = (dir / "set/dicom").string();
+  // A model that is not there; a file that is not a checkpoint.
+  auto r = run_pneumo({"predict", "--model", (dir / "nothing").string(), images, "--out", (dir / "o").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("nothing"));
+  write_file(dir / "junk.ckpt", "junk");
+  r = run_pneumo({"predict", "--model", (dir / "junk.ckpt").string(), images, "--out", (dir / "o").string()});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("junk.ckpt"));
+  CHECK_FALSE(fs::exists(dir / "o"));
+  // Weights that do not match the models; members a run does not have; an input that is no image.
+  r = run_pneumo({"predict", "--model", run, "--model", run, "--weight", "1", images, "--out", (dir / "o").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("--weight"));
+  r = run_pneumo({"predict", "--model", run, "--members", "swa", images, "--out", (dir / "o").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("swa.ckpt"));
+  write_file(dir / "notes.txt", "x");
+  r = run_pneumo({"predict", "--model", run, (dir / "notes.txt").string(), "--out", (dir / "o").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("notes.txt"));
+  // One unreadable DICOM among good ones: the others are predicted, the exit code says 1.
+  write_file(dir / "more/broken.dcm", "not a dicom");
+  r = run_pneumo({"predict", "--model", run, images, (dir / "more").string(), "--out", (dir / "p").string(),
+                  "--device", "cpu"});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("broken.dcm") && Contains("1 of 9"));
+  CHECK(fs::exists(dir / "p/submission.csv"));
+  // A threshold outside 0..1; a wrong --set key.
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "o").string(), "--threshold", "2"});
+  CHECK(r.exit_code == 2);
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "o").string(), "--set", "data.sise=64"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("sise") && Contains("size"));
+  // average needs two checkpoints of one network; export needs --out.
+  r = run_pneumo({"average", (dir / "run/best.ckpt").string(), "--out", (dir / "a.ckpt").string()});
+  CHECK(r.exit_code == 2);
+  r = run_pneumo({"average", (dir / "run/best.ckpt").string(), (dir / "run/best.ckpt").string(), "--out",
+                  (dir / "a.ckpt").string(), "--device", "cpu"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("recomputed over 4 training images"));
+  CHECK(run_pneumo({"export", "--model", run}).exit_code == 2);
+}

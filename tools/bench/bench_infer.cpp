@@ -1,0 +1,165 @@
+// Benchmark (not a test): one 1024x1024 JPEG DICOM -> SIIM RLE with U-Net/ResNet34 at 512 on
+// the CPU, and the throughput over a folder, pneumo against the Python way
+// (tools/bench/infer_python.py: pydicom + OpenCV + PyTorch eager + the same post-processing)
+// on the same random weights, in one run; the two submissions are compared row by row.
+//
+//   bench_infer [--images 16] [--size 512] [--native 1024] [--threads 2] [--repeats 5] [--batch 1] [--workers 1]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "pneumo/core/file_io.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo/data/rle.h"
+#include "pneumo/infer/evaluate.h"
+#include "pneumo/infer/predictor.h"
+#include "pneumo/models/network.h"
+#include "pneumo/models/weights.h"
+#include "pneumo/train/checkpoint.h"
+#include "pneumo/train/experiment.h"
+
+using namespace pneumo;
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::map<std::string, std::string> read_submission(const fs::path& file) {
+  std::map<std::string, std::string> rows;
+  std::istringstream in(core::read_text_file(file));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) rows[line.substr(0, line.find(','))] = line.substr(line.find(',') + 1);
+  return rows;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("pneumo inference benchmark: pneumo vs pydicom + PyTorch eager, U-Net/ResNet34");
+  int images = 16, size = 512, native = 1024, threads = 2, repeats = 5, batch = 1, workers = 1;
+  app.add_option("--images", images, "DICOMs in the folder")->check(CLI::Range(1, 10000));
+  app.add_option("--size", size, "model input size")->check(CLI::Range(64, 2048));
+  app.add_option("--native", native, "DICOM rows and columns")->check(CLI::Range(64, 2048));
+  app.add_option("--threads", threads, "CPU threads for both sides")->check(CLI::Range(1, 256));
+  app.add_option("--repeats", repeats, "single-image runs; the median is reported")->check(CLI::Range(1, 1000));
+  app.add_option("--batch", batch, "pipeline: images per forward pass")->check(CLI::Range(1, 64));
+  app.add_option("--workers", workers, "pipeline: reader threads")->check(CLI::Range(0, 16));
+  CLI11_PARSE(app, argc, argv);
+
+  const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-infer-{}", ::getpid());
+  data::DemoSetOptions demo;
+  demo.count = images;
+  demo.size = native;
+  data::write_demo_set(dir / "set", demo);
+
+  // One model, random weights: the U-Net/ResNet34 of the SIIM winners at `size`, ImageNet inputs.
+  train::ExperimentConfig config;
+  config.model.name = "unet";
+  config.model.encoder.name = "resnet34";
+  config.model.encoder.in_channels = 3;
+  config.data.size = size;
+  config.data.channels = 3;
+  config.data.mean = {0.485, 0.456, 0.406};
+  config.data.std = {0.229, 0.224, 0.225};
+  torch::manual_seed(0);
+  auto net = models::build_model(config.model);
+  train::Checkpoint checkpoint;
+  checkpoint.config_yaml = train::experiment_to_yaml(config);
+  for (const auto& p : net->named_parameters()) checkpoint.model.emplace_back(p.key(), p.value());
+  for (const auto& b : net->named_buffers()) checkpoint.model.emplace_back(b.key(), b.value());
+  train::write_checkpoint(dir / "model.ckpt", checkpoint);
+  models::save_weights(*net, dir / "model.pth");
+
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir / "set/dicom")) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+
+  // Python.
+  std::string command = fmt::format("/usr/bin/python3 {}/tools/bench/infer_python.py {} {} {} {} {}", PNEUMO_SOURCE_DIR,
+                                    (dir / "model.pth").string(), size, threads, repeats, (dir / "python.csv").string());
+  for (const auto& f : files) command += " " + f;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  for (char buffer[4096]; pipe && std::fgets(buffer, sizeof buffer, pipe);) output += buffer;
+  if (!pipe || ::pclose(pipe) != 0) {
+    fmt::print(stderr, "the Python side failed:\n{}\n", output);
+    return 1;
+  }
+  const auto python = nlohmann::json::parse(output);
+
+  // pneumo.
+  core::configure_threads(threads);
+  const c10::Device cpu(c10::kCPU);
+  infer::PostprocessSection post;  // threshold 0.5, as the Python side
+  post.classifier_threshold = 0.0;
+  const infer::Predictor predictor(infer::load_members({{dir / "model.ckpt", 1.0}}, "best", {}, cpu), post, {}, cpu);
+  const auto inputs = infer::collect_inputs({dir / "set/dicom"});
+  const auto one = [&](const infer::InputFile& file) {
+    std::vector<infer::PreparedInput> batch;
+    batch.push_back(predictor.prepare(infer::read_input(file, "none")));
+    return data::encode_rle(predictor.predict(std::move(batch)).front().mask);
+  };
+  one(inputs.front());  // warm-up
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    one(inputs.front());
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  const double latency_ms = 1000 * times[times.size() / 2];
+  auto start = std::chrono::steady_clock::now();
+  for (const auto& f : inputs) one(f);
+  const double sequential = static_cast<double>(inputs.size()) / seconds_since(start);
+  std::string submission = "ImageId,EncodedPixels\n";
+  infer::RunOptions run;
+  run.batch_size = batch;
+  run.workers = workers;
+  run.progress_label = "pneumo";
+  start = std::chrono::steady_clock::now();
+  infer::run_predictor(
+      predictor, inputs, run,
+      [&](infer::Prediction& p) { submission += p.input.file.id + "," + data::encode_rle(p.mask) + "\n"; },
+      [](const infer::InputFile& f, const std::string& m) { fmt::print(stderr, "{}: {}\n", f.path.string(), m); });
+  const double pipelined = static_cast<double>(inputs.size()) / seconds_since(start);
+  core::write_file_atomic(dir / "pneumo.csv", submission);
+
+  const auto ours = read_submission(dir / "pneumo.csv"), theirs = read_submission(dir / "python.csv");
+  int same = 0;
+  double dice = 0;
+  for (const auto& [id, encoded] : ours) {
+    const auto it = theirs.find(id);
+    if (it == theirs.end()) continue;
+    same += encoded == it->second;
+    dice += infer::mask_dice(data::decode_rle(encoded, native, native), data::decode_rle(it->second, native, native));
+  }
+  const double py_latency = python["latency_ms"].get<double>(), py_rate = python["images_per_second"].get<double>();
+  fmt::print("\nU-Net/ResNet34 at {0}x{0}, {1}x{1} JPEG DICOMs, {2} CPU thread(s), {3}\n", size, native, threads,
+             core::describe_torch_runtime());
+  fmt::print("{:<58} {:>12} {:>9}\n", "one image, DICOM -> RLE (median of " + std::to_string(repeats) + ")", "ms", "speed-up");
+  fmt::print("{:<58} {:>12.1f} {:>8.2f}x\n", "pydicom + OpenCV-Python + PyTorch eager", py_latency, 1.0);
+  fmt::print("{:<58} {:>12.1f} {:>8.2f}x\n", "pneumo", latency_ms, py_latency / latency_ms);
+  fmt::print("{:<58} {:>12} {:>9}\n", fmt::format("folder of {} images", inputs.size()), "images/s", "speed-up");
+  fmt::print("{:<58} {:>12.2f} {:>8.2f}x\n", "pydicom + OpenCV-Python + PyTorch eager, one by one", py_rate, 1.0);
+  fmt::print("{:<58} {:>12.2f} {:>8.2f}x\n", "pneumo, one by one", sequential, sequential / py_rate);
+  fmt::print("{:<58} {:>12.2f} {:>8.2f}x\n",
+             fmt::format("pneumo predict pipeline (batch {}, {} reader thread(s))", batch, workers), pipelined,
+             pipelined / py_rate);
+  fmt::print("submissions: {} of {} rows identical, mean Dice between them {:.6f}\n", same, ours.size(),
+             dice / static_cast<double>(ours.size()));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return 0;
+}

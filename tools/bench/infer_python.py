@@ -1,0 +1,72 @@
+"""The Python way of predicting, for bench_infer: pydicom, OpenCV resize, a PyTorch eager
+U-Net/ResNet34 (smp's layout, from tests/models/reference_models.py) holding the same weights,
+then the same post-processing (bilinear resize to the native size, threshold 0.5) and a
+vectorised SIIM RLE encoder.
+
+usage: infer_python.py WEIGHTS.pth SIZE THREADS REPEATS OUT.csv FILE...
+prints one JSON line: {"latency_ms": ..., "images_per_second": ...}
+"""
+import json
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import pydicom
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "models"))
+from reference_models import Unet  # noqa: E402
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def rle(mask):
+    flat = mask.T.flatten().astype(np.int8)  # column-major, as the competition
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [0]])))
+    if edges.size == 0:
+        return "-1"
+    starts, ends = edges[::2], edges[1::2]
+    gaps = starts - np.concatenate([[0], ends[:-1]])
+    return " ".join(f"{g} {n}" for g, n in zip(gaps, ends - starts))
+
+
+def predict(model, path, size):
+    pixels = pydicom.dcmread(path).pixel_array
+    small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    x = (small[None, :, :] - MEAN[:, None, None]) / STD[:, None, None]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x[None]))[0]
+    probability = torch.sigmoid(logits)[0, 0].numpy()
+    probability = cv2.resize(probability, (pixels.shape[1], pixels.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return rle(probability > 0.5)
+
+
+def main():
+    weights, size, threads, repeats, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    files = sys.argv[6:]
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    model = Unet(None, False)
+    model.load_state_dict(torch.load(weights))
+    model.eval()
+    predict(model, files[0], size)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(model, files[0], size)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    rows = [(os.path.splitext(os.path.basename(f))[0], predict(model, f, size)) for f in files]
+    elapsed = time.perf_counter() - start
+    with open(out, "w") as f:
+        f.write("ImageId,EncodedPixels\n")
+        for image_id, encoded in rows:
+            f.write(f"{image_id},{encoded}\n")
+    print(json.dumps({"latency_ms": 1000 * sorted(times)[len(times) // 2], "images_per_second": len(files) / elapsed}))
+
+
+if __name__ == "__main__":
+    main()
