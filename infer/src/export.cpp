@@ -139,7 +139,7 @@ ExportSummary export_torchscript(const ExportOptions& options) {
       probability = aux / aux_weight;
     else
       probability = mask.flatten(1).amax(1);
-    if (!mask.defined()) mask = torch::zeros({x.size(0), 1, 0, 0}, x.options());
+    if (!mask.defined()) mask = x.narrow(2, 0, 0).narrow(3, 0, 0);  // [N, 1, 0, 0], N traced from the input
     return {c10::ivalue::Tuple::create({mask, probability})};
   };
   torch::NoGradGuard no_grad;

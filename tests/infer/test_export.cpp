@@ -24,10 +24,13 @@ struct Native {
   torch::Tensor mask, probability;
 };
 
-// The members run directly: normalise as the loader does, forward, sigmoid, weighted mean.
+// The members run directly: normalise as the loader does, forward, sigmoid, weighted mean;
+// the image probability from the classifiers when there are any, else the auxiliary heads.
 Native native(const std::vector<infer::ModelSpec>& specs, const torch::Tensor& pixels) {
   torch::NoGradGuard no_grad;
   const auto members = infer::load_members(specs, "best", {}, c10::Device(c10::kCPU));
+  bool classifiers = false;
+  for (const auto& m : members) classifiers = classifiers || !m.segmenter;
   Native out;
   double mask_weight = 0, gate_weight = 0;
   for (const auto& m : members) {
@@ -44,6 +47,7 @@ Native native(const std::vector<infer::ModelSpec>& specs, const torch::Tensor& p
       out.mask = out.mask.defined() ? out.mask + p : p;
       mask_weight += m.weight;
     }
+    if (m.segmenter == classifiers) continue;  // not a gate member
     const auto p = torch::sigmoid(models::pneumothorax_logit(y, m.segmenter)) * m.weight;
     out.probability = out.probability.defined() ? out.probability + p : p;
     gate_weight += m.weight;
@@ -51,6 +55,12 @@ Native native(const std::vector<infer::ModelSpec>& specs, const torch::Tensor& p
   if (out.mask.defined()) out.mask /= mask_weight;
   out.probability /= gate_weight;
   return out;
+}
+
+torch::Tensor run_file(const fs::path& file, const torch::Tensor& x, int output) {
+  torch::jit::Module loaded = torch::jit::load(file.string());
+  torch::NoGradGuard no_grad;
+  return loaded.forward({x}).toTuple()->elements().at(static_cast<size_t>(output)).toTensor();
 }
 
 }  // namespace
@@ -107,6 +117,36 @@ TEST_CASE("an exported U-Net ensemble gives the native outputs in C++ and in Pyt
   CHECK(py["size"].item<int64_t>() == 64);
   CHECK((py["mask"] - expected.mask).abs().max().item<double>() < 1e-5);
   CHECK((py["probability"] - expected.probability).abs().max().item<double>() < 1e-5);
+}
+
+TEST_CASE("a two-stage export gates with the classifier; a classifier alone exports too") {
+  pneumo::testing::TempDir dir;
+  testing::ModelRecipe segmenter, classifier;
+  classifier.name = "classifier";
+  classifier.encoder = "densenet121";
+  classifier.channels = 3;
+  classifier.aux_head = false;
+  const fs::path cs = testing::write_random_checkpoint(dir / "unet.ckpt", segmenter);
+  const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
+  torch::manual_seed(4);
+  const torch::Tensor x = torch::rand({2, 1, 64, 64}) * 255;
+
+  infer::ExportOptions options;
+  options.models = {{cs, 1.0}, {cc, 1.0}};
+  options.out = dir / "two-stage.pt";
+  infer::export_torchscript(options);
+  const Native both = native(options.models, x);
+  CHECK((run_file(options.out, x, 0) - both.mask).abs().max().item<double>() < 1e-5);
+  CHECK((run_file(options.out, x, 1) - both.probability).abs().max().item<double>() < 1e-5);
+  const Native classifier_only = native({{cc, 1.0}}, x);
+  CHECK((run_file(options.out, x, 1) - classifier_only.probability).abs().max().item<double>() < 1e-5);
+
+  options.models = {{cc, 1.0}};
+  options.out = dir / "chexnet.pt";
+  infer::export_torchscript(options);
+  const torch::Tensor three = torch::rand({3, 1, 64, 64}) * 255;  // traced with one image
+  CHECK(run_file(options.out, three, 0).sizes() == torch::IntArrayRef({3, 1, 0, 0}));
+  CHECK((run_file(options.out, three, 1) - native({{cc, 1.0}}, three).probability).abs().max().item<double>() < 1e-5);
 }
 
 TEST_CASE("export refuses members with different inputs and leaves no file") {

@@ -186,6 +186,39 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
   }
 }
 
+TEST_CASE("a classifier alone decides without a mask; with a segmenter it gates the mask") {
+  pneumo::testing::TempDir dir;
+  write_demo(dir / "set", 3, 64);
+  testing::ModelRecipe classifier;
+  classifier.name = "classifier";
+  classifier.encoder = "densenet121";
+  classifier.aux_head = false;
+  const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
+  const fs::path cs = testing::write_random_checkpoint(dir / "unet.ckpt", {});
+  const c10::Device cpu(c10::kCPU);
+  const auto inputs = infer::collect_inputs({dir / "set/dicom"});
+  auto run = [&](const std::vector<infer::ModelSpec>& specs, double gate, double threshold) {
+    infer::PostprocessSection post;
+    post.classifier_threshold = gate;
+    post.threshold = post.top_threshold = threshold;
+    infer::Predictor predictor(infer::load_members(specs, "best", {}, cpu), post, {}, cpu);
+    std::vector<infer::PreparedInput> batch;
+    for (const auto& f : inputs) batch.push_back(predictor.prepare(infer::read_input(f, "none")));
+    return predictor.predict(std::move(batch));
+  };
+  const auto alone = run({{cc, 1.0}}, 0.0, 0.5);
+  REQUIRE(alone[0].image_probability.has_value());
+  CHECK(alone[0].probability.empty());
+  CHECK(alone[0].positive);  // any probability passes a zero gate
+  CHECK(alone[0].area_pixels() == 0);
+  CHECK_FALSE(run({{cc, 1.0}}, 1.0, 0.5)[0].positive);
+  // Two stages: the classifier's probability is the gate (the U-Net's aux head is not used).
+  const auto open_gate = run({{cs, 1.0}, {cc, 1.0}}, 0.0, 0.0);
+  CHECK(*open_gate[1].image_probability == Approx(*alone[1].image_probability).epsilon(1e-6));
+  CHECK(open_gate[1].area_pixels() == 64 * 64);
+  CHECK(run({{cs, 1.0}, {cc, 1.0}}, 1.0, 0.0)[1].area_pixels() == 0);  // closed gate: no mask
+}
+
 TEST_CASE("predict writes the submission, masks, overlays and JSON lines, and reports unreadable files") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 5, 80);
