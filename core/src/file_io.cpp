@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -15,6 +17,10 @@
 #include "pneumo/core/error.h"
 
 namespace pneumo::core {
+
+namespace {
+constexpr const char* kTempMarker = ".tmp-";
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -62,7 +68,7 @@ void write_file_atomic(const fs::path& file, std::string_view bytes, Durability 
 
   static std::atomic<uint64_t> counter{0};
   const fs::path temp =
-      fs::path(file.string() + fmt::format(".tmp-{}-{}", ::getpid(), counter.fetch_add(1)));
+      fs::path(file.string() + fmt::format("{}{}-{}", kTempMarker, ::getpid(), counter.fetch_add(1)));
   FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) fail(temp, "open");
   try {
@@ -85,6 +91,18 @@ void write_file_atomic(const fs::path& file, std::string_view bytes, Durability 
   // Make the rename itself durable.
   FileDescriptor dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());
+}
+
+bool is_atomic_write_temp(const fs::path& file) {
+  const std::string name = file.filename().string();
+  const size_t at = name.rfind(kTempMarker);
+  if (at == std::string::npos || at == 0) return false;
+  const std::string tail = name.substr(at + std::strlen(kTempMarker));  // <pid>-<n>
+  const size_t dash = tail.find('-');
+  const auto digits = [](const std::string& t) {
+    return !t.empty() && std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+  };
+  return dash != std::string::npos && digits(tail.substr(0, dash)) && digits(tail.substr(dash + 1));
 }
 
 }  // namespace pneumo::core

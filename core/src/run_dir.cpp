@@ -67,6 +67,14 @@ RunDirectory RunDirectory::open(const fs::path& path) {
   return RunDirectory(path);
 }
 
+int RunDirectory::remove_interrupted_writes() const {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path_, ec))
+    if (entry.is_regular_file(ec) && is_atomic_write_temp(entry.path()) && fs::remove(entry.path(), ec)) ++removed;
+  return removed;
+}
+
 void RunDirectory::start(const std::string& resolved_config_yaml) const {
   write_file_atomic(config_file(), resolved_config_yaml);
   open_log_file(log_file());

@@ -2,11 +2,13 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
@@ -412,6 +414,63 @@ PickleRef pickle_dict(std::vector<std::pair<std::string, PickleRef>> entries) {
   auto v = make(Kind::kDict);
   for (auto& [key, value] : entries) v->entries.emplace_back(pickle_string(key), std::move(value));
   return v;
+}
+
+namespace {
+
+uLong crc_bytes(uLong crc, const void* data, size_t size) {
+  const auto* bytes = static_cast<const Bytef*>(data);
+  while (size > 0) {  // zlib takes 32-bit lengths
+    const auto chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = ::crc32(crc, bytes, chunk);
+    bytes += chunk;
+    size -= chunk;
+  }
+  return crc;
+}
+
+template <class T>
+uLong crc_value(uLong crc, const T& value) {
+  return crc_bytes(crc, &value, sizeof value);
+}
+
+uLong crc_tree(uLong crc, const PickleValue& v, const std::string& skip_key) {
+  crc = crc_value(crc, static_cast<int32_t>(v.kind));
+  switch (v.kind) {
+    case Kind::kBool: return crc_value(crc, static_cast<uint8_t>(v.boolean));
+    case Kind::kInt: return crc_value(crc, v.integer);
+    case Kind::kFloat: return crc_value(crc, v.number);
+    case Kind::kString:
+    case Kind::kGlobal:
+    case Kind::kOpaque: return crc_bytes(crc_value(crc, v.text.size()), v.text.data(), v.text.size());
+    case Kind::kList:
+      crc = crc_value(crc, v.items.size());
+      for (const PickleRef& item : v.items) crc = crc_tree(crc, *item, "");
+      return crc;
+    case Kind::kDict:
+      for (const auto& [key, value] : v.entries) {
+        if (!skip_key.empty() && key->kind == Kind::kString && key->text == skip_key) continue;
+        crc = crc_tree(crc_tree(crc, *key, ""), *value, "");
+      }
+      return crc;
+    case Kind::kTensor:
+    case Kind::kStorage: {
+      if (!v.tensor.defined()) return crc;
+      const torch::Tensor t = v.tensor.detach().cpu().contiguous();
+      crc = crc_value(crc, static_cast<int32_t>(t.scalar_type()));
+      for (int64_t d : t.sizes()) crc = crc_value(crc, d);
+      return crc_bytes(crc, t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+    }
+    case Kind::kNone: return crc;
+  }
+  return crc;
+}
+
+}  // namespace
+
+uint32_t pickle_checksum(const PickleRef& value, const std::string& skip_key) {
+  if (!value) return 0;
+  return static_cast<uint32_t>(crc_tree(::crc32(0L, Z_NULL, 0), *value, skip_key));
 }
 
 PickleRef pickle_get(const PickleRef& dict, const std::string& key) {

@@ -1,5 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <random>
+#include <thread>
+
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 #include "test_support.h"
@@ -40,4 +48,34 @@ TEST_CASE("read_text_file names a missing file or a folder") {
   CHECK_THROWS_WITH(read_text_file(dir / "absent.txt"), Contains("absent.txt") &&
                                                            Contains("No such file"));
   CHECK_THROWS_WITH(read_text_file(dir.path()), Contains("is a folder"));
+}
+
+TEST_CASE("a write killed at any moment leaves the old file or the new one, never a mix") {
+  pneumo::testing::TempDir dir;
+  const auto target = dir / "big.bin";
+  const std::string a(8 << 20, 'a'), b(8 << 20, 'b');
+  pneumo::core::write_file_atomic(target, a);
+  std::mt19937 rng(7);
+  int temps = 0;
+  for (int trial = 0; trial < 8; ++trial) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      for (int i = 0;; ++i) pneumo::core::write_file_atomic(target, i % 2 ? a : b);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(5, 120)(rng)));
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    const std::string now = pneumo::testing::read_file(target);
+    CHECK((now == a || now == b));
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+      if (pneumo::core::is_atomic_write_temp(entry.path())) {
+        ++temps;
+        std::filesystem::remove(entry.path());
+      }
+  }
+  WARN(temps << " of 8 kills landed inside a write");
+  CHECK_FALSE(pneumo::core::is_atomic_write_temp(dir / "big.bin"));
+  CHECK_FALSE(pneumo::core::is_atomic_write_temp(dir / ".tmp-1-2"));
+  CHECK(pneumo::core::is_atomic_write_temp(dir / "best.ckpt.tmp-4711-3"));
 }

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/models/torch_save.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
@@ -69,4 +70,54 @@ TEST_CASE("foreign, damaged and newer checkpoints are refused with the reason") 
   const std::string newer_bytes = models::torch_save_bytes(newer);
   pneumo::testing::write_file(dir / "newer.ckpt", newer_bytes);
   CHECK_THROWS_WITH(train::read_checkpoint(dir / "newer.ckpt"), Contains("newer than this pneumo reads"));
+}
+
+namespace {
+
+train::Checkpoint big_checkpoint(float value) {
+  train::Checkpoint c;
+  c.config_yaml = "model: {name: unet}\n";
+  c.epoch = 3;
+  c.model.emplace_back("weight", torch::full({256, 1024}, value));  // 1 MiB: the file is mostly tensor bytes
+  c.state = models::pickle_dict({{"rng_cpu", models::pickle_tensor(torch::arange(16))},
+                                 {"checksum", models::pickle_int(5)}});  // a nested key of that name is data
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("a checksum finds a flipped bit or a truncation anywhere in a checkpoint") {
+  pneumo::testing::TempDir dir;
+  train::write_checkpoint(dir / "c.ckpt", big_checkpoint(0.25f));
+  CHECK(train::read_checkpoint(dir / "c.ckpt").model.at(0).second[7][7].item<float>() == 0.25f);
+  std::string bytes = pneumo::testing::read_file(dir / "c.ckpt");
+  // A bit in the middle of the tensor data: the zip and the pickle are still readable.
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] ^= 0x04;
+  pneumo::testing::write_file(dir / "flipped.ckpt", flipped);
+  CHECK_THROWS_WITH(train::read_checkpoint(dir / "flipped.ckpt"), Contains("flipped.ckpt") && Contains("checksum"));
+  pneumo::testing::write_file(dir / "cut.ckpt", bytes.substr(0, bytes.size() * 3 / 4));
+  CHECK_THROWS_AS(train::read_checkpoint(dir / "cut.ckpt"), core::CheckpointError);
+  // A single-byte change anywhere is refused, or it fell in bytes that hold no content (zip
+  // padding, timestamps) and the checkpoint reads back the same.
+  int refused = 0, harmless = 0, samples = 0;
+  const train::Checkpoint original = train::read_checkpoint(dir / "c.ckpt");
+  for (size_t at = 0; at < bytes.size(); at += bytes.size() / 97, ++samples) {
+    std::string changed = bytes;
+    changed[at] = static_cast<char>(changed[at] ^ 0x5a);
+    pneumo::testing::write_file(dir / "x.ckpt", changed);
+    try {
+      const train::Checkpoint c = train::read_checkpoint(dir / "x.ckpt");
+      INFO("byte " << at);
+      CHECK(torch::equal(c.model.at(0).second, original.model.at(0).second));
+      CHECK(c.config_yaml == original.config_yaml);
+      CHECK(c.epoch == original.epoch);
+      ++harmless;
+    } catch (const core::CheckpointError&) {
+      ++refused;
+    }
+  }
+  INFO(refused << " refused, " << harmless << " harmless of " << samples);
+  CHECK(refused + harmless == samples);
+  CHECK(refused >= samples - 3);
 }

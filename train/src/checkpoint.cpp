@@ -12,11 +12,15 @@ namespace fs = std::filesystem;
 using models::PickleRef;
 using models::PickleValue;
 
+namespace {
+constexpr const char* kChecksumKey = "checksum";
+}  // namespace
+
 void write_checkpoint(const fs::path& file, const Checkpoint& c) {
   std::vector<std::pair<std::string, PickleRef>> model, metrics;
   for (const auto& [name, tensor] : c.model) model.emplace_back(name, models::pickle_tensor(tensor));
   for (const auto& [name, value] : c.metrics) metrics.emplace_back(name, models::pickle_float(value));
-  const PickleRef root = models::pickle_dict({
+  PickleRef root = models::pickle_dict({
       {"format", models::pickle_string("pneumo-checkpoint")},
       {"version", models::pickle_int(kCheckpointVersion)},
       {"pneumo", models::pickle_string(PNEUMO_VERSION)},
@@ -27,6 +31,9 @@ void write_checkpoint(const fs::path& file, const Checkpoint& c) {
       {"metrics", models::pickle_dict(std::move(metrics))},
       {"state", c.state ? c.state : models::pickle_none()},
   });
+  // CRC-32 of everything above: a bit flipped on disk is found on reading.
+  root->entries.emplace_back(models::pickle_string(kChecksumKey),
+                             models::pickle_int(models::pickle_checksum(root)));
   core::write_file_atomic(file, models::torch_save_bytes(root));
 }
 
@@ -43,6 +50,12 @@ Checkpoint read_checkpoint(const fs::path& file) {
   if (version->integer > kCheckpointVersion)
     fail(fmt::format("checkpoint format {} is newer than this pneumo reads ({}); update pneumo", version->integer,
                      kCheckpointVersion));
+  if (const PickleRef checksum = models::pickle_get(root, kChecksumKey)) {  // older checkpoints have none
+    const uint32_t computed = models::pickle_checksum(root, kChecksumKey);
+    if (checksum->kind != PickleValue::Kind::kInt || static_cast<uint32_t>(checksum->integer) != computed)
+      fail(fmt::format("damaged: its contents do not match the checksum written with them (stored {:08x}, "
+                       "computed {:08x})", static_cast<uint32_t>(checksum->integer), computed));
+  }
   Checkpoint c;
   const auto integer = [&](const char* key) {
     const PickleRef v = models::pickle_get(root, key);

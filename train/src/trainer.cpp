@@ -298,6 +298,38 @@ double number_of(const models::PickleRef& state, const char* key) {
 
 }  // namespace
 
+std::pair<Checkpoint, fs::path> resume_checkpoint(const fs::path& run) {
+  const fs::path last = run / "last.ckpt";
+  std::string problem;
+  try {
+    Checkpoint c = read_checkpoint(last);
+    if (c.state) return {std::move(c), last};
+    problem = last.string() + ": holds no trainer state to resume from";
+  } catch (const core::CheckpointError& e) {
+    problem = e.what();
+  }
+  // Every checkpoint the trainer writes carries its state: take the newest intact one.
+  std::optional<std::pair<Checkpoint, fs::path>> newest;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(run, ec)) {
+    if (entry.path().extension() != ".ckpt" || entry.path() == last) continue;
+    try {
+      Checkpoint c = read_checkpoint(entry.path());
+      if (c.state && (!newest || c.epoch > newest->first.epoch ||
+                      (c.epoch == newest->first.epoch && entry.path().filename() == "best.ckpt")))
+        newest = {std::move(c), entry.path()};
+    } catch (const core::CheckpointError& e) {
+      core::log::warn("{} (skipped)", e.what());
+    }
+  }
+  if (!newest)
+    throw core::CheckpointError(fmt::format("{}; no other intact checkpoint with trainer state in {} to resume from",
+                                            problem, run.string()));
+  core::log::warn("{}; resuming from {} (epoch {}) instead", problem, newest->second.filename().string(),
+                  newest->first.epoch);
+  return std::move(*newest);
+}
+
 ExperimentConfig load_run_config(const fs::path& run) {
   const core::RunDirectory dir = core::RunDirectory::open(run);
   return load_experiment(dir.config_file().string(), {});
@@ -310,7 +342,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   data::validate(config.data);
   const bool resuming = !options.resume.empty();
   std::optional<Checkpoint> resume_from;
-  if (resuming) resume_from = read_checkpoint(options.resume / "last.ckpt");  // before touching anything
+  fs::path resume_file;
+  if (resuming) std::tie(resume_from, resume_file) = resume_checkpoint(options.resume);  // before touching anything
   // Seeds first: the model's initial weights depend on them.
   const c10::Device device = core::activate_runtime(config.runtime, seed);
   const augment::Pipeline train_augment = config.augment.train_pipeline();
@@ -329,8 +362,11 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                                           : core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
                                                                        config.experiment.run_name, options.overwrite);
   const std::string yaml = experiment_to_yaml(config);
-  if (resuming)
+  if (resuming) {
     core::open_log_file(run.log_file());
+    if (const int removed = run.remove_interrupted_writes())
+      core::log::info("removed {} partial file(s) of writes interrupted when the run stopped", removed);
+  }
   else
     run.start(yaml);
   core::log::info("run {}: {} on {}{}", run.path().string(), config.model.name, device.str(),
@@ -403,9 +439,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   std::vector<std::pair<double, int>> top;  // (monitored value, epoch) of the kept top-NNN.ckpt, best first
   if (resume_from) {
     const Checkpoint& c = *resume_from;
-    models::load_weights(*net, c.model, true, (options.resume / "last.ckpt").string());
-    if (!c.state) throw core::CheckpointError(fmt::format("{}: holds no trainer state to resume from",
-                                                          (options.resume / "last.ckpt").string()));
+    models::load_weights(*net, c.model, true, resume_file.string());
     restore_optimizer(*optimizer, models::pickle_get(c.state, "optimizer")->tensor);
     restore_rng_states(c.state);
     if (models::pickle_get(c.state, "scaler_scale"))

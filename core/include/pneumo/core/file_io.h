@@ -23,4 +23,8 @@ enum class Durability { kDurable, kReplaceOnly };
 void write_file_atomic(const std::filesystem::path& file, std::string_view bytes,
                        Durability durability = Durability::kDurable);
 
+// Whether `file` is one of write_file_atomic's temporary files (`<name>.tmp-<pid>-<n>`), left
+// behind only when a process is killed mid-write.
+bool is_atomic_write_temp(const std::filesystem::path& file);
+
 }  // namespace pneumo::core

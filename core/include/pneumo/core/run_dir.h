@@ -22,6 +22,10 @@ class RunDirectory {
   std::filesystem::path log_file() const { return path_ / "log.txt"; }
   std::filesystem::path file(const std::string& name) const { return path_ / name; }
 
+  // Deletes the temporary files of writes a killed process left unfinished (the files they
+  // were replacing are whole). Returns how many.
+  int remove_interrupted_writes() const;
+
   // Writes the resolved config (atomically) and starts appending the log to log.txt.
   void start(const std::string& resolved_config_yaml) const;
 

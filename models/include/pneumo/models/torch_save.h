@@ -50,6 +50,11 @@ PickleRef pickle_dict(std::vector<std::pair<std::string, PickleRef>> entries);
 // Looks up a string key of a dict value; null when absent or not a dict.
 PickleRef pickle_get(const PickleRef& dict, const std::string& key);
 
+// CRC-32 of a value tree: kinds, numbers, strings, and each tensor's dtype, shape and bytes,
+// in order; the top-level dict's entry whose key is `skip_key` is left out. Used for the
+// checksum that detects damaged checkpoints.
+uint32_t pickle_checksum(const PickleRef& value, const std::string& skip_key = "");
+
 // The bytes of a torch.save zip file holding `root`. Tensors are written from CPU copies.
 std::string torch_save_bytes(const PickleRef& root);
 

@@ -5,7 +5,8 @@
 //   {"format": "pneumo-checkpoint", "version": 1, "pneumo": "<version>",
 //    "config": "<the resolved experiment as YAML>", "epoch": N, "step": N,
 //    "model": OrderedDict(name -> tensor), "metrics": {name: value},
-//    "state": {...}}   # optimiser, scheduler, RNG and sampler state, written by the trainer
+//    "state": {...},   # optimiser, scheduler, RNG and sampler state, written by the trainer
+//    "checksum": CRC-32 of all of the above (models::pickle_checksum)}
 #pragma once
 
 #include <cstdint>
@@ -32,8 +33,9 @@ struct Checkpoint {
 // Atomic (temporary file, fsync, rename): an interrupted write leaves any previous file whole.
 void write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
 
-// Throws CheckpointError naming the file when it is missing, damaged, not a pneumo checkpoint,
-// or from a newer format version than this pneumo reads.
+// Throws CheckpointError naming the file when it is missing, damaged (unreadable, or its
+// contents differ from its checksum), not a pneumo checkpoint, or from a newer format version
+// than this pneumo reads.
 Checkpoint read_checkpoint(const std::filesystem::path& file);
 
 }  // namespace pneumo::train

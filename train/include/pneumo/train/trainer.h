@@ -4,8 +4,10 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "pneumo/train/checkpoint.h"
 #include "pneumo/train/experiment.h"
 
 namespace pneumo::train {
@@ -21,6 +23,11 @@ struct TrainOptions {
 
 // The resolved config a run recorded (its config.yaml).
 ExperimentConfig load_run_config(const std::filesystem::path& run);
+
+// The checkpoint `train --resume` continues from: the run's last.ckpt, or when that is
+// missing or damaged, the newest intact checkpoint with trainer state (best, top-k,
+// snapshots), saying so. Throws CheckpointError when there is none.
+std::pair<Checkpoint, std::filesystem::path> resume_checkpoint(const std::filesystem::path& run);
 
 // One epoch's figures, as metrics.csv holds them (NaN where a metric does not apply).
 struct EpochResult {
