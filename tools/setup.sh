@@ -16,11 +16,15 @@ test_packages=(
   python3-opencv python3-scipy python3-sklearn
 )
 
+# The sanitizer and fuzzing build (tools/sanitize.sh).
+sanitizer_packages=(clang-14 libclang-rt-14-dev)
+
 wanted=("${build_packages[@]}")
 for arg in "$@"; do
   case "$arg" in
     --tests) wanted+=("${test_packages[@]}") ;;
-    *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+    --sanitizers) wanted+=("${sanitizer_packages[@]}") ;;
+    *) echo "usage: $0 [--tests] [--sanitizers]" >&2; exit 2 ;;
   esac
 done
 

@@ -12,6 +12,10 @@
 
 namespace pneumo::core {
 
+namespace {
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;  // experiment and pipeline files are small
+}  // namespace
+
 std::string SourceLocation::str() const {
   if (source.empty()) return "(default)";
   if (line == 0) return fmt::format("[{}]", source);
@@ -168,7 +172,7 @@ ConfigNode load_with_bases(const std::filesystem::path& file,
   }
   std::string text;
   try {
-    text = read_text_file(file);
+    text = read_text_file(file, kMaxConfigBytes);
   } catch (const IoError& e) {
     throw ConfigError(fmt::format("cannot read config file: {}", e.what()));
   }

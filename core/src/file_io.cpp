@@ -24,10 +24,13 @@ constexpr const char* kTempMarker = ".tmp-";
 
 namespace fs = std::filesystem;
 
-std::string read_text_file(const fs::path& file) {
+std::string read_text_file(const fs::path& file, uint64_t max_bytes) {
   std::error_code ec;
   if (fs::is_directory(file, ec))
     throw IoError(fmt::format("{}: is a folder; expected a file", file.string()));
+  if (const uintmax_t size = fs::file_size(file, ec); !ec && size > max_bytes)
+    throw IoError(fmt::format("{}: {} MiB, more than the {} MiB expected of this kind of file", file.string(),
+                              size >> 20, max_bytes >> 20));
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError(fmt::format("{}: cannot open: {}", file.string(), std::strerror(errno)));
   std::ostringstream content;

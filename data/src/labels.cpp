@@ -18,12 +18,16 @@ std::string_view strip(std::string_view s) {
   return s;
 }
 
+// Limits that keep a wrong or hostile file from exhausting memory.
+constexpr uint64_t kMaxLabelFileBytes = uint64_t{2} << 30;
+constexpr size_t kMaxRowBytes = size_t{64} << 20;
+
 }  // namespace
 
 LabelTable LabelTable::read_csv(const std::filesystem::path& file) {
   std::string text;
   try {
-    text = core::read_text_file(file);
+    text = core::read_text_file(file, kMaxLabelFileBytes);
   } catch (const core::IoError& e) {
     throw core::DataError(fmt::format("cannot read label file: {}", e.what()));
   }
@@ -36,6 +40,10 @@ LabelTable LabelTable::read_csv(const std::filesystem::path& file) {
     const size_t newline = rest.find('\n');
     const std::string_view raw = rest.substr(0, newline);
     rest.remove_prefix(newline == std::string_view::npos ? rest.size() : newline + 1);
+    if (raw.size() > kMaxRowBytes)
+      throw core::DataError(fmt::format("{}:{}: a row of {} MiB; expected at most {} MiB (a 1024x1024 mask's "
+                                        "longest encoding is about 7 MiB)",
+                                        file.string(), line, raw.size() >> 20, kMaxRowBytes >> 20));
     const std::string_view row = strip(raw);
     if (row.empty()) continue;
     const size_t comma = row.find(',');

@@ -1,11 +1,13 @@
 #include "pneumo/models/torch_save.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/versions.h>
 
 #include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -273,7 +275,93 @@ class Unpickler {
   std::map<uint64_t, PickleRef> memo_;
 };
 
+// LibTorch's zip reader leaks its archive state when its constructor throws (a zip without
+// the `<archive>/version` record, files outside one top folder, an unsupported version), so
+// those are checked here first from the zip's central directory. Throws CheckpointError.
+void check_torch_zip(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  const auto read_at = [&](uint64_t offset, size_t n) {
+    if (offset > size || n > size - offset) throw core::CheckpointError("a zip record points outside the file");
+    std::string bytes(n, '\0');
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(bytes.data(), static_cast<std::streamsize>(n));
+    if (!in) throw core::CheckpointError("the zip cannot be read");
+    return bytes;
+  };
+  const auto le = [](const std::string& b, size_t at, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b.at(at + static_cast<size_t>(i)));
+    return v;
+  };
+  // The end-of-central-directory record: in the last 22 + 65535 bytes.
+  const uint64_t tail_size = std::min<uint64_t>(size, 22 + 65535);
+  const std::string tail = read_at(size - tail_size, tail_size);
+  size_t eocd = std::string::npos;
+  for (size_t i = tail.size() >= 22 ? tail.size() - 22 + 1 : 0; i-- > 0;)
+    if (tail.compare(i, 4, "PK\x05\x06") == 0) {
+      eocd = i;
+      break;
+    }
+  if (eocd == std::string::npos) throw core::CheckpointError("a zip without its central directory (truncated?)");
+  uint64_t entries = le(tail, eocd + 10, 2), directory = le(tail, eocd + 16, 4);
+  if (entries == 0xFFFF || directory == 0xFFFFFFFF) {  // zip64: the locator sits just before
+    if (eocd < 20 || tail.compare(eocd - 20, 4, "PK\x06\x07") != 0)
+      throw core::CheckpointError("a zip64 archive without its locator");
+    const std::string record = read_at(le(tail, eocd - 20 + 8, 8), 56);
+    if (record.compare(0, 4, "PK\x06\x06") != 0) throw core::CheckpointError("a damaged zip64 directory");
+    entries = le(record, 32, 8);
+    directory = le(record, 48, 8);
+  }
+  std::string prefix;
+  std::optional<uint64_t> version_header;
+  uint64_t version_size = 0;
+  uint64_t offset = directory;
+  for (uint64_t e = 0; e < entries; ++e) {
+    const std::string header = read_at(offset, 46);
+    if (header.compare(0, 4, "PK\x01\x02") != 0) throw core::CheckpointError("a damaged zip directory");
+    const uint64_t name_length = le(header, 28, 2), extra = le(header, 30, 2), comment = le(header, 32, 2);
+    const std::string name = read_at(offset + 46, name_length);
+    const size_t slash = name.find('/');
+    if (slash == std::string::npos || slash == 0)
+      throw core::CheckpointError("zip entry '" + name.substr(0, 80) + "' is outside the archive's folder");
+    if (prefix.empty()) prefix = name.substr(0, slash);
+    if (name.compare(0, slash, prefix) != 0 || slash != prefix.size())
+      throw core::CheckpointError("zip entries in more than one top folder");
+    const std::string rest = name.substr(slash + 1);
+    if (rest == "version" || rest == ".data/version") {
+      uint64_t local = le(header, 42, 4);
+      if (local == 0xFFFFFFFF) throw core::CheckpointError("unsupported zip64 offset of the version record");
+      if (le(header, 10, 2) != 0) throw core::CheckpointError("a compressed version record");
+      version_header = local;
+      version_size = le(header, 24, 4);
+    }
+    offset += 46 + name_length + extra + comment;
+  }
+  if (!version_header) throw core::CheckpointError("no version record: not written by torch.save");
+  // The version record is stored uncompressed: a few ASCII digits after its local header (its
+  // size from the directory: the local header may defer it to a data descriptor).
+  const std::string local = read_at(*version_header, 30);
+  if (local.compare(0, 4, "PK\x03\x04") != 0) throw core::CheckpointError("a damaged zip entry");
+  const std::string digits =
+      read_at(*version_header + 30 + le(local, 26, 2) + le(local, 28, 2), std::min<uint64_t>(version_size, 20));
+  uint64_t version = 0;
+  size_t used = 0;
+  for (char c : digits) {
+    if (c == '\n' || c == '\r') break;
+    if (c < '0' || c > '9' || ++used > 10) throw core::CheckpointError("an unreadable version record");
+    version = version * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (used == 0 || version < caffe2::serialize::kMinSupportedFileFormatVersion ||
+      version > caffe2::serialize::kMaxSupportedFileFormatVersion)
+    throw core::CheckpointError(fmt::format("file format version {} is not one this LibTorch reads ({}..{})", version,
+                                            caffe2::serialize::kMinSupportedFileFormatVersion,
+                                            caffe2::serialize::kMaxSupportedFileFormatVersion));
+}
+
 PickleRef read_zip(const fs::path& file) {
+  check_torch_zip(file);
   caffe2::serialize::PyTorchStreamReader reader(file.string());
   Storages storages;
   storages.fill = [&reader](const std::string& key, torch::Tensor& flat) {

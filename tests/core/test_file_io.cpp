@@ -79,3 +79,12 @@ TEST_CASE("a write killed at any moment leaves the old file or the new one, neve
   CHECK_FALSE(pneumo::core::is_atomic_write_temp(dir / ".tmp-1-2"));
   CHECK(pneumo::core::is_atomic_write_temp(dir / "best.ckpt.tmp-4711-3"));
 }
+
+TEST_CASE("reading a file larger than its kind allows is refused with both sizes") {
+  pneumo::testing::TempDir dir;
+  pneumo::testing::write_file(dir / "big.yaml", std::string((3 << 20) + 5, '#'));
+  CHECK(pneumo::core::read_text_file(dir / "big.yaml").size() == (3u << 20) + 5);
+  CHECK_THROWS_WITH(pneumo::core::read_text_file(dir / "big.yaml", 2 << 20),
+                    Catch::Matchers::Contains("big.yaml") && Catch::Matchers::Contains("3 MiB") &&
+                        Catch::Matchers::Contains("2 MiB"));
+}

@@ -233,3 +233,28 @@ TEST_CASE("every encoder in a U-Net trains at 64x64: shapes, gradients, modes") 
   CHECK_THROWS_WITH(models::make_encoder({"resnet34", 3, 5})->forward_features(torch::zeros({1, 3, 60, 64})),
                     Contains("divisible by 32"));
 }
+
+TEST_CASE("weight files the fuzzers found problems with are refused cleanly") {
+  const fs::path folder = fs::path(PNEUMO_SOURCE_DIR) / "tests/fuzz/regressions/checkpoint";
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    INFO(entry.path().string());
+    CHECK_THROWS_AS(models::read_weights(entry.path()), core::CheckpointError);
+    ++files;
+  }
+  CHECK(files >= 1);
+  // A zip whose files are not under one folder, and one with a version LibTorch does not read:
+  // refused before LibTorch's reader sees them.
+  pneumo::testing::TempDir dir;
+  const auto r = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-c",
+       "import sys, zipfile\n"
+       "with zipfile.ZipFile(sys.argv[1], 'w') as z:\n"
+       "    z.writestr('version', '3\\n'); z.writestr('data.pkl', b'')\n"
+       "with zipfile.ZipFile(sys.argv[2], 'w') as z:\n"
+       "    z.writestr('a/version', '99\\n'); z.writestr('a/data.pkl', b'')\n",
+       (dir / "flat.pth").string(), (dir / "future.pth").string()});
+  REQUIRE(r.exit_code == 0);
+  CHECK_THROWS_WITH(models::read_weights(dir / "flat.pth"), Contains("outside the archive's folder"));
+  CHECK_THROWS_WITH(models::read_weights(dir / "future.pth"), Contains("version 99"));
+}

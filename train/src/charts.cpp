@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -43,7 +44,8 @@ void write_line_chart(const std::filesystem::path& file, const ChartOptions& opt
         xlo = std::min(xlo, x_at(s, i));
         xhi = std::max(xhi, x_at(s, i));
       }
-  auto [lo, hi] = options.y_range ? *options.y_range : padded(ylo, yhi);
+  double lo = 0, hi = 1;  // plain variables: lambdas below capture them
+  std::tie(lo, hi) = options.y_range ? *options.y_range : padded(ylo, yhi);
   if (!std::isfinite(xlo)) xlo = 0, xhi = 1;
   if (options.x_range) std::tie(xlo, xhi) = *options.x_range;
   if (xhi - xlo < 1e-12) xlo -= 0.5, xhi += 0.5;

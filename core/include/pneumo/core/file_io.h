@@ -3,14 +3,17 @@
 // write never leaves a half-written file where a good one used to be.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
 
 namespace pneumo::core {
 
-// Reads a whole file. Throws IoError naming the file and the system's reason.
-std::string read_text_file(const std::filesystem::path& file);
+// Reads a whole file. Throws IoError naming the file and the system's reason, or when the
+// file is larger than `max_bytes` (a guard against reading a wrong, huge file into memory).
+constexpr uint64_t kMaxReadBytes = uint64_t{8} << 30;
+std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes = kMaxReadBytes);
 
 // Whether write_file_atomic waits for the data to reach the disk. kDurable (fsync of file and
 // folder) is for everything a user would lose; kReplaceOnly keeps the all-or-nothing rename

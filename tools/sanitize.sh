@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The reliability checks: builds pneumo with clang-14, AddressSanitizer + UndefinedBehaviorSanitizer
+# and libFuzzer instrumentation into build-sanitize/, runs test suites under the sanitizers,
+# then each fuzz target for a bounded time on its seed corpus.
+#
+#   tools/sanitize.sh [--fuzz-seconds N] [--suites "test_core test_data ..."] [--no-tests]
+#
+# Seeds: tests/fuzz/corpus/<target>/ (small files made by pneumo), plus, when present, the
+# real SIIM DICOMs in ../shared/data/siim and pydicom's test files. New inputs the fuzzers
+# find go to build-sanitize/corpus/<target>/; crashes to build-sanitize/findings/.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fuzz_seconds=60
+suites="test_core test_data test_augment test_models test_train test_infer"
+run_tests=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fuzz-seconds) fuzz_seconds="$2"; shift 2 ;;
+    --suites) suites="$2"; shift 2 ;;
+    --no-tests) run_tests=0; shift ;;
+    *) echo "usage: $0 [--fuzz-seconds N] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
+  esac
+done
+
+"$root/tools/setup.sh" --tests --sanitizers
+build="$root/build-sanitize"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DPNEUMO_FUZZ=ON
+targets=(fuzz_dicom fuzz_labels fuzz_config fuzz_checkpoint)
+# shellcheck disable=SC2086
+cmake --build "$build" --parallel "$(nproc)" --target "${targets[@]}" $([ "$run_tests" = 1 ] && echo $suites)
+
+# LibTorch, OpenCV and GDCM are not instrumented; these options keep ASan from reporting
+# their allocator pairings and globals, and make every finding fatal.
+export ASAN_OPTIONS="detect_odr_violation=0:alloc_dealloc_mismatch=0:detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0"
+
+status=0
+if [ "$run_tests" = 1 ]; then
+  echo "== test suites under ASan + UBSan: $suites"
+  for suite in $suites; do
+    if ! (cd "$root" && "$build/bin/$suite"); then
+      echo "sanitize: $suite failed" >&2
+      status=1
+    fi
+  done
+fi
+
+echo "== fuzzing, ${fuzz_seconds}s per target"
+mkdir -p "$build/findings"
+for target in "${targets[@]}"; do
+  corpus="$build/corpus/$target"
+  mkdir -p "$corpus"
+  seeds=("$root/tests/fuzz/corpus/${target#fuzz_}")
+  case "$target" in
+    fuzz_dicom)
+      patterns=(-name '*.dcm')
+      [ -d "$root/../shared/data/siim" ] && seeds+=("$root/../shared/data/siim")
+      pydicom_files=$(/usr/bin/python3 -c 'import os, pydicom.data; print(os.path.dirname(pydicom.data.__file__) + "/test_files")' 2>/dev/null || true)
+      [ -n "$pydicom_files" ] && [ -d "$pydicom_files" ] && seeds+=("$pydicom_files") ;;
+    fuzz_labels)
+      patterns=(-name '*.csv' -o -name '*.rle')
+      [ -d "$root/../shared/data/siim" ] && seeds+=("$root/../shared/data/siim") ;;
+    fuzz_config) patterns=(-name '*.yaml'); seeds+=("$root/configs") ;;
+    fuzz_checkpoint) patterns=(-name '*.ckpt' -o -name '*.pth' -o -name '*.safetensors') ;;
+  esac
+  # Files under 2 MB seed the run (libFuzzer reads whole folders).
+  seed_dir="$build/seeds/$target"
+  rm -rf "$seed_dir" && mkdir -p "$seed_dir"
+  for s in "${seeds[@]}"; do
+    find "$s" -type f -size -2M \( "${patterns[@]}" \) -exec cp -t "$seed_dir" {} + 2>/dev/null || true
+  done
+  echo "-- $target: $(find "$seed_dir" -type f | wc -l) seed files"
+  # Inputs earlier runs found problems with, kept as regression tests: each must now pass.
+  regressions="$root/tests/fuzz/regressions/${target#fuzz_}"
+  if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
+    if ! (cd "$build/findings" && "$build/bin/$target" "$regressions"/* > "$build/findings/$target-regressions.log" 2>&1); then
+      echo "sanitize: $target fails on a kept regression input; see $build/findings/$target-regressions.log" >&2
+      status=1
+    fi
+  fi
+  log="$build/findings/$target.log"
+  if (cd "$build/findings" && "$build/bin/$target" "$corpus" "$seed_dir" -max_total_time="$fuzz_seconds" \
+        -timeout=10 -rss_limit_mb=4096 -max_len=1048576 -print_final_stats=1 > "$log" 2>&1); then
+    grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb" "$log" | sed "s/^/   /"
+  else
+    echo "sanitize: $target found a problem; see $log and the crash-* file in $build/findings" >&2
+    tail -40 "$log" >&2
+    status=1
+  fi
+done
+exit $status
