@@ -67,6 +67,11 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     uint32_t length = 0;
     char vr[2] = {0, 0};
     if (group == 0xFFFE) {  // item and delimiters carry no VR
+      if (depth == 0 && !meta_only) {  // GDCM asserts (aborts the process) on these
+        result.error = fmt::format("an item or delimiter tag (FFFE,{:04X}) at byte {} outside any sequence",
+                                   element, start);
+        return;
+      }
       length = c.u32();
       if (element == 0xE00D || element == 0xE0DD) {
         if (depth > 0) --depth;

@@ -1,0 +1,141 @@
+// Benchmark (not a test): one training step (forward, BCE + soft Dice or BCE, backward, Adam)
+// per model family, pneumo against PyTorch eager in Python (tools/bench/train_python.py) on
+// the same network, initial weights, batch and threads, in one run; with each side's peak
+// memory (the process's maximum resident set, LibTorch included on both sides).
+//
+//   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--models unet,unet++,classifier]
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "pneumo/core/runtime.h"
+#include "pneumo/models/model_section.h"
+#include "pneumo/models/network.h"
+#include "pneumo/models/weights.h"
+#include "pneumo/train/losses.h"
+
+using namespace pneumo;
+namespace fs = std::filesystem;
+
+namespace {
+
+models::ModelSection section_of(const std::string& name) {
+  models::ModelSection s;
+  s.encoder.in_channels = 3;
+  if (name == "classifier") {
+    s.name = "classifier";
+    s.encoder.name = "densenet121";
+  } else {
+    s.name = name;
+    s.encoder.name = "resnet34";
+  }
+  return s;
+}
+
+struct Timing {
+  double ms_per_step = 0, peak_rss_mb = 0;
+};
+
+// Runs in a child process, so that its peak memory is its own.
+double pneumo_step_ms(const std::string& name, int size, int batch, int steps, const fs::path& weights) {
+  torch::manual_seed(0);
+  auto net = models::build_model(section_of(name));
+  models::load_weights(*net, models::read_weights(weights), true, weights.string());
+  models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
+  net->train();
+  torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-4));
+  const torch::Tensor x = torch::rand({batch, 3, size, size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32);
+  const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32);
+  train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
+  std::vector<double> times;
+  for (int step = 0; step < steps + 2; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    optimizer.zero_grad();
+    const models::ModelOutput out = net->forward(x);
+    const torch::Tensor loss = name == "classifier" ? train::bce_loss(out.logits, labels)
+                                                     : train::combo_loss(out.masks, masks, combo);
+    loss.backward();
+    optimizer.step();
+    if (step >= 2) times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+Timing pneumo_timing(const std::string& name, int size, int batch, int steps, const fs::path& weights) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    const double ms = pneumo_step_ms(name, size, batch, steps, weights);
+    const std::string text = fmt::format("{}", ms);
+    if (::write(pipe_fds[1], text.data(), text.size()) < 0) ::_exit(2);
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  char buffer[64] = {};
+  const ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer - 1);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  struct rusage usage {};
+  ::wait4(child, &status, 0, &usage);
+  if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("the pneumo side failed");
+  return {std::stod(std::string(buffer, static_cast<size_t>(n))), static_cast<double>(usage.ru_maxrss) / 1024.0};
+}
+
+Timing python_timing(const std::string& name, int size, int batch, int steps, int threads, const fs::path& weights) {
+  const std::string command = fmt::format("/usr/bin/python3 {}/tools/bench/train_python.py {} {} {} {} {} {}",
+                                          PNEUMO_SOURCE_DIR, name, weights.string(), size, batch, steps, threads);
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  for (char buffer[4096]; pipe && std::fgets(buffer, sizeof buffer, pipe);) output += buffer;
+  if (!pipe || ::pclose(pipe) != 0) throw std::runtime_error("the Python side failed: " + output);
+  const auto j = nlohmann::json::parse(output);
+  return {j["ms_per_step"].get<double>(), j["peak_rss_mb"].get<double>()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("pneumo training-step benchmark: pneumo vs PyTorch eager in Python, same networks and weights");
+  int size = 256, batch = 4, steps = 5, threads = 2;
+  std::vector<std::string> names{"unet", "unet++", "classifier"};
+  app.add_option("--size", size, "image size")->check(CLI::Range(32, 1024));
+  app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 64));
+  app.add_option("--steps", steps, "timed steps (after 2 warm-up steps); the median is reported")->check(CLI::Range(1, 100));
+  app.add_option("--threads", threads, "CPU threads for both sides")->check(CLI::Range(1, 256));
+  app.add_option("--models", names, "unet, unet++, classifier")->delimiter(',')->check(CLI::IsMember({"unet", "unet++", "classifier"}));
+  CLI11_PARSE(app, argc, argv);
+  core::configure_threads(threads);
+  const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
+  fs::create_directories(dir);
+  fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps; {4}\n", size, batch, threads,
+             steps, core::describe_torch_runtime());
+  fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12}\n", "model", "Python ms", "pneumo ms", "ratio", "Python MiB",
+             "pneumo MiB");
+  for (const std::string& name : names) {
+    torch::manual_seed(0);
+    const fs::path weights = dir / (name + ".pth");
+    models::save_weights(*models::build_model(section_of(name)), weights);
+    const Timing python = python_timing(name, size, batch, steps, threads, weights);
+    const Timing ours = pneumo_timing(name, size, batch, steps, weights);
+    const std::string label = name == "classifier" ? "DenseNet121 classifier" : name == "unet" ? "U-Net/ResNet34" : "UNet++/ResNet34";
+    fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.ms_per_step, ours.ms_per_step,
+               python.ms_per_step / ours.ms_per_step, python.peak_rss_mb, ours.peak_rss_mb);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return 0;
+}

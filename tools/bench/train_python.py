@@ -1,0 +1,64 @@
+"""The Python way of a training step, for bench_train: PyTorch eager with torch.optim.Adam on
+the same networks (smp's U-Net / UNet++ with a ResNet34 encoder from
+tests/models/reference_models.py, torchvision's DenseNet121 with one logit) and the same
+initial weights, loss BCE + soft Dice (segmenters) or BCE (classifier).
+
+usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS
+prints one JSON line: {"ms_per_step": median, "peak_rss_mb": ...}
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "models"))
+from reference_models import Unet, UnetPlusPlusDecoder  # noqa: E402
+
+
+def build(name):
+    if name == "unet":
+        return Unet(None, False)
+    if name == "unet++":
+        return Unet(None, False, UnetPlusPlusDecoder)
+    return torchvision.models.densenet121(num_classes=1)
+
+
+def main():
+    name, weights, size, batch, steps, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build(name)
+    model.load_state_dict(torch.load(weights))
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, 3, size, size)
+    masks = (torch.rand(batch, 1, size, size) > 0.7).float()
+    labels = (torch.rand(batch, 1) > 0.5).float()
+    times = []
+    for step in range(steps + 2):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        out = model(x)
+        if name == "classifier":
+            loss = F.binary_cross_entropy_with_logits(out, labels)
+        else:
+            logits = out[0]
+            p = torch.sigmoid(logits)
+            dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
+            loss = F.binary_cross_entropy_with_logits(logits, masks) + dice
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            times.append(time.perf_counter() - start)
+    times.sort()
+    print(json.dumps({"ms_per_step": 1000 * times[len(times) // 2],
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()
