@@ -3,7 +3,7 @@
 // the same network, initial weights, batch and threads, in one run; with each side's peak
 // memory (the process's maximum resident set, LibTorch included on both sides).
 //
-//   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--models unet,unet++,classifier]
+//   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--models unet,unet++,classifier] [--channels-last]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,14 +47,16 @@ struct Timing {
 };
 
 // Runs in a child process, so that its peak memory is its own.
-double pneumo_step_ms(const std::string& name, int size, int batch, int steps, const fs::path& weights) {
+double pneumo_step_ms(const std::string& name, int size, int batch, int steps, const fs::path& weights,
+                      bool channels_last) {
   torch::manual_seed(0);
   auto net = models::build_model(section_of(name));
   models::load_weights(*net, models::read_weights(weights), true, weights.string());
-  models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
+  if (channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
   net->train();
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-4));
-  const torch::Tensor x = torch::rand({batch, 3, size, size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::Tensor x = torch::rand({batch, 3, size, size});
+  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32);
   const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32);
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
@@ -73,13 +75,14 @@ double pneumo_step_ms(const std::string& name, int size, int batch, int steps, c
   return times[times.size() / 2];
 }
 
-Timing pneumo_timing(const std::string& name, int size, int batch, int steps, const fs::path& weights) {
+Timing pneumo_timing(const std::string& name, int size, int batch, int steps, const fs::path& weights,
+                     bool channels_last) {
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t child = ::fork();
   if (child == 0) {
     ::close(pipe_fds[0]);
-    const double ms = pneumo_step_ms(name, size, batch, steps, weights);
+    const double ms = pneumo_step_ms(name, size, batch, steps, weights, channels_last);
     const std::string text = fmt::format("{}", ms);
     if (::write(pipe_fds[1], text.data(), text.size()) < 0) ::_exit(2);
     ::_exit(0);
@@ -112,17 +115,19 @@ int main(int argc, char** argv) {
   CLI::App app("pneumo training-step benchmark: pneumo vs PyTorch eager in Python, same networks and weights");
   int size = 256, batch = 4, steps = 5, threads = 2;
   std::vector<std::string> names{"unet", "unet++", "classifier"};
+  bool channels_last = false;
   app.add_option("--size", size, "image size")->check(CLI::Range(32, 1024));
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 64));
   app.add_option("--steps", steps, "timed steps (after 2 warm-up steps); the median is reported")->check(CLI::Range(1, 100));
   app.add_option("--threads", threads, "CPU threads for both sides")->check(CLI::Range(1, 256));
   app.add_option("--models", names, "unet, unet++, classifier")->delimiter(',')->check(CLI::IsMember({"unet", "unet++", "classifier"}));
+  app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
   CLI11_PARSE(app, argc, argv);
   core::configure_threads(threads);
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
   fs::create_directories(dir);
-  fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps; {4}\n", size, batch, threads,
-             steps, core::describe_torch_runtime());
+  fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}\n", size, batch,
+             threads, steps, core::describe_torch_runtime(), channels_last ? ", pneumo channels-last" : "");
   fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12}\n", "model", "Python ms", "pneumo ms", "ratio", "Python MiB",
              "pneumo MiB");
   for (const std::string& name : names) {
@@ -130,7 +135,7 @@ int main(int argc, char** argv) {
     const fs::path weights = dir / (name + ".pth");
     models::save_weights(*models::build_model(section_of(name)), weights);
     const Timing python = python_timing(name, size, batch, steps, threads, weights);
-    const Timing ours = pneumo_timing(name, size, batch, steps, weights);
+    const Timing ours = pneumo_timing(name, size, batch, steps, weights, channels_last);
     const std::string label = name == "classifier" ? "DenseNet121 classifier" : name == "unet" ? "U-Net/ResNet34" : "UNet++/ResNet34";
     fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.ms_per_step, ours.ms_per_step,
                python.ms_per_step / ours.ms_per_step, python.peak_rss_mb, ours.peak_rss_mb);
