@@ -1,9 +1,11 @@
 #include "dicom_structure.h"
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 namespace pneumo::data::detail {
 
@@ -129,6 +131,32 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     result.error = "truncated: a sequence or encapsulated pixel data is not closed";
 }
 
+// Raw deflate (RFC 1951, no zlib header), as DICOM's deflated transfer syntax stores the data
+// set. Bounded, so a small file cannot expand without limit.
+std::string inflate_raw(std::string_view in, std::string& out) {
+  constexpr size_t kMaxInflated = size_t{1} << 30;
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return "zlib could not start";
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
+  char buffer[1 << 16];
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buffer);
+    z.avail_out = sizeof buffer;
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buffer, sizeof buffer - z.avail_out);
+    if (out.size() > kMaxInflated) {
+      inflateEnd(&z);
+      return "inflates to more than 1 GiB";
+    }
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break;  // input ended before the stream did
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return "the compressed stream is damaged or truncated";
+  return {};
+}
+
 }  // namespace
 
 std::string check_dicom_structure(std::string_view bytes) {
@@ -144,7 +172,15 @@ std::string check_dicom_structure(std::string_view bytes) {
   if (c.offset >= bytes.size()) return "has no data set after the file meta information";
 
   const std::string& ts = result.transfer_syntax;
-  if (ts == "1.2.840.10008.1.2.1.99") return {};  // deflated: GDCM inflates and checks it
+  if (ts == "1.2.840.10008.1.2.1.99") {  // deflated explicit VR little endian: walk the inflated data set
+    std::string inflated;
+    if (const std::string problem = inflate_raw(bytes.substr(c.offset), inflated); !problem.empty())
+      return "deflated data set: " + problem;
+    Cursor d{inflated, 0, false};
+    WalkResult data_set;
+    walk(d, inflated.size(), /*explicit_vr=*/true, data_set, /*meta_only=*/false);
+    return data_set.error.empty() ? std::string() : "deflated data set: " + data_set.error;
+  }
   bool explicit_vr = ts != "1.2.840.10008.1.2";
   c.big_endian = ts == "1.2.840.10008.1.2.2";
   // Some writers encode the data set implicitly whatever the header says (GDCM and pydicom
