@@ -1,8 +1,9 @@
 #include "dicom_structure.h"
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -51,12 +52,32 @@ struct WalkResult {
   bool frame_increment_pointer = false;
 };
 
-// Walks elements from the cursor to `end`. Top-level tags of interest are noted.
-void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta_only) {
-  int depth = 0;  // undefined-length sequences/items currently open
+bool starts_with_item(const Cursor& c, uint32_t length) {
+  if (length < 8 || !c.has(4)) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(c.bytes.data() + c.offset);
+  return c.big_endian ? (p[0] == 0xFF && p[1] == 0xFE && p[2] == 0xE0 && p[3] == 0x00)
+                      : (p[0] == 0xFE && p[1] == 0xFF && p[2] == 0x00 && p[3] == 0xE0);
+}
+
+constexpr int kMaxNesting = 64;
+
+// Walks elements from the cursor to `end`. Top-level tags of interest are noted. The values of
+// sequences and items with a defined length are walked too (`nesting` deep), so that no length
+// anywhere exceeds its container: GDCM allocates whatever a length declares, and aborts on
+// item tags where elements belong. `sequence_value`: the range holds items, not elements.
+void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta_only,
+          bool sequence_value = false, int nesting = 0) {
+  if (nesting > kMaxNesting) {
+    result.error = fmt::format("sequences nested more than {} deep", kMaxNesting);
+    return;
+  }
+  // Undefined-length sequences, items and encapsulated pixel data currently open; true for
+  // pixel data, whose items are compressed fragments rather than elements.
+  std::vector<bool> open;
   while (c.offset < end) {
+    const size_t depth = open.size();
     const size_t start = c.offset;
-    if (!c.has(8)) {
+    if (!c.has(8) || end - c.offset < 8) {
       result.error = fmt::format("truncated inside an element header at byte {}", start);
       return;
     }
@@ -68,21 +89,23 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     }
     uint32_t length = 0;
     char vr[2] = {0, 0};
+    bool is_item = false;
     if (group == 0xFFFE) {  // item and delimiters carry no VR
-      if (depth == 0 && !meta_only) {  // GDCM asserts (aborts the process) on these
+      if (depth == 0 && !sequence_value && !meta_only) {  // GDCM asserts (aborts the process) on these
         result.error = fmt::format("an item or delimiter tag (FFFE,{:04X}) at byte {} outside any sequence",
                                    element, start);
         return;
       }
       length = c.u32();
       if (element == 0xE00D || element == 0xE0DD) {
-        if (depth > 0) --depth;
+        if (!open.empty()) open.pop_back();
         continue;
       }
       if (element == 0xE000 && length == kUndefinedLength) {
-        ++depth;
+        open.push_back(false);
         continue;
       }
+      is_item = element == 0xE000 && (open.empty() || !open.back());  // not a pixel-data fragment
     } else if (explicit_vr) {
       std::memcpy(vr, c.bytes.data() + c.offset, 2);
       c.offset += 2;
@@ -104,16 +127,19 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     } else {
       length = c.u32();
     }
-    if (depth == 0 && group == 0x0028 && element == 0x0008) result.number_of_frames = true;
-    if (depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
-    if (length == kUndefinedLength) {
-      ++depth;  // a sequence or encapsulated pixel data: its items follow in the stream
+    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0008) result.number_of_frames = true;
+    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
+    if (length == kUndefinedLength) {  // a sequence or encapsulated pixel data: its items follow
+      const bool pixel_data = (group == 0x7FE0 && element == 0x0010) ||
+                              (explicit_vr && vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W'));
+      open.push_back(pixel_data);
       continue;
     }
-    if (!c.has(length)) {
+    if (!c.has(length) || length > end - c.offset) {
       result.error = fmt::format("truncated: element ({:04X},{:04X}) at byte {} declares {} "
-                                 "bytes but the file ends {} bytes later",
-                                 group, element, start, length, c.bytes.size() - c.offset);
+                                 "bytes but its {} ends {} bytes later",
+                                 group, element, start, length, nesting == 0 ? "file" : "sequence",
+                                 std::min(end, c.bytes.size()) - c.offset);
       return;
     }
     if (group == 0x0002 && element == 0x0000 && length == 4) {
@@ -125,9 +151,16 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
       result.transfer_syntax = uid;
     }
+    const bool is_sequence = !meta_only && !is_item &&
+                             ((explicit_vr && vr[0] == 'S' && vr[1] == 'Q') || (!explicit_vr && starts_with_item(c, length)));
+    if (is_item || is_sequence) {  // walk the value: an item's elements, or a sequence's items
+      Cursor inner = c;
+      walk(inner, c.offset + length, explicit_vr, result, false, /*sequence_value=*/is_sequence, nesting + 1);
+      if (!result.error.empty()) return;
+    }
     c.offset += length;
   }
-  if (depth > 0 && !meta_only)
+  if (!open.empty() && !meta_only)
     result.error = "truncated: a sequence or encapsulated pixel data is not closed";
 }
 
