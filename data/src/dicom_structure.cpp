@@ -130,8 +130,15 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0008) result.number_of_frames = true;
     if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
     if (length == kUndefinedLength) {  // a sequence or encapsulated pixel data: its items follow
-      const bool pixel_data = (group == 0x7FE0 && element == 0x0010) ||
-                              (explicit_vr && vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W'));
+      const bool is_pixel_data_tag = group == 0x7FE0 && element == 0x0010;
+      const bool sequence_or_unknown = (vr[0] == 'S' && vr[1] == 'Q') || (vr[0] == 'U' && vr[1] == 'N');
+      if (explicit_vr && group != 0xFFFE && !sequence_or_unknown && !is_pixel_data_tag) {  // GDCM asserts
+        result.error = fmt::format("element ({:04X},{:04X}) at byte {} has an undefined length, which only "
+                                   "sequences, UN and pixel data may have",
+                                   group, element, start);
+        return;
+      }
+      const bool pixel_data = is_pixel_data_tag || (explicit_vr && vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W'));
       open.push_back(pixel_data);
       continue;
     }
