@@ -153,6 +153,13 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       Cursor value = c;
       result.meta_group_end = c.offset + 4 + value.u32();
     }
+    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0006 && length == 2) {  // GDCM asserts
+      Cursor value = c;
+      if (const uint16_t planar = value.u16(); planar > 1) {
+        result.error = fmt::format("Planar Configuration (0028,0006) is {}; expected 0 or 1", planar);
+        return;
+      }
+    }
     if (group == 0x0002 && element == 0x0010) {
       std::string uid(c.bytes.substr(c.offset, length));
       while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();

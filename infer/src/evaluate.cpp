@@ -110,52 +110,33 @@ std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& score
 
 EvaluationReport evaluate(const EvaluateOptions& options) {
   if (options.out.empty()) throw core::UsageError("no report folder; expected --out DIR");
-  if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
-  const fs::path run = run_folder_of(options.models.front().path);
-  const LabelledSet set = labelled_set(options.labels, options.images, run);
-  if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to evaluate", set.description));
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
   EvaluationReport report;
-  report.set = set.description;
-  report.postprocess = resolve_postprocess(members, options.postprocess);
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const Predictor predictor(std::move(members), report.postprocess, predictor_options, device);
-  core::log::info("evaluate on {}", set.description);
-
-  fs::create_directories(options.out);
   std::vector<ImageRow> rows;
   std::vector<std::pair<double, cv::Mat>> worst;  // (dice, tile), at most options.worst
-  RunOptions run_options;
-  run_options.batch_size = options.batch_size;
-  run_options.workers = options.workers;
-  run_options.progress_label = "evaluate";
-  run_predictor(
-      predictor, set.inputs, run_options,
-      [&](Prediction& p) {
-        const cv::Mat truth = set.labels->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
-        ImageRow row;
-        row.id = p.input.file.id;
-        row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
-        row.score = p.score();
-        row.predicted_positive = p.positive;
-        row.dice = mask_dice(p.mask, truth);
-        row.iou = mask_iou(p.mask, truth);
-        row.truth_area = cv::countNonZero(truth);
-        row.predicted_area = p.area_pixels();
-        rows.push_back(row);
-        if (options.worst > 0 && row.dice < 1.0) {  // keep the `worst` lowest Dice values
-          const auto by_dice = [](const auto& x, const auto& y) { return x.first < y.first; };
-          const auto highest = std::max_element(worst.begin(), worst.end(), by_dice);
-          if (static_cast<int>(worst.size()) < options.worst)
-            worst.emplace_back(row.dice, thumbnail(p, truth, row.dice, 192));
-          else if (row.dice < highest->first)
-            *highest = {row.dice, thumbnail(p, truth, row.dice, 192)};
-        }
-      },
-      [&](const InputFile& file, const std::string& message) { report.failures.emplace_back(file.path.string(), message); });
-  if (rows.empty()) throw core::DataError(fmt::format("{}: no image could be read", set.description));
+  const LabelledRunSummary run = run_labelled(options.run, "evaluate", false, [&](Prediction& p, const cv::Mat& truth) {
+    ImageRow row;
+    row.id = p.input.file.id;
+    row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
+    row.score = p.score();
+    row.predicted_positive = p.positive;
+    row.dice = mask_dice(p.mask, truth);
+    row.iou = mask_iou(p.mask, truth);
+    row.truth_area = cv::countNonZero(truth);
+    row.predicted_area = p.area_pixels();
+    rows.push_back(row);
+    if (options.worst > 0 && row.dice < 1.0) {  // keep the `worst` lowest Dice values
+      const auto by_dice = [](const auto& x, const auto& y) { return x.first < y.first; };
+      const auto highest = std::max_element(worst.begin(), worst.end(), by_dice);
+      if (static_cast<int>(worst.size()) < options.worst)
+        worst.emplace_back(row.dice, thumbnail(p, truth, row.dice, 192));
+      else if (row.dice < highest->first)
+        *highest = {row.dice, thumbnail(p, truth, row.dice, 192)};
+    }
+  });
+  report.set = run.set;
+  report.postprocess = run.postprocess;
+  report.failures = run.failures;
+  fs::create_directories(options.out);
 
   std::vector<double> scores;
   std::vector<int> labels;
@@ -205,9 +186,11 @@ EvaluationReport evaluate(const EvaluateOptions& options) {
                       {"min_area", post.min_area},     {"min_component_area", post.min_component_area},
                       {"classifier_threshold", post.classifier_threshold}};
   nlohmann::ordered_json models = nlohmann::ordered_json::array();
-  for (const Member& member : predictor.members()) models.push_back({{"checkpoint", member.checkpoint.string()}, {"weight", member.weight}});
+  for (const ModelSpec& model : options.run.models)
+    models.push_back({{"model", model.path.string()}, {"weight", model.weight}});
   j["models"] = models;
-  j["tta"] = options.hflip;
+  j["members"] = options.run.members;
+  j["tta"] = options.run.hflip;
   core::write_file_atomic(options.out / "metrics.json", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
 
   train::Series roc{fmt::format("AUC {:.3f}", m.auc), {}, {}}, pr{fmt::format("AP {:.3f}", m.average_precision), {}, {}};

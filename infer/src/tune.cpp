@@ -62,41 +62,22 @@ double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSec
 }
 
 TuneResult tune(const TuneOptions& options) {
-  if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
-  const fs::path run = run_folder_of(options.models.front().path);
-  const fs::path out = !options.out.empty() ? options.out : run.empty() ? fs::path() : run / "postprocess.yaml";
+  if (options.run.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
+  const fs::path run_folder = run_folder_of(options.run.models.front().path);
+  const fs::path out = !options.out.empty() ? options.out : run_folder.empty() ? fs::path() : run_folder / "postprocess.yaml";
   if (out.empty())
     throw core::UsageError(fmt::format("{} is not inside a run folder; give --out FILE for the tuned postprocess.yaml",
-                                       options.models.front().path.string()));
-  const LabelledSet set = labelled_set(options.labels, options.images, run);
-  if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to tune on", set.description));
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
-  TuneResult result;
-  result.set = set.description;
-  result.start = resolve_postprocess(members, options.postprocess);
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const Predictor predictor(std::move(members), result.start, predictor_options, device);
-  if (!predictor.has_segmenter())
-    throw core::UsageError("tune searches mask thresholds; the ensemble has no segmenter");
-  core::log::info("tune on {}", set.description);
-
+                                       options.run.models.front().path.string()));
   std::vector<ImageHistogram> images;
   std::vector<int64_t> pixel_counts;
-  RunOptions run_options;
-  run_options.batch_size = options.batch_size;
-  run_options.workers = options.workers;
-  run_options.progress_label = "tune";
-  run_predictor(
-      predictor, set.inputs, run_options,
-      [&](Prediction& p) {
-        const cv::Mat truth = set.labels->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
-        images.push_back(summarise(p.probability, truth, p.image_probability));
-        pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
-      },
-      [&](const InputFile& file, const std::string& message) { result.failures.emplace_back(file.path.string(), message); });
-  if (images.empty()) throw core::DataError(fmt::format("{}: no image could be read", set.description));
+  const LabelledRunSummary run = run_labelled(options.run, "tune", true, [&](Prediction& p, const cv::Mat& truth) {
+    images.push_back(summarise(p.probability, truth, p.image_probability));
+    pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
+  });
+  TuneResult result;
+  result.set = run.set;
+  result.start = run.postprocess;
+  result.failures = run.failures;
   result.images = static_cast<int64_t>(images.size());
 
   // The starting point, on the grid the summaries resolve.

@@ -118,11 +118,11 @@ TEST_CASE("evaluate writes metrics, per-image rows and charts; tune's best is wh
   pneumo::testing::TempDir dir;
   const fs::path run = make_run(dir);
   infer::EvaluateOptions e;
-  e.models = {{run, 1.0}};
-  e.device = "cpu";
+  e.run.models = {{run, 1.0}};
+  e.run.device = "cpu";
   e.out = dir / "report";
-  e.postprocess.threshold = 1.0;  // nothing is ever called: Dice is the share of negative images
-  e.postprocess.top_threshold = 1.0;
+  e.run.postprocess.threshold = 1.0;  // nothing is ever called: Dice is the share of negative images
+  e.run.postprocess.top_threshold = 1.0;
   const infer::EvaluationReport empty = infer::evaluate(e);
   CHECK(empty.images == 4);  // the validation fold of 16 images in 4 folds
   CHECK_THAT(empty.set, Contains("validation fold 0"));
@@ -141,13 +141,13 @@ TEST_CASE("evaluate writes metrics, per-image rows and charts; tune's best is wh
   CHECK(metrics["kaggle_dice"].get<double>() == Approx(empty.dice));
 
   infer::TuneOptions t;
-  t.models = {{run, 1.0}};
-  t.device = "cpu";
+  t.run.models = {{run, 1.0}};
+  t.run.device = "cpu";
   const infer::TuneResult tuned = infer::tune(t);
   CHECK(tuned.written == run / "postprocess.yaml");
   CHECK(tuned.best_dice >= tuned.start_dice);
   CHECK(tuned.best_dice >= empty.dice);  // calling nothing is among the choices (top 0.95, large area)
-  e.postprocess = {};  // now the run's tuned postprocess.yaml
+  e.run.postprocess = {};  // now the run's tuned postprocess.yaml
   e.out = dir / "report2";
   const infer::EvaluationReport after = infer::evaluate(e);
   CHECK(after.postprocess.min_area == tuned.best.min_area);
@@ -158,13 +158,12 @@ TEST_CASE("evaluate and tune refuse what they cannot do") {
   pneumo::testing::TempDir dir;
   testing::write_random_checkpoint(dir / "loose.ckpt", {});
   infer::EvaluateOptions e;
-  e.models = {{dir / "loose.ckpt", 1.0}};
+  e.run.models = {{dir / "loose.ckpt", 1.0}};
   e.out = dir / "report";
-  e.device = "cpu";
+  e.run.device = "cpu";
   CHECK_THROWS_WITH(infer::evaluate(e), Contains("--labels"));  // not in a run folder, no labels
   infer::TuneOptions t;
-  t.models = e.models;
-  t.device = "cpu";
+  t.run = e.run;
   CHECK_THROWS_WITH(infer::tune(t), Contains("--out"));
 }
 

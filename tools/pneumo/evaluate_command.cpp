@@ -46,19 +46,25 @@ void fail_on_unreadable(const std::vector<std::pair<std::string, std::string>>& 
                                     failures.size(), failures.size() + static_cast<size_t>(done)));
 }
 
+infer::LabelledRunOptions labelled_run(const SetOptions& o) {
+  infer::LabelledRunOptions run;
+  run.models = o.model.specs();
+  run.members = o.model.members;
+  run.overrides = o.model.overrides;
+  run.postprocess = o.model.postprocess_overrides();
+  run.labels = o.labels;
+  run.images = o.images;
+  run.hflip = o.hflip;
+  run.batch_size = o.batch_size;
+  run.workers = o.workers;
+  run.device = o.device;
+  return run;
+}
+
 void run_evaluate(const SetOptions& o) {
   infer::EvaluateOptions options;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
-  options.labels = o.labels;
-  options.images = o.images;
+  options.run = labelled_run(o);
   options.out = o.out;
-  options.hflip = o.hflip;
-  options.batch_size = o.batch_size;
-  options.workers = o.workers;
-  options.device = o.device;
   options.worst = o.worst;
   const infer::EvaluationReport r = infer::evaluate(options);
   const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
@@ -76,17 +82,8 @@ void run_evaluate(const SetOptions& o) {
 
 void run_tune(const SetOptions& o) {
   infer::TuneOptions options;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
-  options.labels = o.labels;
-  options.images = o.images;
+  options.run = labelled_run(o);
   options.out = o.out;
-  options.hflip = o.hflip;
-  options.batch_size = o.batch_size;
-  options.workers = o.workers;
-  options.device = o.device;
   const infer::TuneResult r = infer::tune(options);
   fmt::print("tuned on {} image(s): {}\n", r.images, r.set);
   fmt::print("  before  Dice {:.4f}  {}\n", r.start_dice, describe(r.start));

@@ -14,8 +14,7 @@
 
 #include <opencv2/core/mat.hpp>
 
-#include "pneumo/infer/ensemble.h"
-#include "pneumo/infer/predict.h"
+#include "pneumo/infer/labelled_run.h"
 #include "pneumo/train/metrics.h"
 
 namespace pneumo::infer {
@@ -30,16 +29,9 @@ std::vector<std::pair<double, double>> roc_curve(const std::vector<double>& scor
 std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& scores, const std::vector<int>& labels);
 
 struct EvaluateOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;
-  std::filesystem::path labels, images;  // empty: the first model's run validation fold
-  std::filesystem::path out;
-  bool hflip = false;
-  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
-  std::string device = "auto";
-  int worst = 16;  // images on the contact sheet
+  LabelledRunOptions run;
+  std::filesystem::path out;  // the report folder
+  int worst = 16;             // images on the contact sheet
 };
 
 struct EvaluationReport {

@@ -19,8 +19,7 @@
 
 #include <opencv2/core/mat.hpp>
 
-#include "pneumo/infer/ensemble.h"
-#include "pneumo/infer/predict.h"
+#include "pneumo/infer/labelled_run.h"
 
 namespace pneumo::infer {
 
@@ -41,15 +40,8 @@ ImageHistogram summarise(const cv::Mat& probability, const cv::Mat& truth, std::
 double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSection& settings);
 
 struct TuneOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;     // the starting point, reported for comparison
-  std::filesystem::path labels, images;  // empty: the first model's run validation fold
-  std::filesystem::path out;             // empty: <run>/postprocess.yaml
-  bool hflip = false;
-  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
-  std::string device = "auto";
+  LabelledRunOptions run;     // its postprocess overrides are the starting point, reported
+  std::filesystem::path out;  // empty: <run>/postprocess.yaml
 };
 
 struct TuneResult {
