@@ -80,4 +80,18 @@ CommandResult run_pneumo(const std::vector<std::string>& args) {
   return run_command(argv);
 }
 
+int spawn_quiet(const std::vector<std::string>& argv) {
+  std::vector<std::string> copy = argv;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::vector<char*> args;
+    for (auto& arg : copy) args.push_back(arg.data());
+    args.push_back(nullptr);
+    if (!::freopen("/dev/null", "w", stdout) || !::freopen("/dev/null", "w", stderr)) ::_exit(126);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
 }  // namespace pneumo::testing

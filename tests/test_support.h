@@ -37,4 +37,8 @@ CommandResult run_command(const std::vector<std::string>& argv);
 // Runs build/bin/pneumo with the given arguments.
 CommandResult run_pneumo(const std::vector<std::string>& args);
 
+// Starts a program (argv[0] is its path) with stdout and stderr discarded and returns its pid
+// without waiting (for tests that kill it).
+int spawn_quiet(const std::vector<std::string>& argv);
+
 }  // namespace pneumo::testing

@@ -16,6 +16,7 @@
 #include "pneumo/train/mixed_precision.h"
 #include "pneumo/train/radam.h"
 #include "pneumo_test_paths.h"
+#include "python_reference.h"
 #include "test_support.h"
 
 using namespace pneumo;
@@ -23,16 +24,7 @@ using namespace pneumo;
 namespace {
 
 std::map<std::string, torch::Tensor> reference() {
-  static pneumo::testing::TempDir dir;
-  static std::map<std::string, torch::Tensor> values = [] {
-    const auto r = pneumo::testing::run_command(
-        {PNEUMO_REFERENCE_PYTHON, std::string(PNEUMO_SOURCE_DIR) + "/tests/train/reference_optimizers.py",
-         (dir / "reference.pth").string()});
-    if (r.exit_code != 0) FAIL("reference_optimizers.py failed: " << r.err);
-    std::map<std::string, torch::Tensor> out;
-    for (auto& [k, v] : models::read_weights(dir / "reference.pth")) out[k] = v;
-    return out;
-  }();
+  static const auto values = pneumo::testing::python_reference("tests/train/reference_optimizers.py");
   return values;
 }
 

@@ -156,17 +156,8 @@ TEST_CASE("a training killed with SIGKILL mid-epoch resumes to the same weights"
   tiny(b, sets);  // writes b/tiny.yaml and the data set
   std::vector<std::string> argv = {PNEUMO_CLI_PATH, "-q", "train", (b / "tiny.yaml").string()};
   for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
-  const pid_t child = ::fork();
+  const pid_t child = pneumo::testing::spawn_quiet(argv);
   REQUIRE(child >= 0);
-  if (child == 0) {
-    std::vector<char*> args;
-    for (auto& arg : argv) args.push_back(arg.data());
-    args.push_back(nullptr);
-    ::freopen("/dev/null", "w", stdout);
-    ::freopen("/dev/null", "w", stderr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
   // Kill it once epoch 2 is checkpointed, while it trains epoch 3.
   const fs::path last = b / "runs/tiny/run/last.ckpt";
   bool killed = false;
@@ -247,17 +238,8 @@ TEST_CASE("SIGKILL at random points, again and again: every resume continues and
       argv.insert(argv.end(), {(b / "tiny.yaml").string(), "--overwrite"});
       for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
     }
-    const pid_t child = ::fork();
+    const pid_t child = pneumo::testing::spawn_quiet(argv);
     REQUIRE(child >= 0);
-    if (child == 0) {
-      std::vector<char*> args;
-      for (auto& arg : argv) args.push_back(arg.data());
-      args.push_back(nullptr);
-      ::freopen("/dev/null", "w", stdout);
-      ::freopen("/dev/null", "w", stderr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
     const int wait = std::uniform_int_distribution<int>(300, longest_ms)(rng);
     int status = 0;
     bool exited = false;
