@@ -114,7 +114,7 @@ TEST_CASE("the tuner's histogram Dice equals post-processing the maps, for every
         }
 }
 
-TEST_CASE("evaluate writes metrics, per-image rows and charts; tune's best is what evaluate then measures") {
+TEST_CASE("evaluate writes metrics, per-image rows and charts, tune's best is what evaluate then measures") {
   pneumo::testing::TempDir dir;
   const fs::path run = make_run(dir);
   infer::EvaluateOptions e;

@@ -119,7 +119,7 @@ TEST_CASE("an exported U-Net ensemble gives the native outputs in C++ and in Pyt
   CHECK((py["probability"] - expected.probability).abs().max().item<double>() < 1e-5);
 }
 
-TEST_CASE("a two-stage export gates with the classifier; a classifier alone exports too") {
+TEST_CASE("a two-stage export gates with the classifier, a classifier alone exports too") {
   pneumo::testing::TempDir dir;
   testing::ModelRecipe segmenter, classifier;
   classifier.name = "classifier";

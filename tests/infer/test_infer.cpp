@@ -84,7 +84,7 @@ TEST_CASE("postprocess.yaml round-trips and names bad keys") {
   CHECK_THROWS_AS(infer::read_postprocess(dir / "range.yaml"), core::ConfigError);
 }
 
-TEST_CASE("inputs: files and folders, sorted; unknown kinds, missing paths and duplicate ids refused") {
+TEST_CASE("inputs: files and folders, sorted, unknown kinds, missing paths and duplicate ids refused") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 3, 64);
   fs::create_directories(dir / "nested/deeper");
@@ -109,7 +109,7 @@ TEST_CASE("inputs: files and folders, sorted; unknown kinds, missing paths and d
   CHECK_THROWS_WITH(infer::labelled_set({}, {}, {}), Contains("--labels"));
 }
 
-TEST_CASE("a run folder offers best, last, snapshots and top-k; missing ones are named") {
+TEST_CASE("a run folder offers best, last, snapshots and top-k, missing ones are named") {
   pneumo::testing::TempDir dir;
   const fs::path run = dir / "run";
   for (const char* name : {"best.ckpt", "last.ckpt", "snapshot-002.ckpt", "snapshot-004.ckpt", "top-003.ckpt", "top-001.ckpt"})
@@ -186,7 +186,7 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
   }
 }
 
-TEST_CASE("a classifier alone decides without a mask; with a segmenter it gates the mask") {
+TEST_CASE("a classifier alone decides without a mask, with a segmenter it gates the mask") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 3, 64);
   testing::ModelRecipe classifier;

@@ -278,7 +278,7 @@ TEST_CASE("SIGKILL at random points, again and again: every resume continues and
   CHECK(csv_rows(run / "metrics.csv").size() == 5);  // header + 4 epochs, none lost or repeated
 }
 
-TEST_CASE("RAdam trains; mixed precision asked on the CPU changes nothing; channels-last trains alike") {
+TEST_CASE("RAdam trains, mixed precision asked on the CPU changes nothing, channels-last trains alike") {
   pneumo::testing::TempDir a, b, c;
   const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1", "train.optimizer.name=radam"};
   std::vector<std::string> amp = sets, nhwc = sets;
@@ -308,7 +308,7 @@ TEST_CASE("cuDNN benchmarking and determinism together are refused") {
                     Contains("runtime.cudnn_benchmark"));
 }
 
-TEST_CASE("snapshot cycles leave snapshot checkpoints and a manifest; SWA averages and recomputes BatchNorm") {
+TEST_CASE("snapshot cycles leave snapshot checkpoints and a manifest, SWA averages and recomputes BatchNorm") {
   pneumo::testing::TempDir dir;
   const auto s = train::train_experiment(tiny(dir, {"train.schedule.name=cosine_restarts", "train.schedule.cycle_epochs=1",
                                                     "train.swa.start_epoch=2"}));
