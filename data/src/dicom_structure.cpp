@@ -40,8 +40,14 @@ bool has_long_length(const char vr[2]) {
   return false;
 }
 
+// The value representations of PS3.5 table 6.2-1 (GDCM aborts on others in the meta group).
 bool is_vr(const char vr[2]) {
-  return vr[0] >= 'A' && vr[0] <= 'Z' && vr[1] >= 'A' && vr[1] <= 'Z';
+  static const char* const kVrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
+                                     "LT", "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ",
+                                     "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+  for (const char* v : kVrs)
+    if (vr[0] == v[0] && vr[1] == v[1]) return true;
+  return false;
 }
 
 struct WalkResult {
