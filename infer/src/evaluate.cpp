@@ -9,8 +9,6 @@
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
-#include "pneumo/core/log.h"
-#include "pneumo/core/runtime.h"
 #include "pneumo/data/image_io.h"
 #include "pneumo/infer/outputs.h"
 #include "pneumo/infer/predictor.h"

@@ -7,8 +7,6 @@
 #include <opencv2/core.hpp>
 
 #include "pneumo/core/error.h"
-#include "pneumo/core/log.h"
-#include "pneumo/core/runtime.h"
 #include "pneumo/infer/predictor.h"
 
 namespace pneumo::infer {
