@@ -159,10 +159,15 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       Cursor value = c;
       result.meta_group_end = c.offset + 4 + value.u32();
     }
-    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0006 && length == 2) {  // GDCM asserts
+    if (nesting == 0 && depth == 0 && group == 0x0028 && length == 2) {  // values GDCM asserts on
       Cursor value = c;
-      if (const uint16_t planar = value.u16(); planar > 1) {
-        result.error = fmt::format("Planar Configuration (0028,0006) is {}; expected 0 or 1", planar);
+      const uint16_t v = value.u16();
+      if (element == 0x0002 && v != 1 && v != 3 && v != 4) {
+        result.error = fmt::format("Samples per Pixel (0028,0002) is {}; expected 1, 3 or 4", v);
+        return;
+      }
+      if (element == 0x0006 && v > 1) {
+        result.error = fmt::format("Planar Configuration (0028,0006) is {}; expected 0 or 1", v);
         return;
       }
     }
