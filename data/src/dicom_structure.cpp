@@ -67,6 +67,52 @@ bool starts_with_item(const Cursor& c, uint32_t length) {
 
 constexpr int kMaxNesting = 64;
 
+bool is_jpeg_syntax(const std::string& ts) {  // the IJG-decoded ones: baseline, extended, lossless
+  return ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" || ts == "1.2.840.10008.1.2.4.57" ||
+         ts == "1.2.840.10008.1.2.4.70";
+}
+
+// The frame header of a JPEG stream: 1 or 3 components (GDCM's JPEG codecs abort on any other
+// colour layout while reading the header). Returns the problem, or empty.
+std::string check_jpeg_frame(std::string_view jpeg) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(jpeg[i]); };
+  if (jpeg.size() < 4 || byte(0) != 0xFF || byte(1) != 0xD8) return "a JPEG fragment that does not start with SOI";
+  size_t i = 2;
+  while (i + 4 <= jpeg.size()) {
+    if (byte(i) != 0xFF) {  // stray bytes: skipped, as libjpeg does (with a warning)
+      ++i;
+      continue;
+    }
+    const unsigned char marker = byte(i + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0x00) {  // a stuffed 0xFF among stray bytes, not a marker
+      i += 2;
+      continue;
+    }
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
+    const size_t length = static_cast<size_t>(byte(i + 2)) << 8 | byte(i + 3);
+    if (length < 2) return "a JPEG marker segment with a length below 2";
+    if (i + 2 + length > jpeg.size()) return {};  // continues in the next fragment: not judged here
+    const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame) {
+      if (length < 8) return "a JPEG frame header too short";
+      const unsigned components = byte(i + 9);
+      if (components != 1 && components != 3)
+        return fmt::format("a JPEG frame with {} components; expected 1 (grey) or 3 (colour)", components);
+      return {};
+    }
+    if (marker == 0xDA || marker == 0xD9) break;  // scan data or end before any frame header
+    i += 2 + length;
+  }
+  return {};  // no frame header in this fragment: left to the decoder
+}
+
 // Walks elements from the cursor to `end`. Top-level tags of interest are noted. The values of
 // sequences and items with a defined length are walked too (`nesting` deep), so that no length
 // anywhere exceeds its container: GDCM allocates whatever a length declares, and aborts on
@@ -80,6 +126,7 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
   // Undefined-length sequences, items and encapsulated pixel data currently open; true for
   // pixel data, whose items are compressed fragments rather than elements.
   std::vector<bool> open;
+  int fragments = 0;  // items seen inside encapsulated pixel data (the first is the offset table)
   while (c.offset < end) {
     const size_t depth = open.size();
     const size_t start = c.offset;
@@ -112,6 +159,14 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
         continue;
       }
       is_item = element == 0xE000 && (open.empty() || !open.back());  // not a pixel-data fragment
+      if (element == 0xE000 && !open.empty() && open.back() && ++fragments == 2 &&
+          is_jpeg_syntax(result.transfer_syntax) && c.has(length) && length <= end - c.offset) {
+        // The first fragment after the offset table starts the first frame's JPEG stream.
+        if (const std::string problem = check_jpeg_frame(c.bytes.substr(c.offset, length)); !problem.empty()) {
+          result.error = fmt::format("pixel data at byte {}: {}", start, problem);
+          return;
+        }
+      }
     } else if (explicit_vr) {
       std::memcpy(vr, c.bytes.data() + c.offset, 2);
       c.offset += 2;
