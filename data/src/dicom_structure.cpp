@@ -72,45 +72,41 @@ bool is_jpeg_syntax(const std::string& ts) {  // the IJG-decoded ones: baseline,
          ts == "1.2.840.10008.1.2.4.70";
 }
 
-// The frame header of a JPEG stream: 1 or 3 components (GDCM's JPEG codecs abort on any other
-// colour layout while reading the header). Returns the problem, or empty.
-std::string check_jpeg_frame(std::string_view jpeg) {
+// The header of a JPEG stream, up to its first scan, as libjpeg reads it. GDCM's JPEG codecs
+// abort the process (an assertion) when libjpeg warns while reading it, and on colour layouts
+// other than 1 or 3 components; those are refused here. Returns the problem, or empty (also
+// when the header continues past this fragment: not judged).
+std::string check_jpeg_header(std::string_view jpeg) {
   const auto byte = [&](size_t i) { return static_cast<unsigned char>(jpeg[i]); };
   if (jpeg.size() < 4 || byte(0) != 0xFF || byte(1) != 0xD8) return "a JPEG fragment that does not start with SOI";
   size_t i = 2;
   while (i + 4 <= jpeg.size()) {
-    if (byte(i) != 0xFF) {  // stray bytes: skipped, as libjpeg does (with a warning)
-      ++i;
-      continue;
-    }
+    if (byte(i) != 0xFF)
+      return fmt::format("stray bytes before a JPEG marker at byte {} of the stream (libjpeg warns, and GDCM's "
+                         "codec aborts on warnings)", i);
     const unsigned char marker = byte(i + 1);
     if (marker == 0xFF) {  // fill byte
       ++i;
       continue;
     }
-    if (marker == 0x00) {  // a stuffed 0xFF among stray bytes, not a marker
-      i += 2;
-      continue;
-    }
-    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
-      i += 2;
-      continue;
-    }
+    if (marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01)
+      return fmt::format("an unexpected JPEG marker 0x{:02X} in the stream header", marker);
     const size_t length = static_cast<size_t>(byte(i + 2)) << 8 | byte(i + 3);
     if (length < 2) return "a JPEG marker segment with a length below 2";
-    if (i + 2 + length > jpeg.size()) return {};  // continues in the next fragment: not judged here
+    if (i + 2 + length > jpeg.size()) return {};  // continues in the next fragment
     const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (frame) {
       if (length < 8) return "a JPEG frame header too short";
       const unsigned components = byte(i + 9);
       if (components != 1 && components != 3)
         return fmt::format("a JPEG frame with {} components; expected 1 (grey) or 3 (colour)", components);
-      return {};
     }
-    if (marker == 0xDA || marker == 0xD9) break;  // scan data or end before any frame header
+    if (marker == 0xEE && length >= 14 && jpeg.compare(i + 4, 5, "Adobe") == 0 && byte(i + 15) > 2)
+      return fmt::format("an Adobe JPEG segment with colour transform {}; expected 0, 1 or 2", byte(i + 15));
+    if (marker == 0xDA || marker == 0xD9) return {};  // the first scan: the header is over
     i += 2 + length;
   }
-  return {};  // no frame header in this fragment: left to the decoder
+  return {};
 }
 
 // Walks elements from the cursor to `end`. Top-level tags of interest are noted. The values of
@@ -162,7 +158,7 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       if (element == 0xE000 && !open.empty() && open.back() && ++fragments == 2 &&
           is_jpeg_syntax(result.transfer_syntax) && c.has(length) && length <= end - c.offset) {
         // The first fragment after the offset table starts the first frame's JPEG stream.
-        if (const std::string problem = check_jpeg_frame(c.bytes.substr(c.offset, length)); !problem.empty()) {
+        if (const std::string problem = check_jpeg_header(c.bytes.substr(c.offset, length)); !problem.empty()) {
           result.error = fmt::format("pixel data at byte {}: {}", start, problem);
           return;
         }
