@@ -56,6 +56,7 @@ struct WalkResult {
   uint64_t meta_group_end = 0;  // from (0002,0000), when present
   bool number_of_frames = false;
   bool frame_increment_pointer = false;
+  bool pixel_data = false;  // (7FE0,0008/0009/0010) at the top level
 };
 
 bool starts_with_item(const Cursor& c, uint32_t length) {
@@ -184,6 +185,8 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     } else {
       length = c.u32();
     }
+    if (nesting == 0 && depth == 0 && group == 0x7FE0 && (element == 0x0008 || element == 0x0009 || element == 0x0010))
+      result.pixel_data = true;
     if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0008) result.number_of_frames = true;
     if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
     if (length == kUndefinedLength) {  // a sequence or encapsulated pixel data: its items follow
@@ -288,7 +291,8 @@ std::string check_dicom_structure(std::string_view bytes) {
     Cursor d{inflated, 0, false};
     WalkResult data_set;
     walk(d, inflated.size(), /*explicit_vr=*/true, data_set, /*meta_only=*/false);
-    return data_set.error.empty() ? std::string() : "deflated data set: " + data_set.error;
+    if (!data_set.error.empty()) return "deflated data set: " + data_set.error;
+    return data_set.pixel_data ? std::string() : "has no pixel data (7FE0,0010); expected a DICOM image";
   }
   bool explicit_vr = ts != "1.2.840.10008.1.2";
   c.big_endian = ts == "1.2.840.10008.1.2.2";
@@ -297,6 +301,8 @@ std::string check_dicom_structure(std::string_view bytes) {
   if (explicit_vr && c.has(6)) explicit_vr = is_vr(bytes.data() + c.offset + 4);
   walk(c, bytes.size(), explicit_vr, result, /*meta_only=*/false);
   if (!result.error.empty()) return result.error;
+  // GDCM's image reader aborts (an assertion) on some data sets without pixel data.
+  if (!result.pixel_data) return "has no pixel data (7FE0,0010); expected a DICOM image";
   if (result.frame_increment_pointer && !result.number_of_frames)
     return "has a Frame Increment Pointer (0028,0009) but no Number of Frames (0028,0008); "
            "expected both or neither";
