@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -46,6 +47,24 @@ struct Storages {
   std::function<void(const std::string& key, torch::Tensor& flat)> fill;  // zip: immediate
   std::map<std::string, torch::Tensor> by_key;
 };
+
+// Refuses to put `value` into `container` when `value` is or contains it: a reference cycle,
+// which a hostile pickle can build from memo references and shared_ptr could never free.
+void check_acyclic(const PickleRef& container, const PickleRef& value) {
+  std::vector<const PickleValue*> todo{value.get()};
+  std::set<const PickleValue*> seen;
+  while (!todo.empty()) {
+    const PickleValue* v = todo.back();
+    todo.pop_back();
+    if (v == nullptr || !seen.insert(v).second) continue;
+    if (v == container.get()) throw core::CheckpointError("a pickle whose containers contain themselves");
+    for (const PickleRef& item : v->items) todo.push_back(item.get());
+    for (const auto& [key, entry] : v->entries) {
+      todo.push_back(key.get());
+      todo.push_back(entry.get());
+    }
+  }
+}
 
 class Unpickler {
  public:
@@ -89,10 +108,10 @@ class Unpickler {
           stack_.push_back(t);
           break;
         }
-        case 'a': { auto v = pop(); list_top()->items.push_back(v); break; }
-        case 'e': { auto items = pop_mark(); auto l = list_top(); l->items.insert(l->items.end(), items.begin(), items.end()); break; }
-        case 's': { auto v = pop(); auto k = pop(); dict_top()->entries.emplace_back(k, v); break; }
-        case 'u': { auto items = pop_mark(); auto d = dict_top(); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); break; }
+        case 'a': { auto v = pop(); auto l = list_top(); check_acyclic(l, v); l->items.push_back(v); break; }
+        case 'e': { auto items = pop_mark(); auto l = list_top(); for (const auto& v : items) check_acyclic(l, v); l->items.insert(l->items.end(), items.begin(), items.end()); break; }
+        case 's': { auto v = pop(); auto k = pop(); auto d = dict_top(); check_acyclic(d, k); check_acyclic(d, v); d->entries.emplace_back(k, v); break; }
+        case 'u': { auto items = pop_mark(); auto d = dict_top(); for (const auto& v : items) check_acyclic(d, v); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); break; }
         case 'q': memo_[static_cast<uint8_t>(byte())] = top(); break;
         case 'r': memo_[static_cast<uint32_t>(le(4))] = top(); break;
         case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
