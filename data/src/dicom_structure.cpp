@@ -191,11 +191,13 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
     if (length == kUndefinedLength) {  // a sequence or encapsulated pixel data: its items follow
       const bool is_pixel_data_tag = group == 0x7FE0 && element == 0x0010;
-      const bool sequence_or_unknown = (vr[0] == 'S' && vr[1] == 'Q') || (vr[0] == 'U' && vr[1] == 'N');
-      if (explicit_vr && group != 0xFFFE && !sequence_or_unknown && !is_pixel_data_tag) {  // GDCM asserts
-        result.error = fmt::format("element ({:04X},{:04X}) at byte {} has an undefined length, which only "
-                                   "sequences, UN and pixel data may have",
-                                   group, element, start);
+      const bool sequence = vr[0] == 'S' && vr[1] == 'Q', unknown = vr[0] == 'U' && vr[1] == 'N';
+      const bool ob_ow = vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W');
+      // GDCM asserts on anything else: sequences and UN anywhere, OB/OW/UN for encapsulated pixel data.
+      if (explicit_vr && group != 0xFFFE && (is_pixel_data_tag ? !(ob_ow || unknown) : !(sequence || unknown))) {
+        result.error = fmt::format("element ({:04X},{:04X}) at byte {} has an undefined length with VR {}{}; "
+                                   "expected SQ or UN, or OB/OW for pixel data",
+                                   group, element, start, vr[0], vr[1]);
         return;
       }
       const bool pixel_data = is_pixel_data_tag || (explicit_vr && vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W'));
