@@ -5,10 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "pneumo_test_paths.h"
 
@@ -92,6 +94,36 @@ int spawn_quiet(const std::vector<std::string>& argv) {
     ::_exit(127);
   }
   return child;
+}
+
+int spawn_logged(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
+                 const fs::path& log) {
+  std::vector<std::string> copy = argv;
+  std::vector<std::string> variables = environment;
+  const std::string log_path = log.string();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    for (auto& v : variables) ::putenv(v.data());
+    const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0 || ::dup2(fd, STDOUT_FILENO) < 0 || ::dup2(fd, STDERR_FILENO) < 0) ::_exit(126);
+    std::vector<char*> args;
+    for (auto& arg : copy) args.push_back(arg.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+int wait_for_exit(int pid, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (true) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (done < 0 || std::chrono::steady_clock::now() >= end) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 }  // namespace pneumo::testing

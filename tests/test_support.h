@@ -41,4 +41,13 @@ CommandResult run_pneumo(const std::vector<std::string>& args);
 // without waiting (for tests that kill it).
 int spawn_quiet(const std::vector<std::string>& argv);
 
+// Starts a program with NAME=VALUE entries added to its environment and stdout and stderr
+// appended to `log`; returns its pid without waiting.
+int spawn_logged(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
+                 const std::filesystem::path& log);
+
+// Waits up to `seconds` for the child `pid` to end: its exit code (128 + signal when killed),
+// or -1 if it is still running then (the caller decides what to do with it).
+int wait_for_exit(int pid, double seconds);
+
 }  // namespace pneumo::testing

@@ -19,6 +19,7 @@ struct LogState {
   std::atomic<LogLevel> level{LogLevel::kInfo};
   std::FILE* file = nullptr;
   std::string status_line;  // currently drawn at the bottom of the terminal, if any
+  std::string prefix;       // put before every console message, e.g. "rank 1: "
 };
 
 LogState& state() {
@@ -84,9 +85,9 @@ void log_message(LogLevel level, std::string_view message) {
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.status_line.empty()) std::fputs(kClearLine, stderr);
   if (level == LogLevel::kInfo) {
-    fmt::print(stderr, "{}\n", message);
+    fmt::print(stderr, "{}{}\n", s.prefix, message);
   } else {
-    fmt::print(stderr, "{}: {}\n", level_name(level), message);
+    fmt::print(stderr, "{}{}: {}\n", s.prefix, level_name(level), message);
   }
   if (!s.status_line.empty()) std::fputs(s.status_line.c_str(), stderr);
   std::fflush(stderr);
@@ -94,6 +95,12 @@ void log_message(LogLevel level, std::string_view message) {
     fmt::print(s.file, "{} {:<7} {}\n", timestamp(), level_name(level), message);
     std::fflush(s.file);
   }
+}
+
+void set_log_prefix(std::string_view prefix) {
+  LogState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.prefix = prefix;
 }
 
 void set_status_line(std::string_view line) {

@@ -28,7 +28,7 @@ class DenseLayerImpl : public nn::Module {
   }
 
  private:
-  nn::BatchNorm2d norm1_{nullptr}, norm2_{nullptr};
+  BatchNorm2d norm1_{nullptr}, norm2_{nullptr};
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
 };
 TORCH_MODULE(DenseLayer);
@@ -63,7 +63,7 @@ class TransitionImpl : public nn::Module {
   }
 
  private:
-  nn::BatchNorm2d norm_{nullptr};
+  BatchNorm2d norm_{nullptr};
   nn::Conv2d conv_{nullptr};
 };
 TORCH_MODULE(Transition);

@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "layers.h"
+
 namespace pneumo::models {
 
 class DenseNet121FeaturesImpl : public torch::nn::Module {
@@ -22,7 +24,7 @@ class DenseNet121FeaturesImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv2d conv0_{nullptr};
-  torch::nn::BatchNorm2d norm0_{nullptr}, norm5_{nullptr};
+  BatchNorm2d norm0_{nullptr}, norm5_{nullptr};
   std::vector<std::shared_ptr<torch::nn::Module>> blocks_;
   std::vector<std::shared_ptr<torch::nn::Module>> transitions_;
 };

@@ -53,7 +53,7 @@ class ConvBlockImpl : public nn::Module {
 
  private:
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   SqueezeExcite se_{nullptr};
 };
 TORCH_MODULE(ConvBlock);
@@ -86,9 +86,9 @@ class AsppImpl : public nn::Module {
 
  private:
   nn::Conv2d pool_conv_{nullptr}, project_{nullptr};
-  nn::BatchNorm2d pool_bn_{nullptr}, project_bn_{nullptr};
+  BatchNorm2d pool_bn_{nullptr}, project_bn_{nullptr};
   std::vector<nn::Conv2d> branches_;
-  std::vector<nn::BatchNorm2d> bns_;
+  std::vector<BatchNorm2d> bns_;
 };
 TORCH_MODULE(Aspp);
 

@@ -8,6 +8,11 @@ class App;
 
 namespace pneumo::tools {
 
+// Thrown by a command that ends with an exit code it has already explained (main returns it).
+struct ExitCode {
+  int code;
+};
+
 void setup_augment(CLI::App& app);
 void setup_version(CLI::App& app);
 void setup_config(CLI::App& app);
@@ -21,5 +26,6 @@ void setup_average(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_rle(CLI::App& app);
 void setup_train(CLI::App& app);
+void setup_launch(CLI::App& app);
 
 }  // namespace pneumo::tools

@@ -39,12 +39,15 @@ int main(int argc, char** argv) {
   tools::setup_predict(app);
   tools::setup_rle(app);
   tools::setup_train(app);
+  tools::setup_launch(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help or the parse error
     return code == 0 ? core::kExitOk : core::kExitUsageOrConfig;
+  } catch (const tools::ExitCode& e) {
+    return e.code;
   } catch (const core::Error& e) {
     core::log::error("{}", e.what());
     return e.exit_code();

@@ -34,7 +34,9 @@ void run_train(const TrainCommandOptions& options) {
   train_options.overwrite = options.overwrite;
   train_options.resume = options.resume;
   train_options.stop_after_epochs = options.stop_after;
+  train_options.placement = train::placement_from_environment();
   const train::TrainSummary s = train::train_experiment(config, train_options);
+  if (train_options.placement.rank != 0) return;  // rank 0 reports
   if (!s.epochs.empty()) {
     const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
     fmt::print("{:>6} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n", "epoch", "train_loss", "val_loss", "val_dice",

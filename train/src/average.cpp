@@ -10,6 +10,7 @@
 #include "pneumo/core/runtime.h"
 #include "pneumo/data/data_section.h"
 #include "pneumo/data/folds.h"
+#include "pneumo/models/batch_norm.h"
 #include "pneumo/models/network.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/experiment.h"
@@ -21,20 +22,14 @@ namespace fs = std::filesystem;
 int recompute_batchnorm(models::Network& network, const data::Dataset& dataset, const std::vector<int64_t>& indices,
                         const data::LoaderOptions& loader, const c10::Device& device) {
   torch::NoGradGuard no_grad;
-  std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms;
-  for (const auto& module : network.modules())
-    if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(module)) {
-      bn->reset_running_stats();
-      bn->options.momentum(c10::nullopt);  // a cumulative average over all batches
-      norms.push_back(bn);
-    }
-  if (norms.empty()) return 0;
+  const int layers = models::reset_batchnorm_statistics(network, std::nullopt);  // an average over all batches
+  if (layers == 0) return 0;
   network.train();
   data::BatchLoader batches(dataset, indices, loader);
   while (auto batch = batches.next()) network.forward(batch->to(device).images);
-  for (auto& bn : norms) bn->options.momentum(0.1);
+  models::set_batchnorm_momentum(network, 0.1);
   network.eval();
-  return static_cast<int>(norms.size());
+  return layers;
 }
 
 AverageSummary average_checkpoints(const AverageOptions& options) {

@@ -22,7 +22,9 @@
 #include "pneumo/data/folds.h"
 #include "pneumo/train/average.h"
 #include "pneumo/train/charts.h"
+#include "pneumo/models/batch_norm.h"
 #include "pneumo/train/checkpoint.h"
+#include "pneumo/train/distributed.h"
 #include "pneumo/train/losses.h"
 #include "pneumo/train/metrics.h"
 #include "pneumo/train/mixed_precision.h"
@@ -290,6 +292,57 @@ void restore_rng_states(const models::PickleRef& state) {
                         cuda->items[i]->tensor);
 }
 
+// The data-parallel side of a run: the process group (none on one process) and the batch
+// split. On an error the group is left open rather than closed: closing waits for the
+// collectives still in flight, which the other processes will never finish.
+struct DataParallel {
+  std::unique_ptr<ProcessGroup> group;
+  int rank = 0, world = 1;
+  int64_t global_batch = 1, process_batch = 1;
+  double lr_factor = 1.0;
+
+  DataParallel() = default;
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+  ~DataParallel() {
+    if (group && std::uncaught_exceptions() > 0) static_cast<void>(group.release());
+  }
+  bool writer() const { return rank == 0; }
+};
+
+// Checks the batch split and learning-rate scaling against the number of processes.
+void plan_batches(const TrainSection& t, int world, DataParallel& dp) {
+  const DistributedSection& d = t.distributed;
+  if (d.batch_size == "global" && d.lr_scaling != "none")
+    throw core::ConfigError(fmt::format(
+        "train.distributed.lr_scaling: {} applies to per_process batches; with global batches a step is the same on "
+        "any number of processes, so keep lr_scaling: none (or set batch_size: per_process)",
+        d.lr_scaling));
+  dp.world = world;
+  if (d.batch_size == "global") {
+    if (t.batch_size % world != 0)
+      throw core::ConfigError(fmt::format(
+          "train.batch_size: {} images cannot be split evenly over {} processes; use a multiple of {}, or "
+          "train.distributed.batch_size: per_process",
+          t.batch_size, world, world));
+    dp.global_batch = t.batch_size;
+    dp.process_batch = t.batch_size / world;
+  } else {
+    dp.process_batch = t.batch_size;
+    dp.global_batch = static_cast<int64_t>(t.batch_size) * world;
+  }
+  dp.lr_factor = d.lr_scaling == "linear" ? world : d.lr_scaling == "sqrt" ? std::sqrt(static_cast<double>(world)) : 1.0;
+}
+
+// Copies rank 0's parameters (or BatchNorm statistics) to every process.
+void broadcast_from_first(ProcessGroup& group, const std::vector<torch::Tensor>& tensors, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  for (const torch::Tensor& t : tensors) {
+    torch::Tensor data = t.detach();
+    group.broadcast(data, what);
+  }
+}
+
 double number_of(const models::PickleRef& state, const char* key) {
   const models::PickleRef v = models::pickle_get(state, key);
   if (!v) throw core::CheckpointError(fmt::format("the checkpoint's trainer state lacks '{}'", key));
@@ -344,8 +397,29 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   std::optional<Checkpoint> resume_from;
   fs::path resume_file;
   if (resuming) std::tie(resume_from, resume_file) = resume_checkpoint(options.resume);  // before touching anything
+  DataParallel dp;
+  plan_batches(t, options.placement.world_size, dp);
   // Seeds first: the model's initial weights depend on them.
-  const c10::Device device = core::activate_runtime(config.runtime, seed);
+  c10::Device device = core::activate_runtime(config.runtime, seed);
+  if (options.placement.distributed()) {
+    const ProcessPlacement& place = options.placement;
+    dp.rank = place.rank;
+    if (place.rank > 0) {
+      core::set_log_prefix(fmt::format("rank {}: ", place.rank));
+      if (core::log_level() < core::LogLevel::kWarn) core::set_log_level(core::LogLevel::kWarn);
+    }
+    if (device.is_cuda()) {  // one GPU per process
+      if (config.runtime.device.rfind("cuda:", 0) == 0)
+        throw core::ConfigError(fmt::format("runtime.device: {} names one GPU, but each of the {} processes uses the "
+                                            "GPU of its LOCAL_RANK; set it to cuda or auto",
+                                            config.runtime.device, place.world_size));
+      device = core::resolve_device(core::parse_device(fmt::format("cuda:{}", place.local_rank)));
+    }
+    if (config.runtime.threads == 0)  // the machine's cores are shared by its processes
+      core::configure_threads(std::max(1, core::hardware_threads() / place.local_world_size));
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(t.distributed.timeout_s * 1000.0));
+    dp.group = ProcessGroup::connect(place, device, timeout);
+  }
   const augment::Pipeline train_augment = config.augment.train_pipeline();
   const augment::Pipeline val_augment = config.augment.validation_pipeline();
   std::shared_ptr<models::Network> net = models::build_model(config.model);
@@ -358,22 +432,34 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                                         config.model.encoder.in_channels, config.data.channels));
   const data::Dataset dataset = data::open_dataset(config.data);
 
-  const core::RunDirectory run = resuming ? core::RunDirectory::open(options.resume)
-                                          : core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
-                                                                       config.experiment.run_name, options.overwrite);
+  // Only rank 0 writes the run folder (the other processes may not even see it).
+  std::optional<core::RunDirectory> writable;
   const std::string yaml = experiment_to_yaml(config);
-  if (resuming) {
-    core::open_log_file(run.log_file());
-    if (const int removed = run.remove_interrupted_writes())
-      core::log::info("removed {} partial file(s) of writes interrupted when the run stopped", removed);
+  if (dp.writer()) {
+    writable = resuming ? core::RunDirectory::open(options.resume)
+                        : core::RunDirectory::create(config.experiment.output_dir, config.experiment.name,
+                                                     config.experiment.run_name, options.overwrite);
+    if (resuming) {
+      core::open_log_file(writable->log_file());
+      if (const int removed = writable->remove_interrupted_writes())
+        core::log::info("removed {} partial file(s) of writes interrupted when the run stopped", removed);
+    } else {
+      writable->start(yaml);
+    }
   }
-  else
-    run.start(yaml);
-  core::log::info("run {}: {} on {}{}", run.path().string(), config.model.name, device.str(),
+  const fs::path run_path = dp.group ? fs::path(dp.group->broadcast(dp.writer() ? writable->path().string() : "",
+                                                                     "sharing the run folder's name"))
+                                     : writable->path();
+  core::log::info("run {}: {} on {}{}", run_path.string(), config.model.name, device.str(),
                   resuming ? fmt::format(", resuming after epoch {}", resume_from->epoch) : "");
+  if (dp.group)
+    core::log::info("data-parallel: {} processes ({}), {} images per step, {} per process; BatchNorm {}; learning "
+                    "rate x{:.3g}",
+                    dp.world, dp.group->backend(), dp.global_batch, dp.process_batch,
+                    t.distributed.sync_batchnorm ? "synchronised" : "per process", dp.lr_factor);
 
   const std::vector<int> folds = data::assign_folds(config.data, dataset.index(), seed);
-  data::write_folds_csv(run.file("folds.csv"), dataset.index(), folds);
+  if (dp.writer()) data::write_folds_csv(writable->file("folds.csv"), dataset.index(), folds);
   const data::FoldSplit split = data::split_by_fold(folds, config.data.fold);
   if (split.train.empty() || split.validation.empty())
     throw core::DataError(fmt::format("fold {} leaves {} training and {} validation images", config.data.fold,
@@ -404,13 +490,17 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     }
     return out;
   };
+  if (dp.group && t.distributed.sync_batchnorm)
+    models::synchronise_batchnorm(*net, [group = dp.group.get()](torch::Tensor& x) {
+      group->sum(x, "synchronised BatchNorm statistics");
+    });
   auto optimizer = make_optimizer(t.optimizer, *net);
   std::vector<double> base_lr;
-  for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr());
+  for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr() * dp.lr_factor);
   LrSchedule schedule(t.schedule, t.epochs);
 
   data::LoaderOptions loader = data::loader_options(config.data);
-  loader.batch_size = t.batch_size;
+  loader.batch_size = dp.process_batch;
   loader.seed = seed;
   loader.pin_memory = device.is_cuda();
   auto transform_of = [](const augment::Pipeline& p) -> data::SampleTransform {
@@ -425,7 +515,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   };
 
   TrainSummary summary;
-  summary.run = run.path();
+  summary.run = run_path;
   summary.monitor = t.monitor;
   summary.best_value = -std::numeric_limits<double>::infinity();
   std::vector<EpochResult> rows;
@@ -466,6 +556,13 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       return summary;
     }
   }
+  // Every process starts from rank 0's weights (they agree already; this makes sure).
+  if (dp.group) {
+    std::vector<torch::Tensor> state;
+    for (const auto& p : net->parameters()) state.push_back(p);
+    for (const auto& b : net->buffers()) state.push_back(b);
+    broadcast_from_first(*dp.group, state, "sharing the initial weights");
+  }
   // Validation at the training resolution: loss, Kaggle Dice, IoU, image-level AUC.
   auto evaluate = [&](models::Network& model, int epoch, EpochResult& m) {
     model.eval();
@@ -473,7 +570,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     data::LoaderOptions val_loader = loader;
     val_loader.epoch = epoch;
     val_loader.transform = transform_of(val_augment);
-    data::BatchLoader val(dataset, split.validation, val_loader);
+    data::BatchLoader val(dataset, dp.group ? shard_evenly(split.validation, dp.rank, dp.world) : split.validation,
+                          val_loader);
     double val_loss = 0.0, dice = 0.0, iou_sum = 0.0;
     int64_t n = 0;
     std::vector<double> scores;
@@ -499,6 +597,21 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       }
       n += static_cast<int64_t>(b.ids.size());
     }
+    if (dp.group) {  // each process validated its share: add them up
+      const std::vector<double> sums = dp.group->sum_in_rank_order({val_loss, dice, iou_sum, static_cast<double>(n)},
+                                                                   "adding up the validation metrics");
+      val_loss = sums[0];
+      dice = sums[1];
+      iou_sum = sums[2];
+      n = static_cast<int64_t>(sums[3]);
+      const torch::Tensor all_scores = dp.group->gather(torch::tensor(scores, torch::kFloat64), "gathering scores").cpu();
+      const torch::Tensor all_labels =
+          dp.group->gather(torch::tensor(std::vector<double>(labels.begin(), labels.end()), torch::kFloat64),
+                           "gathering labels").cpu();
+      scores.assign(all_scores.data_ptr<double>(), all_scores.data_ptr<double>() + all_scores.numel());
+      labels.clear();
+      for (int64_t j = 0; j < all_labels.numel(); ++j) labels.push_back(all_labels[j].item<double>() > 0.5 ? 1 : 0);
+    }
     m.val_loss = val_loss / static_cast<double>(n);
     m.val_dice = segmenter ? dice / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
     m.val_iou = segmenter ? iou_sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
@@ -517,11 +630,21 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     net->train();
     data::LoaderOptions train_loader = loader;
     train_loader.epoch = epoch;
-    train_loader.drop_last = t.drop_last && sampler.size(epoch) > t.batch_size;
     train_loader.transform = transform_of(train_augment);
-    data::BatchLoader batches(dataset, sampler.order(epoch), train_loader);
+    // This process's share of each step's batch (all of it on one process).
+    const EpochShard shard = shard_epoch(sampler.order(epoch), dp.global_batch,
+                                         t.drop_last && sampler.size(epoch) > dp.global_batch, dp.rank, dp.world);
+    data::BatchLoader batches(dataset, shard.order, train_loader);
     const int64_t count = batches.batch_count();
-    core::Progress progress(fmt::format("epoch {}/{}", epoch + 1, t.epochs), count);
+    core::Progress progress(fmt::format("epoch {}/{}", epoch + 1, t.epochs), count, core::Progress::Style::kAuto,
+                            dp.writer() ? core::Progress::Sink{} : [](const std::string&, bool) {});
+    std::optional<GradientAverager> averager;
+    if (dp.group) {
+      std::vector<torch::Tensor> trainable;
+      for (const auto& p : net->parameters())
+        if (p.requires_grad()) trainable.push_back(p);
+      averager.emplace(*dp.group, trainable, static_cast<int64_t>(t.distributed.bucket_mb * 1024 * 1024));
+    }
     double loss_sum = 0.0;
     int64_t seen = 0;
     optimizer->zero_grad();
@@ -530,15 +653,37 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       const double progress_epochs = epoch + static_cast<double>(i) / static_cast<double>(count);
       const double factor = schedule.factor(t.schedule.per == "step" ? progress_epochs : epoch);
       for (size_t g = 0; g < base_lr.size(); ++g) optimizer->param_groups()[g].options().set_lr(base_lr[g] * factor);
-      const torch::Tensor loss = compute_loss(run_model(*net, b.images), b, segmenter, t.loss);
-      const double value = loss.item<double>();
+      torch::Tensor loss = compute_loss(run_model(*net, b.images), b, segmenter, t.loss);
+      double value = loss.item<double>();
+      auto real = static_cast<int64_t>(b.ids.size());
+      double step_samples = static_cast<double>(real);
+      if (dp.group) {
+        // The step's loss over all processes; each share's loss is weighted so that the
+        // averaged gradients are those of the whole batch.
+        real = shard.real_samples.at(static_cast<size_t>(i));
+        const bool finite_here = std::isfinite(value);
+        const std::vector<double> sums = dp.group->sum_in_rank_order(
+            {finite_here && real > 0 ? value * static_cast<double>(real) : 0.0, static_cast<double>(real),
+             finite_here ? 0.0 : 1.0},
+            fmt::format("adding up the loss of step {}", step + 1));
+        if (sums[2] > 0 && finite_here)
+          throw core::ModelError(fmt::format("the loss became NaN or infinite on another process at epoch {}, batch {}; "
+                                             "stopped. The last good checkpoint is {}",
+                                             epoch + 1, i + 1, (run_path / "last.ckpt").string()));
+        if (finite_here) value = sums[0] / sums[1];
+        step_samples = sums[1];
+        loss = loss * shard.loss_weights.at(static_cast<size_t>(i));
+      }
       if (!std::isfinite(value))
         throw core::ModelError(fmt::format(
             "the loss became {} at epoch {}, batch {} (images {}); stopped. The last good checkpoint is {}. "
             "Lower train.optimizer.lr or add train.clip_grad_norm.",
-            value, epoch + 1, i + 1, fmt::join(b.ids, ", "), run.file("last.ckpt").string()));
+            value, epoch + 1, i + 1, fmt::join(b.ids, ", "), (run_path / "last.ckpt").string()));
+      const bool ends_step = (i + 1) % t.accumulate == 0 || i + 1 == count;
+      if (averager && ends_step) averager->arm();
       scaler.scale(loss / t.accumulate).backward();
-      if ((i + 1) % t.accumulate == 0 || i + 1 == count) {
+      if (ends_step) {
+        if (averager) averager->finish();      // the same averaged gradients on every process
         const bool finite = scaler.unscale(net->parameters());  // always true without mixed precision
         if (t.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), t.clip_grad_norm);
         if (finite)
@@ -560,11 +705,21 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
           }
         }
       }
-      loss_sum += value * static_cast<double>(b.ids.size());
-      seen += static_cast<int64_t>(b.ids.size());
-      progress.advance(1, fmt::format("loss {:.4f}", loss_sum / seen));
+      loss_sum += value * step_samples;
+      seen += static_cast<int64_t>(step_samples);
+      progress.advance(1, fmt::format("loss {:.4f}", loss_sum / static_cast<double>(seen)));
     }
     progress.finish();
+    if (averager)
+      core::log::debug("gradient averaging: {} bucket(s), {:.2f} s waiting for communication in this epoch",
+                       averager->buckets(), averager->exposed_seconds());
+    averager.reset();
+    // Per-process BatchNorm statistics: validate and save rank 0's, as PyTorch DDP does.
+    if (dp.group && !t.distributed.sync_batchnorm) {
+      std::vector<torch::Tensor> buffers;
+      for (const auto& b : net->buffers()) buffers.push_back(b);
+      broadcast_from_first(*dp.group, buffers, "sharing BatchNorm statistics");
+    }
 
     // --- validation, at the training resolution
     EpochResult m;
@@ -574,7 +729,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     evaluate(*net, epoch, m);
     m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     rows.push_back(m);
-    write_metrics(run, rows);
+    if (dp.writer()) write_metrics(*writable, rows);
     const double value = monitored(m, t.monitor);
     schedule.on_validation(value);
     core::log::info("epoch {}/{}: train_loss {:.4f}  val_loss {:.4f}  val_dice {}  val_iou {}  val_auc {}  lr {:.2e}  {:.0f} s",
@@ -642,15 +797,18 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     });
     // best before last: an interruption between the two resumes from the previous last.ckpt,
     // which repeats this epoch and rewrites both.
-    if (improved) write_checkpoint(run.file("best.ckpt"), checkpoint);
-    if (snapshot) write_checkpoint(run.file(snapshot_name(epoch + 1)), checkpoint);
-    if (keep) write_checkpoint(run.file(fmt::format("top-{:03d}.ckpt", epoch + 1)), checkpoint);
-    write_checkpoint(run.file("last.ckpt"), checkpoint);
-    if (dropped) {
-      std::error_code ec;
-      fs::remove(run.file(fmt::format("top-{:03d}.ckpt", *dropped)), ec);
+    if (dp.writer()) {
+      const core::RunDirectory& run = *writable;
+      if (improved) write_checkpoint(run.file("best.ckpt"), checkpoint);
+      if (snapshot) write_checkpoint(run.file(snapshot_name(epoch + 1)), checkpoint);
+      if (keep) write_checkpoint(run.file(fmt::format("top-{:03d}.ckpt", epoch + 1)), checkpoint);
+      write_checkpoint(run.file("last.ckpt"), checkpoint);
+      if (dropped) {
+        std::error_code ec;
+        fs::remove(run.file(fmt::format("top-{:03d}.ckpt", *dropped)), ec);
+      }
+      if (snapshot) write_manifest(run, snapshots, std::nullopt);
     }
-    if (snapshot) write_manifest(run, snapshots, std::nullopt);
     summary.epochs_run = epoch + 1;
     if (!improved && t.early_stopping > 0 && epochs_without_improvement >= t.early_stopping) {
       summary.stopped_early = true;
@@ -659,7 +817,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     }
     if (options.stop_after_epochs > 0 && ++epochs_this_session >= options.stop_after_epochs && epoch + 1 < t.epochs) {
       core::log::info("stopping after {} epoch(s) as asked; continue with: pneumo train --resume {}",
-                      options.stop_after_epochs, run.path().string());
+                      options.stop_after_epochs, run_path.string());
       break;
     }
   }
@@ -672,8 +830,10 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);
-    write_checkpoint(run.file("swa.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
-    write_manifest(run, snapshots, m);
+    if (dp.writer()) {
+      write_checkpoint(writable->file("swa.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
+      write_manifest(*writable, snapshots, m);
+    }
     core::log::info("SWA over {} epochs: val_loss {:.4f}  val_dice {}  val_auc {} (swa.ckpt)", swa_count, m.val_loss,
                     number(m.val_dice), number(m.val_auc));
   }
@@ -683,14 +843,16 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     EpochResult m;
     m.epoch = summary.epochs_run;
     evaluate(*averaged, summary.epochs_run, m);
-    write_checkpoint(run.file("ema.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
+    if (dp.writer())
+      write_checkpoint(writable->file("ema.ckpt"), make_checkpoint(*averaged, yaml, summary.epochs_run, step, m));
     core::log::info("EMA (decay {}): val_loss {:.4f}  val_dice {}  val_auc {} (ema.ckpt)", t.ema, m.val_loss,
                     number(m.val_dice), number(m.val_auc));
   }
   if (t.monitor == "val_loss") summary.best_value = -summary.best_value;
   summary.epochs = rows;
   core::log::info("best {} {:.4f} at epoch {}; checkpoints in {}", t.monitor, summary.best_value, summary.best_epoch,
-                  run.path().string());
+                  run_path.string());
+  if (dp.group) dp.group->barrier("finishing the run");
   return summary;
 }
 

@@ -65,4 +65,11 @@ class DeviceError : public Error {
   using Error::Error;
 };
 
+// A process of a data-parallel run failed, was killed or stopped answering, so the
+// collective operations that join the processes cannot go on.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace pneumo::core

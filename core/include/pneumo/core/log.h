@@ -27,6 +27,9 @@ void close_log_file();
 
 void log_message(LogLevel level, std::string_view message);
 
+// Text put before every console message (e.g. "rank 1: " in a data-parallel run); empty: none.
+void set_log_prefix(std::string_view prefix);
+
 // A one-line status (a progress bar) that stays at the bottom of a terminal: log lines are
 // printed above it. Only used when stderr is a terminal.
 void set_status_line(std::string_view line);

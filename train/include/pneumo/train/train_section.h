@@ -114,6 +114,36 @@ struct SwaSection {
   }
 };
 
+// Data-parallel training over several processes (pneumo launch, or torchrun's environment).
+// What is global and what is per process: `train.batch_size` is the batch of one optimiser
+// step over all processes by default, so a config trains the same on 1 or N processes.
+struct DistributedSection {
+  std::string batch_size = "global";
+  std::string lr_scaling = "none";
+  bool sync_batchnorm = true;
+  double timeout_s = 300.0;
+  double bucket_mb = 25.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("batch_size", batch_size,
+      "global: train.batch_size is split across the processes (it must divide evenly), so N processes take "
+      "the steps one would; per_process: each process takes train.batch_size, an N times larger step",
+      core::one_of({"global", "per_process"}));
+    v("lr_scaling", lr_scaling,
+      "with per_process batches: multiply train.optimizer.lr by N (linear) or sqrt(N) (sqrt), or keep it (none)",
+      core::one_of({"none", "linear", "sqrt"}));
+    v("sync_batchnorm", sync_batchnorm,
+      "normalise with the statistics of the whole step's batch across processes (as on one process); false: "
+      "each process uses its own share's, and rank 0's running statistics are kept");
+    v("timeout_s", timeout_s,
+      "a process that has not answered for this long counts as lost: the others stop with an error",
+      core::in_range(1.0, 86400.0));
+    v("bucket_mb", bucket_mb, "gradients are averaged in buckets of about this many MiB while the backward pass runs",
+      core::in_range(0.0625, 1024.0));
+  }
+};
+
 struct TrainSection {
   int epochs = 10;
   int batch_size = 8;
@@ -129,6 +159,7 @@ struct TrainSection {
   SwaSection swa;
   double ema = 0.0;
   int keep_top = 0;
+  DistributedSection distributed;
 
   template <class V>
   void visit(V& v) {
@@ -150,6 +181,7 @@ struct TrainSection {
     v("swa", swa, "stochastic weight averaging");
     v("ema", ema, "keep an exponential moving average of the weights with this decay per step, validated "
       "and saved as ema.ckpt at the end (0: off; e.g. 0.999)", core::in_range(0.0, 0.99999));
+    v("distributed", distributed, "data-parallel training over several processes (pneumo launch)");
   }
 };
 

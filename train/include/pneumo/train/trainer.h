@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pneumo/train/checkpoint.h"
+#include "pneumo/train/distributed.h"
 #include "pneumo/train/experiment.h"
 
 namespace pneumo::train {
@@ -19,6 +20,9 @@ struct TrainOptions {
   // are restored, so a resumed run ends as an uninterrupted one would.
   std::filesystem::path resume;
   int stop_after_epochs = 0;  // end this session after N epochs (0: run to the end); resume later
+  // This process's place in a data-parallel run (placement_from_environment); the default is
+  // a run of one process. Every process calls train_experiment with the same config.
+  ProcessPlacement placement;
 };
 
 // The resolved config a run recorded (its config.yaml).
