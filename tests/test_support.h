@@ -46,6 +46,9 @@ int spawn_quiet(const std::vector<std::string>& argv);
 int spawn_logged(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
                  const std::filesystem::path& log);
 
+// A TCP port on 127.0.0.1 that nobody listens on now.
+int free_tcp_port();
+
 // Waits up to `seconds` for the child `pid` to end: its exit code (128 + signal when killed),
 // or -1 if it is still running then (the caller decides what to do with it).
 int wait_for_exit(int pid, double seconds);

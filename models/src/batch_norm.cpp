@@ -12,10 +12,8 @@ namespace pneumo::models {
 
 namespace {
 
-using Sum = std::function<void(torch::Tensor&)>;
-
 struct SumHolder : torch::CustomClassHolder {
-  std::shared_ptr<const Sum> sum;
+  std::shared_ptr<const SyncContext> sync;
 };
 
 // The sum over processes as an autograd operation. Every process's loss depends on the sum,
@@ -23,12 +21,12 @@ struct SumHolder : torch::CustomClassHolder {
 class SumOverProcesses : public torch::autograd::Function<SumOverProcesses> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& local,
-                               const std::shared_ptr<const Sum>& sum) {
+                               const std::shared_ptr<const SyncContext>& sync) {
     auto holder = c10::make_intrusive<SumHolder>();
-    holder->sum = sum;
+    holder->sync = sync;
     ctx->saved_data["sum"] = c10::IValue::make_capsule(std::move(holder));
-    torch::Tensor total = local.clone();
-    (*sum)(total);
+    torch::Tensor total = local.contiguous().clone();
+    sync->sum(total);
     return total;
   }
 
@@ -37,7 +35,7 @@ class SumOverProcesses : public torch::autograd::Function<SumOverProcesses> {
     const auto capsule = ctx->saved_data["sum"].toCapsule();
     const auto* holder = static_cast<const SumHolder*>(capsule.get());
     torch::Tensor total = grads.at(0).contiguous().clone();
-    (*holder->sum)(total);
+    holder->sync->sum(total);
     return {total, torch::Tensor()};
   }
 };
@@ -80,20 +78,26 @@ torch::Tensor BatchNorm2dImpl::synchronised_forward(const torch::Tensor& input, 
   const int64_t c = input.size(1);
   const torch::Tensor x = input.to(torch::kFloat32);
   const double local_count = static_cast<double>(x.numel() / std::max<int64_t>(c, 1));
-  // This share's mean and mean square per channel, weighted by its size, summed over the
-  // processes in float64; then the whole batch's mean and (biased) variance.
+  // Every share's size, mean and variance per channel, gathered in float64 (each process
+  // fills its row, the rows are summed over the processes), then combined as in Chan et al.'s
+  // parallel variance: no cancellation, whatever the mean.
   const auto [var, mean] = torch::var_mean(x, {0, 2, 3}, /*unbiased=*/false);
-  const torch::Tensor mean64 = mean.to(torch::kFloat64);
-  const torch::Tensor local = torch::cat({mean64 * local_count, (var.to(torch::kFloat64) + mean64.square()) * local_count,
-                                          torch::full({1}, local_count, mean64.options())});
-  const torch::Tensor total = SumOverProcesses::apply(local, sum_across_processes);
-  const double count = total[2 * c].item<double>();
+  const SyncContext& sync = *sum_across_processes;
+  const auto options = x.options().dtype(torch::kFloat64);
+  const torch::Tensor row = torch::cat({mean.to(torch::kFloat64), var.to(torch::kFloat64), torch::full({1}, local_count, options)});
+  torch::Tensor slot = torch::zeros({sync.world, 1}, options);
+  slot[sync.rank] = 1.0;
+  const torch::Tensor rows = slot * row.unsqueeze(0);  // [world, 2C + 1], this process's row filled
+  const torch::Tensor all = SumOverProcesses::apply(rows, sum_across_processes);
+  const torch::Tensor counts = all.select(1, 2 * c).unsqueeze(1);  // [world, 1]
+  const double count = counts.sum().item<double>();
   if (count <= 1)
     throw core::ModelError(fmt::format("BatchNorm needs more than one value per channel in a training batch; the "
                                        "whole batch holds {}",
                                        count));
-  const torch::Tensor batch_mean = total.slice(0, 0, c) / count;
-  const torch::Tensor batch_var = (total.slice(0, c, 2 * c) / count - batch_mean.square()).clamp_min(0.0);
+  const torch::Tensor means = all.slice(1, 0, c), vars = all.slice(1, c, 2 * c);
+  const torch::Tensor batch_mean = (means * counts).sum(0) / count;
+  const torch::Tensor batch_var = ((vars + (means - batch_mean).square()) * counts).sum(0) / count;
   {
     torch::NoGradGuard no_grad;
     running_mean.mul_(1.0 - factor).add_(batch_mean.detach().to(running_mean.scalar_type()), factor);
@@ -113,8 +117,10 @@ void BatchNorm2dImpl::pretty_print(std::ostream& stream) const {
          << (sum_across_processes ? ", synchronised" : "") << ")";
 }
 
-int synchronise_batchnorm(torch::nn::Module& model, SumAcrossProcesses sum) {
-  const auto shared = sum ? std::make_shared<const Sum>(std::move(sum)) : nullptr;
+int synchronise_batchnorm(torch::nn::Module& model, SumAcrossProcesses sum, int rank, int world) {
+  if (sum && (world < 1 || rank < 0 || rank >= world))
+    throw core::ModelError(fmt::format("synchronised BatchNorm: rank {} is not in 0..{}", rank, world - 1));
+  const auto shared = sum ? std::make_shared<const SyncContext>(SyncContext{std::move(sum), rank, world}) : nullptr;
   int layers = 0;
   for (const auto& module : model.modules(/*include_self=*/true)) {
     if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(module)) {

@@ -20,6 +20,12 @@ inline torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t s
 // normalised with the statistics of the whole batch across the processes of a data-parallel
 // run (synchronise_batchnorm in pneumo/models/batch_norm.h). Its own class because LibTorch
 // does not export the pieces a subclass of torch::nn::BatchNorm2dImpl links against.
+// How a synchronised BatchNorm reaches the other processes.
+struct SyncContext {
+  std::function<void(torch::Tensor&)> sum;  // in place, over all processes
+  int rank = 0, world = 1;
+};
+
 class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
  public:
   explicit BatchNorm2dImpl(int64_t channels) : channels(channels) { reset(); }
@@ -33,7 +39,7 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   std::optional<double> momentum = 0.1;  // nullopt: a cumulative average over all batches
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   // Empty: this process's statistics only.
-  std::shared_ptr<const std::function<void(torch::Tensor&)>> sum_across_processes;
+  std::shared_ptr<const SyncContext> sum_across_processes;
 
  private:
   torch::Tensor synchronised_forward(const torch::Tensor& input, double factor);

@@ -6,17 +6,15 @@
 #include <cstdlib>
 #include <future>
 #include <numeric>
+#include <optional>
 #include <thread>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
 #include "pneumo/train/distributed.h"
+#include "test_support.h"
 
 using namespace pneumo;
 using Catch::Matchers::Contains;
@@ -52,18 +50,6 @@ class Environment {
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(a);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 }  // namespace
 
@@ -137,7 +123,7 @@ TEST_CASE("the torchrun environment gives the process's place and refuses malfor
 }
 
 TEST_CASE("two ranks over Gloo sum, broadcast, gather and average gradients in buckets") {
-  const int port = free_port();
+  const int port = pneumo::testing::free_tcp_port();
   // Each rank: a small network on its own data; the averaged gradients must equal the
   // gradients of the mean loss over both ranks' data.
   const auto data = [](int rank) { return torch::arange(12, torch::kFloat32).reshape({3, 4}) * (rank + 1) / 10.0; };
@@ -210,7 +196,7 @@ TEST_CASE("a process group refuses CUDA without NCCL and says when the others ne
   train::ProcessPlacement place;
   place.rank = 0;
   place.world_size = 2;
-  place.master_port = free_port();
+  place.master_port = pneumo::testing::free_tcp_port();
   if (!torch::cuda::is_available())  // CUDA tensors need NCCL, and a GPU
     CHECK_THROWS_AS(train::ProcessGroup::connect(place, c10::Device(c10::kCUDA, 0), std::chrono::milliseconds(1500)),
                     core::Error);

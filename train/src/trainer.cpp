@@ -493,7 +493,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (dp.group && t.distributed.sync_batchnorm)
     models::synchronise_batchnorm(*net, [group = dp.group.get()](torch::Tensor& x) {
       group->sum(x, "synchronised BatchNorm statistics");
-    });
+    }, dp.rank, dp.world);
   auto optimizer = make_optimizer(t.optimizer, *net);
   std::vector<double> base_lr;
   for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr() * dp.lr_factor);

@@ -19,8 +19,8 @@ using SumAcrossProcesses = std::function<void(at::Tensor&)>;
 // statistics gathered with `sum` (in the forward pass, and their gradients in the backward
 // pass); the running statistics are then those of the whole batch, as on one process. An empty
 // `sum` goes back to per-process statistics. Evaluation (running statistics) is unchanged.
-// Returns the number of layers.
-int synchronise_batchnorm(torch::nn::Module& model, SumAcrossProcesses sum);
+// `rank` and `world` place this process among them. Returns the number of layers.
+int synchronise_batchnorm(torch::nn::Module& model, SumAcrossProcesses sum, int rank = 0, int world = 1);
 
 // Restarts the running statistics of every BatchNorm layer of `model` and sets how they
 // average: a momentum, or nullopt for the plain average over all batches seen (SWA's
