@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_packages=(
   cmake ninja-build ccache g++
-  libtorch-dev libyaml-cpp-dev libfmt-dev libcli11-dev
+  libtorch-dev libgloo-dev libyaml-cpp-dev libfmt-dev libcli11-dev
   libgdcm-dev libgdcm-tools libopencv-dev nlohmann-json3-dev
   catch2
 )
