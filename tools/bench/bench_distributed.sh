@@ -12,7 +12,7 @@ work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 cat > "$work/bench.yaml" <<YAML
 experiment: {name: bench, output_dir: $work/runs, seed: 1}
 runtime: {device: cpu}
-data: {labels: $work/set/train-rle.csv, images: $work/set/dicom, size: $size, folds: 4, cache: memory, workers: 1}
+data: {labels: $work/set/train-rle.csv, images: $work/set/dicom, size: $size, folds: 4, cache: $work/cache, workers: 1}
 model: {name: unet, encoder: {name: resnet34, in_channels: 1}}
 train: {epochs: 2, batch_size: $batch, optimizer: {name: adam, lr: 0.0003}}
 YAML

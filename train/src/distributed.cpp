@@ -95,6 +95,8 @@ struct ProcessGroup::Impl {
         rank, size, what, message, timeout.count() / 1000.0));
   }
 
+  std::vector<at::Tensor> gather_same_shape(const at::Tensor& local, const std::string& what) const;
+
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) const {
     try {
       work->wait(timeout);
@@ -232,35 +234,39 @@ std::string ProcessGroup::broadcast(const std::string& text, const std::string& 
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
+// Every process's tensor of one shape, in rank order (an all-gather).
+std::vector<at::Tensor> ProcessGroup::Impl::gather_same_shape(const at::Tensor& local, const std::string& what) const {
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < size; ++r) outputs[0].push_back(torch::empty_like(local));
+  std::vector<at::Tensor> inputs{local};
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = group->allgather(outputs, inputs);
+  } catch (const std::exception& e) {
+    fail(what, e);
+  }
+  wait(work, what);
+  return outputs[0];
+}
+
 at::Tensor ProcessGroup::gather(const at::Tensor& values, const std::string& what) {
-  const auto exchange = [&](const at::Tensor& local) {
-    std::vector<std::vector<at::Tensor>> outputs(1);
-    for (int r = 0; r < impl_->size; ++r) outputs[0].push_back(torch::empty_like(local));
-    std::vector<at::Tensor> inputs{local};
-    c10::intrusive_ptr<c10d::Work> work;
-    try {
-      work = impl_->group->allgather(outputs, inputs);
-    } catch (const std::exception& e) {
-      impl_->fail(what, e);
-    }
-    impl_->wait(work, what);
-    return outputs[0];
-  };
   const at::Tensor flat = values.reshape({-1}).contiguous().to(impl_->device);
-  const std::vector<at::Tensor> lengths = exchange(torch::tensor({flat.numel()}, torch::kInt64).to(flat.device()));
+  const std::vector<at::Tensor> lengths =
+      impl_->gather_same_shape(torch::tensor({flat.numel()}, torch::kInt64).to(flat.device()), what);
   int64_t longest = 0;
   for (const auto& l : lengths) longest = std::max(longest, l.item<int64_t>());
   at::Tensor padded = torch::zeros({longest}, flat.options());
   if (flat.numel() > 0) padded.slice(0, 0, flat.numel()).copy_(flat);
-  const std::vector<at::Tensor> parts = exchange(padded);
+  const std::vector<at::Tensor> parts = impl_->gather_same_shape(padded, what);
   std::vector<at::Tensor> trimmed;
   for (size_t r = 0; r < parts.size(); ++r) trimmed.push_back(parts[r].slice(0, 0, lengths[r].item<int64_t>()));
   return torch::cat(trimmed);
 }
 
 std::vector<double> ProcessGroup::sum_in_rank_order(const std::vector<double>& values, const std::string& what) {
+  // Every process passes the same number of values: one all-gather, no lengths to exchange.
   const at::Tensor local = torch::tensor(values, torch::kFloat64).to(impl_->device);
-  const at::Tensor all = gather(local, what).cpu().reshape({impl_->size, static_cast<int64_t>(values.size())});
+  const at::Tensor all = torch::stack(impl_->gather_same_shape(local, what)).cpu();
   std::vector<double> total(values.size(), 0.0);
   const auto a = all.accessor<double, 2>();
   for (int r = 0; r < impl_->size; ++r)

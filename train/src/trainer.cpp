@@ -20,9 +20,9 @@
 #include "pneumo/core/progress.h"
 #include "pneumo/core/run_dir.h"
 #include "pneumo/data/folds.h"
+#include "pneumo/models/batch_norm.h"
 #include "pneumo/train/average.h"
 #include "pneumo/train/charts.h"
-#include "pneumo/models/batch_norm.h"
 #include "pneumo/train/checkpoint.h"
 #include "pneumo/train/distributed.h"
 #include "pneumo/train/losses.h"
@@ -334,6 +334,29 @@ void plan_batches(const TrainSection& t, int world, DataParallel& dp) {
   dp.lr_factor = d.lr_scaling == "linear" ? world : d.lr_scaling == "sqrt" ? std::sqrt(static_cast<double>(world)) : 1.0;
 }
 
+// Joins the other processes of a data-parallel run: one GPU and a share of the CPU cores per
+// process, logging left to rank 0. Returns this process's device.
+c10::Device join_processes(const ExperimentConfig& config, const ProcessPlacement& place, c10::Device device,
+                           DataParallel& dp) {
+  dp.rank = place.rank;
+  if (place.rank > 0) {
+    core::set_log_prefix(fmt::format("rank {}: ", place.rank));
+    if (core::log_level() < core::LogLevel::kWarn) core::set_log_level(core::LogLevel::kWarn);
+  }
+  if (device.is_cuda()) {
+    if (config.runtime.device.rfind("cuda:", 0) == 0)
+      throw core::ConfigError(fmt::format("runtime.device: {} names one GPU, but each of the {} processes uses the "
+                                          "GPU of its LOCAL_RANK; set it to cuda or auto",
+                                          config.runtime.device, place.world_size));
+    device = core::resolve_device(core::parse_device(fmt::format("cuda:{}", place.local_rank)));
+  }
+  if (config.runtime.threads == 0)  // the machine's cores are shared by its processes
+    core::configure_threads(std::max(1, core::hardware_threads() / place.local_world_size));
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config.train.distributed.timeout_s * 1000.0));
+  dp.group = ProcessGroup::connect(place, device, timeout);
+  return device;
+}
+
 // Copies rank 0's parameters (or BatchNorm statistics) to every process.
 void broadcast_from_first(ProcessGroup& group, const std::vector<torch::Tensor>& tensors, const std::string& what) {
   torch::NoGradGuard no_grad;
@@ -401,25 +424,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   plan_batches(t, options.placement.world_size, dp);
   // Seeds first: the model's initial weights depend on them.
   c10::Device device = core::activate_runtime(config.runtime, seed);
-  if (options.placement.distributed()) {
-    const ProcessPlacement& place = options.placement;
-    dp.rank = place.rank;
-    if (place.rank > 0) {
-      core::set_log_prefix(fmt::format("rank {}: ", place.rank));
-      if (core::log_level() < core::LogLevel::kWarn) core::set_log_level(core::LogLevel::kWarn);
-    }
-    if (device.is_cuda()) {  // one GPU per process
-      if (config.runtime.device.rfind("cuda:", 0) == 0)
-        throw core::ConfigError(fmt::format("runtime.device: {} names one GPU, but each of the {} processes uses the "
-                                            "GPU of its LOCAL_RANK; set it to cuda or auto",
-                                            config.runtime.device, place.world_size));
-      device = core::resolve_device(core::parse_device(fmt::format("cuda:{}", place.local_rank)));
-    }
-    if (config.runtime.threads == 0)  // the machine's cores are shared by its processes
-      core::configure_threads(std::max(1, core::hardware_threads() / place.local_world_size));
-    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(t.distributed.timeout_s * 1000.0));
-    dp.group = ProcessGroup::connect(place, device, timeout);
-  }
+  if (options.placement.distributed()) device = join_processes(config, options.placement, device, dp);
   const augment::Pipeline train_augment = config.augment.train_pipeline();
   const augment::Pipeline val_augment = config.augment.validation_pipeline();
   std::shared_ptr<models::Network> net = models::build_model(config.model);
@@ -558,10 +563,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   }
   // Every process starts from rank 0's weights (they agree already; this makes sure).
   if (dp.group) {
-    std::vector<torch::Tensor> state;
-    for (const auto& p : net->parameters()) state.push_back(p);
-    for (const auto& b : net->buffers()) state.push_back(b);
-    broadcast_from_first(*dp.group, state, "sharing the initial weights");
+    broadcast_from_first(*dp.group, net->parameters(), "sharing the initial weights");
+    broadcast_from_first(*dp.group, net->buffers(), "sharing the initial BatchNorm statistics");
   }
   // Validation at the training resolution: loss, Kaggle Dice, IoU, image-level AUC.
   auto evaluate = [&](models::Network& model, int epoch, EpochResult& m) {
@@ -606,11 +609,10 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
       n = static_cast<int64_t>(sums[3]);
       const torch::Tensor all_scores = dp.group->gather(torch::tensor(scores, torch::kFloat64), "gathering scores").cpu();
       const torch::Tensor all_labels =
-          dp.group->gather(torch::tensor(std::vector<double>(labels.begin(), labels.end()), torch::kFloat64),
+          dp.group->gather(torch::tensor(std::vector<int64_t>(labels.begin(), labels.end()), torch::kInt64),
                            "gathering labels").cpu();
       scores.assign(all_scores.data_ptr<double>(), all_scores.data_ptr<double>() + all_scores.numel());
-      labels.clear();
-      for (int64_t j = 0; j < all_labels.numel(); ++j) labels.push_back(all_labels[j].item<double>() > 0.5 ? 1 : 0);
+      labels.assign(all_labels.data_ptr<int64_t>(), all_labels.data_ptr<int64_t>() + all_labels.numel());
     }
     m.val_loss = val_loss / static_cast<double>(n);
     m.val_dice = segmenter ? dice / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
@@ -715,11 +717,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
                        averager->buckets(), averager->exposed_seconds());
     averager.reset();
     // Per-process BatchNorm statistics: validate and save rank 0's, as PyTorch DDP does.
-    if (dp.group && !t.distributed.sync_batchnorm) {
-      std::vector<torch::Tensor> buffers;
-      for (const auto& b : net->buffers()) buffers.push_back(b);
-      broadcast_from_first(*dp.group, buffers, "sharing BatchNorm statistics");
-    }
+    if (dp.group && !t.distributed.sync_batchnorm)
+      broadcast_from_first(*dp.group, net->buffers(), "sharing BatchNorm statistics");
 
     // --- validation, at the training resolution
     EpochResult m;

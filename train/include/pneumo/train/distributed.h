@@ -58,7 +58,7 @@ class ProcessGroup {
   void broadcast(at::Tensor& tensor, const std::string& what);
   std::string broadcast(const std::string& text, const std::string& what);
   // The sum over the processes, added in rank order on every process, so the result is
-  // bitwise the same everywhere (decisions taken from it agree).
+  // bitwise the same everywhere (decisions taken from it agree). Every process passes as many.
   std::vector<double> sum_in_rank_order(const std::vector<double>& values, const std::string& what);
   // Every process's 1-D tensor (lengths may differ), concatenated in rank order.
   at::Tensor gather(const at::Tensor& values, const std::string& what);
