@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training speed on this machine: training steps per second of one epoch with 1
-# process and with N processes (pneumo launch, Gloo over loopback, the same global batch), and
-# the time per step the processes waited for gradient all-reduces the backward pass did not
-# hide. Not a test. Usage: tools/bench/bench_distributed.sh [PROCESSES] [IMAGE_SIZE] [BATCH]
+# process and with N processes (pneumo launch, Gloo over loopback, the same global batch; with
+# synchronised and with per-process BatchNorm), and the time per step the processes waited for
+# gradient all-reduces the backward pass did not hide. Not a test. Usage: tools/bench/bench_distributed.sh [PROCESSES] [IMAGE_SIZE] [BATCH]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 pneumo="$root/build/bin/pneumo"
@@ -30,8 +30,12 @@ measure() {
 read -r one_rate _ steps < <(measure one "$pneumo" -v train "$work/bench.yaml" --set experiment.run_name=one)
 read -r many_rate many_wait _ < <(measure many "$pneumo" -v launch --nproc-per-node "$processes" -- train \
   "$work/bench.yaml" --set experiment.run_name=many)
+read -r own_rate own_wait _ < <(measure own "$pneumo" -v launch --nproc-per-node "$processes" -- train \
+  "$work/bench.yaml" --set experiment.run_name=own --set train.distributed.sync_batchnorm=false)
 echo "U-Net/ResNet34 ${size}x${size}, global batch $batch, $steps steps per epoch, $(nproc) CPU cores"
 printf '%-22s %10s %22s\n' "processes" "steps/s" "all-reduce wait/step"
 printf '%-22s %10s %22s\n' "1" "$one_rate" "-"
-printf '%-22s %10s %20.1f ms\n' "$processes (gloo)" "$many_rate" "$(awk -v w="$many_wait" -v s="$steps" 'BEGIN { print w * 1000 / s }')"
-printf 'ratio (N / 1): %.2f\n' "$(awk -v a="$many_rate" -v b="$one_rate" 'BEGIN { print a / b }')"
+printf '%-22s %10s %20.1f ms\n' "$processes, SyncBN" "$many_rate" "$(awk -v w="$many_wait" -v s="$steps" 'BEGIN { print w * 1000 / s }')"
+printf '%-22s %10s %20.1f ms\n' "$processes, own BN" "$own_rate" "$(awk -v w="$own_wait" -v s="$steps" 'BEGIN { print w * 1000 / s }')"
+printf 'ratio (N / 1): %.2f with SyncBN, %.2f with per-process BatchNorm\n' \
+  "$(awk -v a="$many_rate" -v b="$one_rate" 'BEGIN { print a / b }')" "$(awk -v a="$own_rate" -v b="$one_rate" 'BEGIN { print a / b }')"

@@ -713,7 +713,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     }
     progress.finish();
     if (averager)
-      core::log::debug("gradient averaging: {} bucket(s), {:.2f} s waiting for communication in this epoch",
+      core::log::debug("gradient averaging: {} bucket(s), {:.4f} s waiting for communication in this epoch",
                        averager->buckets(), averager->exposed_seconds());
     averager.reset();
     // Per-process BatchNorm statistics: validate and save rank 0's, as PyTorch DDP does.
