@@ -8,12 +8,15 @@ build_packages=(
   cmake ninja-build ccache g++
   libtorch-dev libgloo-dev libyaml-cpp-dev libfmt-dev libcli11-dev
   libgdcm-dev libgdcm-tools libopencv-dev nlohmann-json3-dev
+  libcpp-httplib-dev libdcmtk-dev libcurl4-openssl-dev
   catch2
 )
-# Reference implementations used only by tests and benchmarks (Debian's /usr/bin/python3).
+# Reference implementations used only by tests and benchmarks (Debian's /usr/bin/python3), and
+# the browser, PACS server and load generator the serving tests and benchmarks drive.
 test_packages=(
   python3-numpy python3-torch python3-torchvision python3-pydicom python3-gdcm
   python3-opencv python3-scipy python3-sklearn
+  chromium chromium-driver python3-selenium orthanc wrk
 )
 
 # The sanitizer and fuzzing build (tools/sanitize.sh).

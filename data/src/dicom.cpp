@@ -65,19 +65,21 @@ std::optional<double> nth_number(const std::string& text, int n) {
   return value;
 }
 
-// Reads the file once: its bytes are checked structurally, then parsed by GDCM from memory.
-// `stream` must outlive `reader`'s use of it.
-void open_image(gdcm::ImageReader& reader, std::istringstream& stream, const fs::path& file) {
-  detail::silence_gdcm_traces();
+std::string read_bytes(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec)) fail(file, "no such file");
   if (fs::is_directory(file, ec)) fail(file, "is a folder; expected a DICOM file");
-  std::string bytes;
   try {
-    bytes = core::read_text_file(file);
+    return core::read_text_file(file);
   } catch (const core::IoError& e) {
     throw core::DataError(e.what());
   }
+}
+
+// The bytes are checked structurally, then parsed by GDCM from memory. `stream` must outlive
+// `reader`'s use of it; `file` names the source in errors.
+void open_image(gdcm::ImageReader& reader, std::istringstream& stream, std::string bytes, const fs::path& file) {
+  detail::silence_gdcm_traces();
   if (const std::string problem = detail::check_dicom_structure(bytes); !problem.empty())
     fail(file, problem);
   stream.str(std::move(bytes));
@@ -287,21 +289,41 @@ cv::Mat to_grey_modality(const cv::Mat& stored, const DicomMetadata& m) {
   return modality;
 }
 
-}  // namespace
-
-cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
+cv::Mat stored_from_bytes(std::string bytes, const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
   std::istringstream stream;
   gdcm::ImageReader reader;
-  open_image(reader, stream, file);
+  open_image(reader, stream, std::move(bytes), file);
   DicomMetadata m = metadata_of(reader);
   cv::Mat stored = decode_stored(reader, m, file, fast_jpeg);
   if (meta != nullptr) *meta = std::move(m);
   return stored;
 }
 
+DicomImage image_from_stored(cv::Mat stored, DicomMetadata meta, const fs::path& file, const DicomReadOptions& options);
+
+}  // namespace
+
+cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
+  return stored_from_bytes(read_bytes(file), file, meta, fast_jpeg);
+}
+
 DicomImage read_dicom(const fs::path& file, const DicomReadOptions& options) {
+  DicomMetadata meta;
+  cv::Mat stored = stored_from_bytes(read_bytes(file), file, &meta, options.fast_jpeg);
+  return image_from_stored(std::move(stored), std::move(meta), file, options);
+}
+
+DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options) {
+  DicomMetadata meta;
+  cv::Mat stored = stored_from_bytes(std::move(bytes), name, &meta, options.fast_jpeg);
+  return image_from_stored(std::move(stored), std::move(meta), name, options);
+}
+
+namespace {
+
+DicomImage image_from_stored(cv::Mat stored, DicomMetadata meta, const fs::path& file, const DicomReadOptions& options) {
   DicomImage result;
-  cv::Mat stored = read_dicom_stored(file, &result.meta, options.fast_jpeg);
+  result.meta = std::move(meta);
   const DicomMetadata& m = result.meta;
   if (m.frames > 1 && options.multi_frame == DicomReadOptions::MultiFrame::kError)
     fail(file, fmt::format("has {} frames; expected a single-frame image", m.frames));
@@ -357,5 +379,7 @@ DicomImage read_dicom(const fs::path& file, const DicomReadOptions& options) {
   }
   return result;
 }
+
+}  // namespace
 
 }  // namespace pneumo::data

@@ -1,9 +1,13 @@
 #include "pneumo/infer/ensemble.h"
 
 #include <algorithm>
+#include <fstream>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include "pneumo/core/config_node.h"
@@ -38,6 +42,72 @@ std::vector<fs::path> snapshot_checkpoints(const fs::path& run) {
         out.push_back(run / s["checkpoint"].get<std::string>());
   if (out.empty()) throw core::DataError(fmt::format("{}: lists no snapshot checkpoints", manifest.string()));
   return out;
+}
+
+// A TorchScript archive (constants.pkl beside the code), as opposed to a checkpoint, which is a
+// torch.save archive.
+bool is_torchscript(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  if (in.gcount() != 4 || std::string_view(magic, 4) != std::string_view("PK\x03\x04", 4)) return false;
+  try {
+    return caffe2::serialize::PyTorchStreamReader(file.string()).hasRecord("constants.pkl");
+  } catch (const c10::Error&) {
+    return false;  // not a readable archive: reading it as a checkpoint says why
+  }
+}
+
+// A TorchScript file written by `pneumo export`, with the data settings its pneumo.json states.
+Member load_exported(const fs::path& file, const c10::Device& device) {
+  torch::jit::ExtraFilesMap extra{{"pneumo.json", ""}};
+  Member m;
+  m.checkpoint = file;
+  try {
+    m.script = std::make_shared<torch::jit::Module>(torch::jit::load(file.string(), device, extra));
+  } catch (const c10::Error& e) {
+    throw core::CheckpointError(fmt::format("{}: not a readable TorchScript file: {}", file.string(),
+                                            std::string(e.what_without_backtrace()).substr(0, 300)));
+  }
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(extra["pneumo.json"]);
+  } catch (const nlohmann::json::exception&) {
+    throw core::CheckpointError(fmt::format("{}: a TorchScript file without pneumo.json; expected a file from "
+                                            "pneumo export (a torch.save file needs pneumo weights convert)",
+                                            file.string()));
+  }
+  try {
+    if (meta.at("format") != "pneumo-torchscript") throw core::CheckpointError("format is not pneumo-torchscript");
+    const auto& input = meta.at("input");
+    m.config.data.size = input.at("size").get<int>();
+    m.config.data.interpolation = input.at("interpolation").get<std::string>();
+    m.config.data.window = input.at("dicom_window").get<std::string>();
+    m.config.data.channels = 1;
+    m.segmenter = false;
+    bool classifier = false;
+    for (const auto& member : meta.at("members")) {
+      const bool segments = member.at("segmenter").get<bool>();
+      m.segmenter = m.segmenter || segments;
+      classifier = classifier || !segments;
+    }
+    // Files written before "image_probability" was stored: a classifier makes it a gate for sure.
+    m.script_gate = meta.contains("image_probability") ? meta["image_probability"] != "most confident pixel" : classifier;
+    const auto& post = meta.at("postprocess");
+    PostprocessSection p;
+    p.threshold = post.at("threshold").get<double>();
+    p.top_threshold = post.at("top_threshold").get<double>();
+    p.min_area = post.at("min_area").get<int64_t>();
+    p.min_component_area = post.at("min_component_area").get<int64_t>();
+    p.classifier_threshold = post.at("classifier_threshold").get<double>();
+    m.exported_postprocess = p;
+  } catch (const nlohmann::json::exception& e) {
+    throw core::CheckpointError(fmt::format("{}: pneumo.json lacks what pneumo export writes: {}", file.string(), e.what()));
+  } catch (const core::CheckpointError& e) {
+    throw core::CheckpointError(fmt::format("{}: {}", file.string(), e.what()));
+  }
+  m.script->eval();
+  return m;
 }
 
 }  // namespace
@@ -83,6 +153,12 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
       throw core::UsageError(fmt::format("{}: ensemble weight {} must be > 0", spec.path.string(), spec.weight));
     const std::vector<fs::path> files = expand_model(spec.path, members);
     for (const fs::path& file : files) {
+      if (is_torchscript(file)) {
+        Member m = load_exported(file, device);
+        m.weight = spec.weight / static_cast<double>(files.size());
+        out.push_back(std::move(m));
+        continue;
+      }
       const train::Checkpoint checkpoint = train::read_checkpoint(file);
       Member m;
       m.checkpoint = file;

@@ -59,6 +59,12 @@ nlohmann::ordered_json metadata(const std::vector<Member>& members, const Postpr
   j["outputs"] = {"mask: [N, 1, S, S] pneumothorax probability per pixel",
                   "probability: [N] image-level pneumothorax probability"};
   j["class_names"] = {"pneumothorax"};
+  bool classifier = false, aux = false;
+  for (const Member& m : members) {
+    classifier = classifier || !m.segmenter;
+    aux = aux || (m.segmenter && m.config.model.aux_head);
+  }
+  j["image_probability"] = classifier ? "classifiers" : aux ? "auxiliary heads" : "most confident pixel";
   j["postprocess"] = {{"threshold", post.threshold},
                       {"top_threshold", post.top_threshold},
                       {"min_area", post.min_area},
@@ -84,6 +90,10 @@ ExportSummary export_torchscript(const ExportOptions& options) {
   if (options.out.empty()) throw core::UsageError("no output file; expected --out FILE.pt");
   const c10::Device cpu(c10::kCPU);
   std::vector<Member> members = load_members(options.models, options.members, options.overrides, cpu);
+  for (const Member& m : members)
+    if (m.script)
+      throw core::UsageError(fmt::format("{} is already an exported file; export from checkpoints or run folders",
+                                         m.checkpoint.string()));
   const data::DataSection& first = members.front().config.data;
   for (const Member& m : members)
     if (m.config.data.size != first.size || m.config.data.interpolation != first.interpolation)

@@ -92,18 +92,44 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
   return set;
 }
 
+namespace {
+
+data::DicomReadOptions dicom_options(const std::string& window) {
+  data::DicomReadOptions options;
+  options.window = window == "file" ? data::DicomReadOptions::Window::kFromFile : data::DicomReadOptions::Window::kNone;
+  return options;
+}
+
+void take_dicom(InputImage& image, data::DicomImage dicom) {
+  image.pixels = std::move(dicom.pixels);
+  image.pixel_spacing_mm[0] = dicom.meta.pixel_spacing_row_mm;
+  image.pixel_spacing_mm[1] = dicom.meta.pixel_spacing_col_mm;
+}
+
+bool starts_with(const std::string& bytes, std::string_view prefix) {
+  return bytes.size() >= prefix.size() && std::string_view(bytes).substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
 InputImage read_input(const InputFile& file, const std::string& window) {
   InputImage image;
   image.file = file;
   if (lower_extension(file.path) == ".dcm") {
-    data::DicomReadOptions options;
-    options.window = window == "file" ? data::DicomReadOptions::Window::kFromFile : data::DicomReadOptions::Window::kNone;
-    data::DicomImage dicom = data::read_dicom(file.path, options);
-    image.pixels = std::move(dicom.pixels);
-    image.pixel_spacing_mm[0] = dicom.meta.pixel_spacing_row_mm;
-    image.pixel_spacing_mm[1] = dicom.meta.pixel_spacing_col_mm;
+    take_dicom(image, data::read_dicom(file.path, dicom_options(window)));
   } else {
     image.pixels = data::read_grey_image(file.path);
+  }
+  return image;
+}
+
+InputImage decode_input(std::string bytes, const std::string& id, const std::string& window) {
+  InputImage image;
+  image.file.id = id;
+  if (starts_with(bytes, std::string_view("\x89PNG", 4)) || starts_with(bytes, "\xFF\xD8")) {
+    image.pixels = data::decode_grey_image(bytes, id);
+  } else {
+    take_dicom(image, data::decode_dicom(std::move(bytes), id, dicom_options(window)));
   }
   return image;
 }

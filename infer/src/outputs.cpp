@@ -1,6 +1,7 @@
 #include "pneumo/infer/outputs.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -9,8 +10,21 @@
 #include "pneumo/core/file_io.h"
 #include "pneumo/data/image_io.h"
 #include "pneumo/data/rle.h"
+#include "pneumo/infer/dicom_results.h"
 
 namespace pneumo::infer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_dicom(const fs::path& file) {
+  std::string extension = file.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  return extension == ".dcm";
+}
+
+}  // namespace
 
 cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv::Mat& mask) {
   cv::Mat out;
@@ -47,6 +61,19 @@ void PredictionWriter::add(const Prediction& p) {
   if (options_.masks) data::write_png(options_.folder / "masks" / (id + ".png"), p.mask);
   if (options_.overlays)
     data::write_png(options_.folder / "overlays" / (id + ".png"), draw_overlay(p.input.pixels, p.probability, p.mask));
+  if (!options_.dicom_folder.empty() && is_dicom(p.input.file.path)) {
+    const std::string source = core::read_text_file(p.input.file.path);
+    const std::string name = p.input.file.path.string();
+    fs::create_directories(options_.dicom_folder);
+    core::write_file_atomic(options_.dicom_folder / (id + ".seg.dcm"),
+                            make_segmentation(source, name, p.mask, options_.algorithm).bytes);
+    if (options_.secondary_capture)
+      core::write_file_atomic(options_.dicom_folder / (id + ".sc.dcm"),
+                              make_secondary_capture(source, name, draw_overlay(p.input.pixels, p.probability, p.mask),
+                                                     options_.algorithm)
+                                  .bytes);
+    ++dicom_written_;
+  }
   nlohmann::ordered_json line;
   line["image_id"] = id;
   line["file"] = p.input.file.path.string();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "pneumo/core/build_info.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/runtime.h"
@@ -14,7 +15,9 @@ namespace fs = std::filesystem;
 
 PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& o) {
   PostprocessSection p;
-  if (!members.empty()) {
+  if (!members.empty() && members.front().exported_postprocess) {
+    p = *members.front().exported_postprocess;  // what the exported file states
+  } else if (!members.empty()) {
     const double t = members.front().config.train.threshold;
     p.threshold = p.top_threshold = p.classifier_threshold = t;
     const fs::path run = run_folder_of(members.front().checkpoint);
@@ -35,6 +38,18 @@ PostprocessSection resolve_postprocess(const std::vector<Member>& members, const
   return p;
 }
 
+std::string algorithm_name(const Predictor& predictor) {
+  std::string name = fmt::format("pneumo {}", PNEUMO_VERSION);
+  for (size_t i = 0; i < predictor.members().size(); ++i) {
+    const Member& m = predictor.members()[i];
+    if (m.script)
+      name += fmt::format("{}{}", i == 0 ? " " : "+", m.checkpoint.filename().string());
+    else
+      name += fmt::format("{}{}/{}", i == 0 ? " " : "+", m.config.model.name, m.config.model.encoder.name);
+  }
+  return name.size() > 64 ? name.substr(0, 64) : name;  // a DICOM LO value holds 64 characters
+}
+
 PredictSummary predict(const PredictOptions& options) {
   std::vector<InputFile> inputs;
   if (!options.labels.empty() || !options.images.empty())
@@ -43,6 +58,7 @@ PredictSummary predict(const PredictOptions& options) {
   inputs.insert(inputs.end(), listed.begin(), listed.end());
   if (inputs.empty()) throw core::UsageError("no input images found; give DICOM/PNG files, folders, or --labels with --images");
   if (options.out.empty()) throw core::UsageError("no output folder; expected --out DIR");
+  if (options.dicom_overlay && options.dicom_out.empty()) throw core::UsageError("--dicom-overlay needs --dicom-out DIR");
 
   const c10::Device device = core::resolve_device(core::parse_device(options.device));
   std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
@@ -55,12 +71,26 @@ PredictSummary predict(const PredictOptions& options) {
   const Predictor predictor(std::move(members), summary.postprocess, predictor_options, device);
 
   fs::create_directories(options.out);
-  PredictionWriter writer({options.out, options.masks, options.overlays});
+  OutputOptions output;
+  output.folder = options.out;
+  output.masks = options.masks;
+  output.overlays = options.overlays;
+  output.dicom_folder = options.dicom_out;
+  output.secondary_capture = options.dicom_overlay;
+  output.algorithm = algorithm_name(predictor);
+  PredictionWriter writer(output);
   RunOptions run;
   run.batch_size = options.batch_size;
   run.workers = options.workers;
   run_predictor(
-      predictor, inputs, run, [&](Prediction& p) { writer.add(p); },
+      predictor, inputs, run,
+      [&](Prediction& p) {
+        try {
+          writer.add(p);
+        } catch (const core::DataError& e) {  // a DICOM result the source does not allow
+          summary.failures.emplace_back(p.input.file.path.string(), e.what());
+        }
+      },
       [&](const InputFile& file, const std::string& message) {
         writer.add_failure(file, message);
         summary.failures.emplace_back(file.path.string(), message);
@@ -68,6 +98,7 @@ PredictSummary predict(const PredictOptions& options) {
   writer.finish();
   summary.images = writer.written();
   summary.positives = writer.positives();
+  summary.dicom_results = writer.dicom_written();
   return summary;
 }
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
@@ -34,7 +35,7 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
     : members_(std::move(members)), postprocess_(postprocess), options_(options), device_(device) {
   if (members_.empty()) throw core::UsageError("an ensemble needs at least one model");
   for (Member& m : members_) {
-    if (options_.channels_last) models::use_channels_last(*m.network);
+    if (options_.channels_last && m.network) models::use_channels_last(*m.network);
     const data::DataSection& d = m.config.data;
     size_t found = resizers_.size();
     for (size_t r = 0; r < resizers_.size(); ++r)
@@ -58,14 +59,54 @@ PreparedInput Predictor::prepare(InputImage input) const {
 }
 
 std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
-  torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;  // (an exported file's forward records nothing either)
   const auto n = static_cast<int64_t>(batch.size());
   torch::Tensor probability_sum, gate_sum, aux_sum;  // weighted sums
   double probability_weight = 0, gate_weight = 0, aux_weight = 0;
+  // Adds a member's pixel probabilities [N, S, S] (resized to the largest segmenter's size) and
+  // image probabilities [N] (a classifier's gate, or an auxiliary head's) to the weighted sums.
+  const auto add_pixels = [&](torch::Tensor p, double weight) {
+    if (p.size(1) != segment_size_)
+      p = torch::nn::functional::interpolate(p.unsqueeze(1), torch::nn::functional::InterpolateFuncOptions()
+                                                                 .size(std::vector<int64_t>{segment_size_, segment_size_})
+                                                                 .mode(torch::kBilinear)
+                                                                 .align_corners(false))
+              .squeeze(1);
+    probability_sum = probability_sum.defined() ? probability_sum + weight * p : weight * p;
+    probability_weight += weight;
+  };
+  const auto add_image = [&](const torch::Tensor& p, double weight, bool auxiliary) {
+    torch::Tensor& sum = auxiliary ? aux_sum : gate_sum;
+    sum = sum.defined() ? sum + weight * p : weight * p;
+    (auxiliary ? aux_weight : gate_weight) += weight;
+  };
   for (size_t k = 0; k < members_.size(); ++k) {
     const Member& m = members_[k];
     std::vector<cv::Mat> images;
     for (const PreparedInput& p : batch) images.push_back(p.resized[resizer_of_[k]]);
+    if (m.script) {  // an exported ensemble: grey values 0..255 in, probabilities out
+      const int size = m.config.data.size;
+      torch::Tensor x = torch::empty({n, 1, size, size}, torch::kFloat32);
+      for (int64_t i = 0; i < n; ++i) {
+        const cv::Mat& image = images[static_cast<size_t>(i)];
+        cv::Mat as_float(size, size, CV_32FC1, x[i][0].data_ptr<float>());
+        image.convertTo(as_float, CV_32F);
+      }
+      x = x.to(device_);
+      const auto run = [&](const torch::Tensor& input) {
+        const auto out = m.script->forward({input}).toTuple();
+        return std::make_pair(out->elements()[0].toTensor(), out->elements()[1].toTensor());
+      };
+      auto [mask, image_probability] = run(x);
+      if (options_.hflip) {
+        const auto [mirrored_mask, mirrored_probability] = run(x.flip({3}));
+        if (m.segmenter) mask = (mask + mirrored_mask.flip({3})) / 2;
+        image_probability = (image_probability + mirrored_probability) / 2;
+      }
+      if (m.segmenter) add_pixels(mask.select(1, 0), m.weight);
+      if (m.script_gate) add_image(image_probability, m.weight, false);
+      continue;
+    }
     data::LoaderOptions normalise;
     normalise.channels = m.config.data.channels;
     normalise.mean = m.config.data.mean;
@@ -79,23 +120,13 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     if (m.segmenter) {
       torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));
       if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
-      if (p.size(1) != segment_size_)
-        p = torch::nn::functional::interpolate(
-                p.unsqueeze(1), torch::nn::functional::InterpolateFuncOptions()
-                                    .size(std::vector<int64_t>{segment_size_, segment_size_})
-                                    .mode(torch::kBilinear)
-                                    .align_corners(false))
-                .squeeze(1);
-      probability_sum = probability_sum.defined() ? probability_sum + m.weight * p : m.weight * p;
-      probability_weight += m.weight;
+      add_pixels(p, m.weight);
     }
     torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
     if (logit.defined()) {
       torch::Tensor p = torch::sigmoid(logit);
       if (mirrored) p = (p + torch::sigmoid(models::pneumothorax_logit(*mirrored, m.segmenter))) / 2;
-      torch::Tensor& sum = m.segmenter ? aux_sum : gate_sum;
-      sum = sum.defined() ? sum + m.weight * p : m.weight * p;
-      (m.segmenter ? aux_weight : gate_weight) += m.weight;
+      add_image(p, m.weight, m.segmenter);
     }
   }
   // The gate: classifiers when the ensemble has any, else the segmenters' auxiliary heads.

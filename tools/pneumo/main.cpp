@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   tools::setup_rle(app);
   tools::setup_train(app);
   tools::setup_launch(app);
+  tools::setup_serve(app);
+  tools::setup_pacs(app);
 
   try {
     app.parse(argc, argv);

@@ -28,7 +28,7 @@ infer::PostprocessOverrides ModelOptions::postprocess_overrides() const {
 }
 
 void add_model_options(CLI::App& cmd, ModelOptions& o, bool with_postprocess) {
-  cmd.add_option("--model", o.models, "a checkpoint or a run folder (repeat for an ensemble)")
+  cmd.add_option("--model", o.models, "a checkpoint, a run folder or a file from pneumo export (repeat for an ensemble)")
       ->required()
       ->allow_extra_args(false);
   cmd.add_option("--weight", o.weights, "ensemble weight of each --model, in order (default: equal)")

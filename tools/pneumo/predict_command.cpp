@@ -17,7 +17,8 @@ namespace {
 struct PredictCommandOptions {
   ModelOptions model;
   std::vector<std::string> inputs;
-  std::string labels, images, out;
+  std::string labels, images, out, dicom_out;
+  bool dicom_overlay = false;
   bool no_masks = false, no_overlays = false, hflip = false;
   int batch_size = 0, workers = 2;
   std::string device = "auto";
@@ -36,6 +37,8 @@ void run_predict(const PredictCommandOptions& o) {
   options.masks = !o.no_masks;
   options.overlays = !o.no_overlays;
   options.hflip = o.hflip;
+  options.dicom_out = o.dicom_out;
+  options.dicom_overlay = o.dicom_overlay;
   options.batch_size = o.batch_size;
   options.workers = o.workers;
   options.device = o.device;
@@ -46,6 +49,9 @@ void run_predict(const PredictCommandOptions& o) {
   fmt::print("{} image(s) predicted, {} positive; outputs in {}\n", s.images, s.positives, o.out);
   fmt::print("  submission.csv, predictions.jsonl{}{}\n", options.masks ? ", masks/" : "",
              options.overlays ? ", overlays/" : "");
+  if (!o.dicom_out.empty())
+    fmt::print("{} DICOM Segmentation(s){} in {}\n", s.dicom_results, o.dicom_overlay ? " and Secondary Capture(s)" : "",
+               o.dicom_out);
   if (!s.failures.empty()) {
     for (const auto& [file, message] : s.failures) fmt::print(stderr, "error: {}\n", message);
     throw core::DataError(fmt::format("{} of {} input(s) could not be read (listed above and in predictions.jsonl); "
@@ -66,6 +72,10 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--images", options->images, "the folder holding the label CSV's DICOMs");
   cmd->add_option("--out", options->out, "output folder")->required();
   cmd->add_flag("--tta", options->hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd->add_option("--dicom-out", options->dicom_out,
+                  "for each DICOM input, write a DICOM Segmentation <id>.seg.dcm referencing it into this folder");
+  cmd->add_flag("--dicom-overlay", options->dicom_overlay,
+                "with --dicom-out, also a Secondary Capture <id>.sc.dcm with the overlay burned in");
   cmd->add_flag("--no-masks", options->no_masks, "do not write masks/<id>.png");
   cmd->add_flag("--no-overlays", options->no_overlays, "do not write overlays/<id>.png");
   cmd->add_option("--batch-size", options->batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));

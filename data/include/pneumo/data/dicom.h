@@ -67,6 +67,10 @@ struct DicomImage {
 // absurd dimensions, multi-frame when refused).
 DicomImage read_dicom(const std::filesystem::path& file, const DicomReadOptions& options = {});
 
+// The same for a file's bytes already in memory (an upload); `name` stands for the source in
+// errors. Untrusted bytes go through the same structural checks as files.
+DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options = {});
+
 // The stored pixel values of the first frame exactly as in the file (no rescale, no
 // inversion): CV_8U/CV_8S/CV_16U/CV_16S/CV_32S with 1 or 3 channels (RGB order).
 // This is what pydicom's `pixel_array` holds; the conformance tests compare the two.

@@ -1,19 +1,24 @@
 // The models inference runs: checkpoints, or run folders expanded to the checkpoints they
-// offer (best, last, SWA, EMA, the snapshot cycles of ensemble.json, the top-k), each with a
-// weight in the ensemble average.
+// offer (best, last, SWA, EMA, the snapshot cycles of ensemble.json, the top-k), or ensembles
+// exported as TorchScript by `pneumo export`, each with a weight in the ensemble average.
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <c10/core/Device.h>
 
+#include "pneumo/infer/postprocess.h"
 #include "pneumo/train/experiment.h"
 
 namespace pneumo::models {
 class Network;
+}
+namespace torch::jit {
+struct Module;
 }
 
 namespace pneumo::infer {
@@ -35,13 +40,21 @@ struct Member {
   std::shared_ptr<models::Network> network;  // eval mode, on the device
   double weight = 1.0;  // a run's members share its weight equally
   bool segmenter = true;
+
+  // A file from `pneumo export` instead of a network (then `network` is null): it takes grey
+  // pixel values 0..255 resized to config.data.size and returns probabilities, its own members'
+  // normalisation and average inside. Its config holds only the data section the file states.
+  std::shared_ptr<torch::jit::Module> script;
+  bool script_gate = false;  // its image probability comes from classifiers or auxiliary heads
+  std::optional<PostprocessSection> exported_postprocess;  // the thresholds stored in the file
 };
 
 // The checkpoint files `spec` stands for. Throws UsageError for a missing path, an unknown
 // `members` choice or a run folder lacking those checkpoints.
 std::vector<std::filesystem::path> expand_model(const std::filesystem::path& path, const std::string& members);
 
-// Loads every member strictly (weights must match the network the checkpoint's config builds).
+// Loads every member strictly (weights must match the network the checkpoint's config builds;
+// an exported file must carry pneumo.json).
 // `overrides` (`key=value`) change the checkpoints' configs, e.g. data.size for a converted
 // checkpoint. Throws CheckpointError / ConfigError naming the file.
 std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std::string& members,

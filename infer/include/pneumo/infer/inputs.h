@@ -47,4 +47,9 @@ struct InputImage {
 // naming the file.
 InputImage read_input(const InputFile& file, const std::string& window);
 
+// The same for bytes in memory (an upload): PNG and JPEG are recognised by their signatures,
+// anything else is read as DICOM. `file.path` is left empty; `file.id` names it in errors.
+// Throws DataError.
+InputImage decode_input(std::string bytes, const std::string& id, const std::string& window);
+
 }  // namespace pneumo::infer

@@ -3,6 +3,8 @@
 //   predictions.jsonl  one JSON object per input: score, decision, area (pixels, mm^2), or error
 //   masks/<id>.png     the post-processed mask at the image's own size (0/255)
 //   overlays/<id>.png  the X-ray with the probability as a heat map and the mask outlined
+//   <dicom folder>/<id>.seg.dcm (and <id>.sc.dcm)  for DICOM inputs, when asked: a DICOM
+//                      Segmentation (and a Secondary Capture of the overlay) for the PACS
 // Every file is written atomically; the two tables when finish() is called.
 #pragma once
 
@@ -23,6 +25,9 @@ struct OutputOptions {
   std::filesystem::path folder;
   bool masks = true;
   bool overlays = true;
+  std::filesystem::path dicom_folder;  // empty: no DICOM results
+  bool secondary_capture = false;      // also the overlay as a Secondary Capture
+  std::string algorithm;               // names the model in the DICOM results
 };
 
 class PredictionWriter {
@@ -33,6 +38,7 @@ class PredictionWriter {
   void finish() const;
 
   int64_t written() const { return written_; }
+  int64_t dicom_written() const { return dicom_written_; }
   int64_t positives() const { return positives_; }
 
  private:
@@ -41,6 +47,7 @@ class PredictionWriter {
   std::string jsonl_;
   int64_t written_ = 0;
   int64_t positives_ = 0;
+  int64_t dicom_written_ = 0;
 };
 
 }  // namespace pneumo::infer

@@ -25,6 +25,11 @@ struct PostprocessOverrides {
 // then `overrides.file`, then each single override.
 PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& overrides);
 
+class Predictor;
+
+// How DICOM results and logs name the models: "pneumo 0.1.0 unet/resnet34+densenet121/...".
+std::string algorithm_name(const Predictor& predictor);
+
 struct PredictOptions {
   std::vector<ModelSpec> models;
   std::string members = "best";
@@ -33,13 +38,15 @@ struct PredictOptions {
   std::filesystem::path labels, images;  // or a label table and its image folder
   std::filesystem::path out;
   bool masks = true, overlays = true, hflip = false;
+  std::filesystem::path dicom_out;  // DICOM Segmentations of DICOM inputs go here (empty: none)
+  bool dicom_overlay = false;       // and Secondary Captures of the overlays
   int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
   std::string device = "auto";
   PostprocessOverrides postprocess;
 };
 
 struct PredictSummary {
-  int64_t images = 0, positives = 0;
+  int64_t images = 0, positives = 0, dicom_results = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // file, message
   PostprocessSection postprocess;
 };

@@ -1,0 +1,43 @@
+// `pneumo pacs --orthanc URL [--watch]`: the models as a PACS node. Reads Orthanc's change log
+// (REST), runs the ensemble on every new image instance, stores a DICOM Segmentation (and, when
+// asked, a Secondary Capture) back into Orthanc, and marks the source instance with a user
+// metadata entry so that no instance is done twice, across runs and restarts. Results carry
+// UIDs derived from their source and the models, so storing one again after an interruption
+// changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/predict.h"
+
+namespace pneumo::infer {
+
+struct PacsOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;
+  PostprocessOverrides postprocess;
+  bool hflip = false;
+  std::string device = "auto";
+
+  std::string orthanc;      // e.g. http://127.0.0.1:8042
+  std::string credentials;  // "user:password" for Orthanc's HTTP authentication, or empty
+  bool watch = false;       // keep polling until SIGINT/SIGTERM, riding out Orthanc restarts
+  double poll_s = 2;        // pause between polls when nothing is new (--watch)
+  int mark = 9901;          // the Orthanc user metadata index (1024..65535) marking done instances
+  bool secondary_capture = false;
+  double timeout_s = 120;  // per HTTP request
+};
+
+struct PacsSummary {
+  int64_t processed = 0, positives = 0, failed = 0;
+};
+
+// One pass over Orthanc's changes (or, with `watch`, passes until a signal). Throws UsageError
+// for bad options or models, IoError when Orthanc cannot be reached (without `watch`).
+PacsSummary run_pacs(const PacsOptions& options);
+
+}  // namespace pneumo::infer

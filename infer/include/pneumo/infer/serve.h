@@ -1,0 +1,53 @@
+// `pneumo serve`: the models behind an HTTP server (cpp-httplib), for a browser and for
+// other programs.
+//
+//   GET  /                  the upload page: DICOM/PNG/JPEG in, overlay, probability, decision, area out
+//   GET  /results           the recent results page
+//   GET  /health            {"status": "ok", ...} (no token needed)
+//   GET  /v1/model          the ensemble: members, input sizes, thresholds, batching settings
+//   POST /v1/predict        image bytes (raw body or a multipart "file" field) -> JSON:
+//                           {probability, decision, positive, rle, area_px, area_mm2, width,
+//                            height, overlay_png (base64, unless ?overlay=false), model, id}
+//   GET  /v1/results        the recent results (no images)
+//   GET  /v1/results/N/overlay.png
+//
+// Requests are decoded on the HTTP threads, then batched across clients for the models
+// (dynamic_batcher.h). Errors are JSON {"error": "..."} with a 4xx/5xx status; a full queue
+// answers 503 with Retry-After. Logs name requests by number, never by patient data.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/predict.h"
+
+namespace pneumo::infer {
+
+struct ServeOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;
+  PostprocessOverrides postprocess;
+  bool hflip = false;
+  std::string device = "auto";
+
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (printed)
+  std::string token;  // when set, /v1/* needs "Authorization: Bearer <token>"
+  double max_upload_mb = 64;
+  int http_threads = 32;
+  int queue = 64;       // requests waiting for the models; more are answered 503
+  int max_batch = 4;
+  double max_wait_ms = 2;
+  double timeout_s = 30;  // a request waiting longer for the models is answered 503
+  int history = 50;       // results kept for /results
+  int overlay_max_side = 1024;  // the returned overlay is scaled down to this
+};
+
+// Serves until SIGINT or SIGTERM, then finishes the requests in progress and returns. Prints
+// "serving on http://HOST:PORT" on stdout once it accepts connections. Throws UsageError for a
+// bad option or a port it cannot bind.
+void serve(const ServeOptions& options);
+
+}  // namespace pneumo::infer

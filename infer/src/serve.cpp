@@ -1,0 +1,413 @@
+#include "pneumo/infer/serve.h"
+
+#include <csignal>
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/data/rle.h"
+#include "pneumo/infer/dynamic_batcher.h"
+#include "pneumo/infer/outputs.h"
+#include "pneumo/infer/predictor.h"
+#include "web_assets.h"
+
+namespace pneumo::infer {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+using Batcher = DynamicBatcher<PreparedInput, Prediction>;
+
+constexpr const char* kJson = "application/json";
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+}
+
+double milliseconds_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string base64(std::string_view bytes) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint32_t{static_cast<unsigned char>(bytes[i])} << 16) |
+                       (uint32_t{static_cast<unsigned char>(bytes[i + 1])} << 8) | static_cast<unsigned char>(bytes[i + 2]);
+    out += {kDigits[v >> 18], kDigits[(v >> 12) & 63], kDigits[(v >> 6) & 63], kDigits[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = uint32_t{static_cast<unsigned char>(bytes[i])} << 16;
+    out += {kDigits[v >> 18], kDigits[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = (uint32_t{static_cast<unsigned char>(bytes[i])} << 16) |
+                       (uint32_t{static_cast<unsigned char>(bytes[i + 1])} << 8);
+    out += {kDigits[v >> 18], kDigits[(v >> 12) & 63], kDigits[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+// Compares in time independent of where the strings differ (the token is a secret).
+bool same_secret(std::string_view given, std::string_view secret) {
+  if (given.size() != secret.size()) return false;
+  unsigned char difference = 0;
+  for (size_t i = 0; i < given.size(); ++i) difference |= static_cast<unsigned char>(given[i] ^ secret[i]);
+  return difference == 0;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+// The overlay the page shows: the X-ray with the heat map and the mask's outline, scaled down
+// to `max_side`, as a quickly compressed PNG.
+std::string overlay_png(const Prediction& p, int max_side) {
+  cv::Mat overlay = draw_overlay(p.input.pixels, p.probability, p.mask);
+  const int side = std::max(overlay.cols, overlay.rows);
+  if (side > max_side) {
+    const double scale = static_cast<double>(max_side) / side;
+    cv::resize(overlay, overlay, cv::Size(), scale, scale, cv::INTER_AREA);
+  }
+  std::vector<uchar> png;
+  cv::imencode(".png", overlay, png, {cv::IMWRITE_PNG_COMPRESSION, 1});
+  return std::string(png.begin(), png.end());
+}
+
+// The last results, for the results page. Holds no patient data: a request number, the time,
+// the answer and the overlay.
+class History {
+ public:
+  explicit History(size_t limit) : limit_(limit) {}
+
+  void add(json summary, std::string overlay) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (limit_ == 0) return;
+    entries_.push_back({std::move(summary), std::move(overlay)});
+    while (entries_.size() > limit_) entries_.pop_front();
+  }
+
+  json list() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    json items = json::array();
+    for (auto e = entries_.rbegin(); e != entries_.rend(); ++e) items.push_back(e->summary);
+    return json{{"results", std::move(items)}};
+  }
+
+  std::optional<std::string> overlay(int64_t id) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Entry& e : entries_)
+      if (e.summary["id"].get<int64_t>() == id) return e.overlay;
+    return std::nullopt;
+  }
+
+ private:
+  struct Entry {
+    json summary;
+    std::string overlay;
+  };
+  size_t limit_;
+  mutable std::mutex mutex_;
+  std::deque<Entry> entries_;
+};
+
+// What the upload holds: a multipart form's "file" field, else the raw body.
+std::optional<std::string> upload_of(const httplib::Request& req) {
+  if (req.is_multipart_form_data()) {
+    if (!req.has_file("file")) return std::nullopt;
+    return req.get_file_value("file").content;
+  }
+  return req.body;
+}
+
+bool wants_overlay(const httplib::Request& req) {
+  if (!req.has_param("overlay")) return true;
+  const std::string v = req.get_param_value("overlay");
+  return !(v == "false" || v == "0" || v == "no");
+}
+
+json model_description(const Predictor& predictor, const ServeOptions& options) {
+  json members = json::array();
+  for (const Member& m : predictor.members()) {
+    members.push_back(json{{"checkpoint", m.checkpoint.filename().string()},
+                           {"model", m.script ? "exported" : m.config.model.name},
+                           {"encoder", m.script ? "" : m.config.model.encoder.name},
+                           {"task", m.segmenter ? "segmentation" : "classification"},
+                           {"input_size", m.config.data.size},
+                           {"channels", m.config.data.channels},
+                           {"weight", m.weight}});
+  }
+  const PostprocessSection& p = predictor.postprocess();
+  return json{{"members", std::move(members)},
+              {"segments", predictor.has_segmenter()},
+              {"window", predictor.window()},
+              {"hflip", options.hflip},
+              {"device", predictor.device().str()},
+              {"postprocess",
+               {{"threshold", p.threshold},
+                {"top_threshold", p.top_threshold},
+                {"min_area", p.min_area},
+                {"min_component_area", p.min_component_area},
+                {"classifier_threshold", p.classifier_threshold}}},
+              {"batching",
+               {{"max_batch", options.max_batch},
+                {"max_wait_ms", options.max_wait_ms},
+                {"queue", options.queue},
+                {"timeout_s", options.timeout_s}}},
+              {"max_upload_mb", options.max_upload_mb},
+              {"rle", "SIIM-ACR: 1-based start/length pairs, column-major, relative starts"}};
+}
+
+void check_options(const ServeOptions& o) {
+  const auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw core::UsageError(what);
+  };
+  need(o.port >= 0 && o.port <= 65535, fmt::format("--port {}: expected 0..65535", o.port));
+  need(o.max_upload_mb > 0, fmt::format("--max-upload-mb {}: expected > 0", o.max_upload_mb));
+  need(o.http_threads >= 1, fmt::format("--http-threads {}: expected >= 1", o.http_threads));
+  need(o.queue >= 1, fmt::format("--queue {}: expected >= 1", o.queue));
+  need(o.max_batch >= 1, fmt::format("--max-batch {}: expected >= 1", o.max_batch));
+  need(o.max_wait_ms >= 0, fmt::format("--max-wait-ms {}: expected >= 0", o.max_wait_ms));
+  need(o.timeout_s > 0, fmt::format("--timeout {}: expected > 0 seconds", o.timeout_s));
+  need(o.history >= 0, fmt::format("--history {}: expected >= 0", o.history));
+  need(o.overlay_max_side >= 16, fmt::format("--overlay-max-side {}: expected >= 16", o.overlay_max_side));
+  for (char c : o.token)
+    need(c > 0x20 && c < 0x7f, "--token: expected printable ASCII without spaces");
+}
+
+// Stops the server on SIGINT/SIGTERM. The signals are blocked first, before any thread starts
+// (threads inherit the mask, so none of them can be killed by one), and taken synchronously by
+// a watcher thread once the server exists.
+class StopSignals {
+ public:
+  StopSignals() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, &previous_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  void watch(httplib::Server& server) {
+    watcher_ = std::thread([this, &server] {
+      while (!done_.load()) {
+        timespec tick{0, 100 * 1000 * 1000};
+        const int signal = sigtimedwait(&signals_, nullptr, &tick);
+        if (signal == SIGINT || signal == SIGTERM) {
+          core::log::info("serve: got signal {} ({}); finishing the requests in progress", signal, strsignal(signal));
+          server.stop();
+          return;
+        }
+      }
+    });
+  }
+
+  void stop_watching() {
+    done_.store(true);
+    if (watcher_.joinable()) watcher_.join();
+  }
+
+  ~StopSignals() {
+    stop_watching();
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+
+ private:
+  sigset_t signals_{}, previous_{};
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
+
+}  // namespace
+
+void serve(const ServeOptions& options) {
+  check_options(options);
+  if (options.models.empty()) throw core::UsageError("no model; expected --model CHECKPOINT_OR_RUN");
+  StopSignals stop_signals;
+  const c10::Device device = core::resolve_device(core::parse_device(options.device));
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  PredictorOptions predictor_options;
+  predictor_options.hflip = options.hflip;
+  const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
+  const Predictor predictor(std::move(members), postprocess, predictor_options, device);
+  const json description = model_description(predictor, options);
+
+  BatcherOptions batching;
+  batching.capacity = static_cast<size_t>(options.queue);
+  batching.max_batch = static_cast<size_t>(options.max_batch);
+  batching.max_wait = std::chrono::microseconds(static_cast<int64_t>(std::llround(options.max_wait_ms * 1000)));
+  Batcher batcher([&predictor](std::vector<PreparedInput> batch) { return predictor.predict(std::move(batch)); },
+                  batching);
+  History history(static_cast<size_t>(options.history));
+  std::atomic<int64_t> request_count{0};
+  const auto started = Clock::now();
+
+  httplib::Server server;
+  const int threads = options.http_threads;
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server.set_payload_max_length(static_cast<size_t>(options.max_upload_mb * 1024 * 1024));
+  server.set_read_timeout(30);
+  server.set_write_timeout(30);
+  server.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+
+  // The token guards the API; the pages and /health hold nothing and stay open.
+  server.set_pre_routing_handler([&options](const httplib::Request& req, httplib::Response& res) {
+    if (options.token.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string header = req.get_header_value("Authorization");
+    const std::string_view prefix = "Bearer ";
+    if (header.rfind(prefix, 0) == 0 && same_secret(std::string_view(header).substr(prefix.size()), options.token))
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", "Bearer");
+    send_error(res, 401, "missing or wrong bearer token; send the header Authorization: Bearer <token>");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  server.set_error_handler([&options](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413)
+      send_error(res, 413, fmt::format("the upload is larger than the {} MB allowed", options.max_upload_mb));
+    else if (res.status == 404)
+      send_error(res, 404, "no such resource; see GET /v1/model, POST /v1/predict, GET /health");
+    else
+      send_error(res, res.status, fmt::format("HTTP {}", res.status));
+  });
+  server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+    std::string message = "unknown error";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      message = e.what();
+    } catch (...) {
+    }
+    core::log::error("serve: {} {} failed: {}", req.method, req.path, message);
+    send_error(res, 500, "internal error: " + message);
+  });
+  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (req.path == "/health") return;
+    core::log::debug("serve: {} {} -> {}", req.method, req.path, res.status);
+  });
+
+  for (const WebAsset& asset : web_assets()) {
+    server.Get(asset.route, [&asset](const httplib::Request&, httplib::Response& res) {
+      res.set_content(asset.body.data(), asset.body.size(), asset.content_type);
+    });
+  }
+  server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
+    const json body{{"status", "ok"},
+                    {"uptime_s", std::chrono::duration<double>(Clock::now() - started).count()},
+                    {"requests", request_count.load()},
+                    {"waiting", batcher.waiting()},
+                    {"batches", batcher.batches()},
+                    {"predicted", batcher.processed()}};
+    res.set_content(body.dump(), kJson);
+  });
+  server.Get("/v1/model", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(description.dump(), kJson);
+  });
+  server.Get("/v1/results", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(history.list().dump(), kJson);
+  });
+  server.Get(R"(/v1/results/(\d{1,15})/overlay\.png)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::optional<std::string> png = history.overlay(std::stoll(req.matches[1]));
+    if (!png) return send_error(res, 404, "no such result (only the most recent are kept)");
+    res.set_content(*png, "image/png");
+  });
+
+  server.Post("/v1/predict", [&](const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    const int64_t id = ++request_count;
+    std::optional<std::string> bytes = upload_of(req);
+    if (!bytes)
+      return send_error(res, 400, "the form has no \"file\" field; expected the image as the body or as field \"file\"");
+    if (bytes->empty()) return send_error(res, 400, "empty upload; expected DICOM, PNG or JPEG bytes");
+    const size_t upload_size = bytes->size();
+    PreparedInput prepared;
+    try {
+      prepared = predictor.prepare(decode_input(std::move(*bytes), fmt::format("upload #{}", id), predictor.window()));
+    } catch (const core::DataError& e) {
+      core::log::info("serve: #{} refused: {}", id, e.what());
+      return send_error(res, 422, e.what());
+    }
+    const double decode_ms = milliseconds_since(start);
+    std::optional<Batcher::Ticket> ticket = batcher.submit(std::move(prepared));
+    if (!ticket) {
+      core::log::warn("serve: #{} refused: {} requests already waiting", id, options.queue);
+      res.set_header("Retry-After", "1");
+      return send_error(res, 503, fmt::format("busy: {} requests are waiting for the model; retry later", options.queue));
+    }
+    const auto timeout = std::chrono::duration<double>(options.timeout_s);
+    if (ticket->result.wait_for(timeout) != std::future_status::ready) {
+      ticket->abandon();
+      core::log::warn("serve: #{} timed out after {} s waiting for the model", id, options.timeout_s);
+      res.set_header("Retry-After", "5");
+      return send_error(res, 503, fmt::format("timed out after {} s waiting for the model; retry later", options.timeout_s));
+    }
+    const Prediction p = ticket->result.get();
+    const double model_ms = milliseconds_since(start) - decode_ms;
+    const std::optional<double> mm2 = p.area_mm2();
+    json summary{{"id", id},
+                 {"time", utc_now()},
+                 {"probability", p.score()},
+                 {"image_probability", p.image_probability ? json(*p.image_probability) : json(nullptr)},
+                 {"decision", p.positive ? "pneumothorax" : "no pneumothorax"},
+                 {"positive", p.positive},
+                 {"area_px", p.area_pixels()},
+                 {"area_mm2", mm2 ? json(*mm2) : json(nullptr)},
+                 {"width", p.input.pixels.cols},
+                 {"height", p.input.pixels.rows}};
+    json answer = summary;
+    answer["rle"] = data::encode_rle(p.mask);
+    std::string overlay;
+    if (wants_overlay(req) || options.history > 0) overlay = overlay_png(p, options.overlay_max_side);
+    if (wants_overlay(req)) answer["overlay_png"] = base64(overlay);
+    answer["model"] = description["members"];
+    answer["timing_ms"] = {{"decode", decode_ms}, {"model", model_ms}, {"total", milliseconds_since(start)}};
+    history.add(std::move(summary), std::move(overlay));
+    res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+    core::log::info("serve: #{} {} KB {}x{} -> p={:.3f} {} ({:.0f} ms)", id, (upload_size + 1023) / 1024,
+                    p.input.pixels.cols, p.input.pixels.rows, p.score(), p.positive ? "positive" : "negative",
+                    milliseconds_since(start));
+  });
+
+  int port = options.port;
+  const bool bound = port == 0 ? (port = server.bind_to_any_port(options.host)) > 0
+                               : server.bind_to_port(options.host, port);
+  if (!bound)
+    throw core::UsageError(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)",
+                                       options.host, options.port));
+  stop_signals.watch(server);
+  std::cout << fmt::format("serving on http://{}:{}", options.host, port) << std::endl;
+  core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads{}",
+                  predictor.members().size(), device.str(), options.max_batch, options.max_wait_ms, options.queue,
+                  options.http_threads, options.token.empty() ? "" : ", bearer token required");
+  server.listen_after_bind();
+  stop_signals.stop_watching();
+  core::log::info("serve: stopped after {} request(s)", request_count.load());
+}
+
+}  // namespace pneumo::infer

@@ -1,0 +1,75 @@
+"""Drives the pages of a running `pneumo serve` in headless Chromium, as a person would.
+
+usage: browser_check.py URL IMAGE SCREENSHOT_PREFIX [TOKEN]
+
+Opens the predict page, types the token if the page asks for one, chooses IMAGE in the file
+input, waits for the answer, and prints what the page shows as one JSON object (then the
+results page's first row). Screenshots go to SCREENSHOT_PREFIX-predict.png and -results.png.
+Exit 0 when both pages showed an answer, 1 otherwise, 77 when Chromium or Selenium is missing.
+"""
+import json
+import shutil
+import sys
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:
+    print("python3-selenium is not installed", file=sys.stderr)
+    sys.exit(77)
+
+
+def main():
+    url, image, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+    token = sys.argv[4] if len(sys.argv) > 4 else None
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        print("chromium or chromium-driver is not installed", file=sys.stderr)
+        sys.exit(77)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,1100"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        wait = WebDriverWait(browser, 60)
+        browser.get(url + "/")
+        if token:
+            wait.until(ready.visibility_of_element_located((By.ID, "token")))
+            browser.find_element(By.ID, "token").send_keys(token)
+            browser.find_element(By.ID, "token-save").click()
+        wait.until(lambda b: not b.find_element(By.ID, "model").text.startswith("Loading"))
+        browser.find_element(By.ID, "file").send_keys(image)
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+        shown = {
+            "state": browser.find_element(By.TAG_NAME, "body").get_attribute("data-state"),
+            "status": browser.find_element(By.ID, "status").text,
+            "decision": browser.find_element(By.ID, "decision").text,
+            "probability": browser.find_element(By.ID, "probability").text,
+            "area": browser.find_element(By.ID, "area").text,
+            "size": browser.find_element(By.ID, "size").text,
+            "model": browser.find_element(By.ID, "model").text,
+            "overlay_width": browser.execute_script("return document.getElementById('overlay').naturalWidth"),
+        }
+        browser.save_screenshot(prefix + "-predict.png")
+
+        browser.get(url + "/results")
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done")
+        wait.until(lambda b: b.execute_script(
+            "const i = document.querySelector('#results tbody img'); return i !== null && i.naturalWidth > 0"))
+        cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr:first-child td")]
+        shown["results_row"] = cells
+        browser.save_screenshot(prefix + "-results.png")
+    finally:
+        browser.quit()
+    print(json.dumps(shown))
+    sys.exit(0 if shown["state"] == "done" and cells else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+// DICOM results and the PACS round trip as a hospital meets them: `pneumo predict --dicom-out`
+// checked by pydicom against the masks and overlays, and `pneumo pacs` against Debian's
+// Orthanc on loopback (one pass, a second pass that does nothing, a watch that rides out an
+// Orthanc restart).
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "../infer/common.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using pneumo::testing::read_file;
+using pneumo::testing::run_command;
+using pneumo::testing::run_pneumo;
+using pneumo::testing::TempDir;
+using pneumo::testing::write_file;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kOrthanc = "/usr/sbin/Orthanc";
+
+// The DICOMs to use: the shared SIIM samples, else a small synthetic set.
+std::vector<fs::path> sample_dicoms(const TempDir& dir) {
+  std::vector<fs::path> files;
+  const fs::path siim = fs::path(PNEUMO_SHARED_DATA_DIR) / "siim/dicom";
+  if (fs::is_directory(siim)) {
+    for (const auto& e : fs::directory_iterator(siim)) files.push_back(e.path());
+  } else {
+    WARN("../shared/data/siim is absent; using synthetic DICOMs");
+    pneumo::data::DemoSetOptions demo;
+    demo.count = 4;
+    demo.size = 96;
+    pneumo::data::write_demo_set(dir / "set", demo);
+    for (const auto& e : fs::directory_iterator(dir / "set/dicom")) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// A random network's masks are often empty at 0.5. Post-processing flags for a threshold just
+// below the least confident image's top pixel: every image gets a mask, most of them partial,
+// so a comparison of masks sees misplaced bits.
+std::vector<std::string> revealing_thresholds(const fs::path& model, const std::vector<fs::path>& sources,
+                                              const fs::path& out) {
+  std::vector<std::string> args{"predict", "--model", model.string(), "--out", out.string(), "--no-masks", "--no-overlays"};
+  for (const fs::path& f : sources) args.push_back(f.string());
+  const auto r = run_pneumo(args);
+  REQUIRE(r.exit_code == 0);
+  double lowest = 1;
+  std::istringstream lines(read_file(out / "predictions.jsonl"));
+  for (std::string line; std::getline(lines, line);) lowest = std::min(lowest, json::parse(line)["score"].get<double>());
+  const std::string t = std::to_string(std::max(0.0, lowest - 1e-4));
+  return {"--threshold", t, "--top-threshold", t, "--classifier-threshold", "0"};
+}
+
+json check_result(const std::string& kind, const fs::path& result, const fs::path& source, const fs::path& image) {
+  const auto r = run_command({PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/check_dicom_result.py", kind,
+                              result.string(), source.string(), image.string()});
+  INFO(result << "\n" << r.out << r.err);
+  REQUIRE(!r.out.empty());
+  const json verdict = json::parse(r.out);
+  CHECK(verdict["problems"] == json::array());
+  return verdict;
+}
+
+// Debian's Orthanc with its storage in `dir`, HTTP on a free loopback port, no DICOM port.
+class OrthancProcess {
+ public:
+  explicit OrthancProcess(const fs::path& dir) : dir_(dir), port_(pneumo::testing::free_tcp_port()) {
+    const json config{{"Name", "pneumo-test"},
+                      {"StorageDirectory", (dir / "storage").string()},
+                      {"IndexDirectory", (dir / "storage").string()},
+                      {"HttpPort", port_},
+                      {"DicomServerEnabled", false},
+                      {"RemoteAccessAllowed", false},
+                      {"AuthenticationEnabled", false},
+                      {"Plugins", json::array()}};
+    write_file(dir / "orthanc.json", config.dump(2));
+    start();
+  }
+  ~OrthancProcess() { stop(); }
+
+  void start() {
+    pid_ = pneumo::testing::spawn_logged({kOrthanc, (dir_ / "orthanc.json").string()}, {}, dir_ / "orthanc.log");
+    for (int i = 0; i < 600; ++i) {  // up to 60 s
+      httplib::Client c = client();
+      if (const auto r = c.Get("/system"); r && r->status == 200) return;
+      if (pneumo::testing::wait_for_exit(pid_, 0.1) >= 0) break;
+    }
+    FAIL("Orthanc did not start:\n" << read_file(dir_ / "orthanc.log"));
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    if (pneumo::testing::wait_for_exit(pid_, 30) < 0) ::kill(pid_, SIGKILL);
+    pneumo::testing::wait_for_exit(pid_, 10);
+    pid_ = -1;
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60);
+    return c;
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string upload(const fs::path& file) const {
+    const auto r = client().Post("/instances", read_file(file), "application/dicom");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body)["ID"];
+  }
+  json get(const std::string& path) const {
+    const auto r = client().Get(path.c_str());
+    REQUIRE(r);
+    INFO(path << ": " << r->body);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body);
+  }
+  // The instance's mark (user metadata 9901), or null.
+  json mark(const std::string& id) const {
+    const auto r = client().Get(("/instances/" + id + "/metadata/9901").c_str());
+    return r && r->status == 200 ? json::parse(r->body) : json();
+  }
+
+ private:
+  fs::path dir_;
+  int port_;
+  int pid_ = -1;
+};
+
+}  // namespace
+
+pneumo::testing::ModelRecipe without_aux_head() {
+  pneumo::testing::ModelRecipe r;
+  r.aux_head = false;  // the score is then the top pixel, which revealing_thresholds needs
+  return r;
+}
+
+TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that pydicom reads back") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", without_aux_head());
+  const std::vector<fs::path> sources = sample_dicoms(dir);
+  std::vector<std::string> args{"predict", "--model", model.string(), "--out", (dir / "out").string(),
+                                "--dicom-out", (dir / "out/dicom").string(), "--dicom-overlay"};
+  for (const std::string& a : revealing_thresholds(model, sources, dir / "first")) args.push_back(a);
+  for (const fs::path& f : sources) args.push_back(f.string());
+  const auto r = run_pneumo(args);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains(std::to_string(sources.size()) + " DICOM Segmentation(s) and Secondary Capture(s)"));
+  int64_t positive_pixels = 0;
+  for (const fs::path& source : sources) {
+    const std::string id = source.stem().string();
+    positive_pixels += check_result("seg", dir / "out/dicom" / (id + ".seg.dcm"), source, dir / "out/masks" / (id + ".png"))
+                           ["positive_pixels"]
+                               .get<int64_t>();
+    check_result("sc", dir / "out/dicom" / (id + ".sc.dcm"), source, dir / "out/overlays" / (id + ".png"));
+  }
+  INFO("all masks empty: the comparison would not see a misplaced bit");
+  CHECK(positive_pixels > 0);
+
+  const auto refused = run_pneumo({"predict", "--model", model.string(), "--out", (dir / "o2").string(), "--dicom-overlay",
+                                   sources.front().string()});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Contains("--dicom-overlay needs --dicom-out"));
+}
+
+TEST_CASE("pacs processes each new Orthanc instance once, stores SEGs that reference it, and survives a restart") {
+  if (!fs::exists(kOrthanc)) {
+    WARN("Debian's orthanc is not installed; skipping the PACS round trip");
+    return;
+  }
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", without_aux_head());
+  std::vector<fs::path> sources = sample_dicoms(dir);
+  const std::vector<std::string> thresholds = revealing_thresholds(model, sources, dir / "first");
+  const fs::path held_back = sources.back();  // uploaded while `pacs --watch` runs
+  sources.pop_back();
+  OrthancProcess orthanc(dir / "orthanc");
+  std::map<std::string, fs::path> source_of;  // Orthanc ID -> file
+  for (const fs::path& f : sources) source_of[orthanc.upload(f)] = f;
+
+  // What predict says of the same files, to compare the stored masks with.
+  std::vector<std::string> args{"predict", "--model", model.string(), "--out", (dir / "expected").string()};
+  args.insert(args.end(), thresholds.begin(), thresholds.end());
+  for (const fs::path& f : sources) args.push_back(f.string());
+  args.push_back(held_back.string());
+  REQUIRE(run_pneumo(args).exit_code == 0);
+
+  std::vector<std::string> pacs{"pacs", "--orthanc", orthanc.url(), "--model", model.string()};
+  pacs.insert(pacs.end(), thresholds.begin(), thresholds.end());
+  auto r = run_pneumo(pacs);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains(std::to_string(sources.size()) + " instance(s) processed"));
+  const json instances = orthanc.get("/instances");
+  CHECK(instances.size() == 2 * sources.size());
+  std::set<std::string> segs;
+  int64_t positive_pixels = 0;
+  for (const auto& [id, file] : source_of) {
+    const json mark = orthanc.mark(id);
+    INFO(file << " " << mark.dump());
+    REQUIRE(mark.is_object());
+    CHECK(mark["status"] == "done");
+    segs.insert(mark["seg"].get<std::string>());
+    // Find the stored SEG by its UID and check it against the source and predict's mask.
+    const json found = json::parse(orthanc.client()
+                                       .Post("/tools/find", json{{"Level", "Instance"}, {"Query", {{"SOPInstanceUID", mark["seg"]}}}}.dump(),
+                                             "application/json")
+                                       ->body);
+    REQUIRE(found.size() == 1);
+    const auto seg = orthanc.client().Get(("/instances/" + found[0].get<std::string>() + "/file").c_str());
+    write_file(dir / "seg.dcm", seg->body);
+    positive_pixels +=
+        check_result("seg", dir / "seg.dcm", file, dir / "expected/masks" / (file.stem().string() + ".png"))["positive_pixels"]
+            .get<int64_t>();
+  }
+  CHECK(segs.size() == sources.size());
+  CHECK(positive_pixels > 0);
+
+  // A second pass finds nothing to do.
+  r = run_pneumo(pacs);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("0 instance(s) processed"));
+  CHECK(orthanc.get("/instances").size() == 2 * sources.size());
+
+  // Watching: Orthanc goes away and comes back; a new image is then processed.
+  std::vector<std::string> watch{PNEUMO_CLI_PATH};
+  watch.insert(watch.end(), pacs.begin(), pacs.end());
+  for (const char* a : {"--watch", "--poll", "0.2"}) watch.push_back(a);
+  const int watcher = pneumo::testing::spawn_logged(watch, {}, dir / "watch.log");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  orthanc.stop();
+  for (int i = 0; i < 300 && read_file(dir / "watch.log").find("Orthanc unavailable") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK_THAT(read_file(dir / "watch.log"), Contains("Orthanc unavailable"));
+  orthanc.start();
+  const std::string late = orthanc.upload(held_back);
+  json mark;
+  for (int i = 0; i < 1200 && !mark.is_object(); ++i) {  // up to 2 minutes on a loaded machine
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    mark = orthanc.mark(late);
+  }
+  ::kill(watcher, SIGTERM);
+  const int code = pneumo::testing::wait_for_exit(watcher, 60);
+  INFO(read_file(dir / "watch.log"));
+  REQUIRE(mark.is_object());
+  CHECK(mark["status"] == "done");
+  CHECK(code == 0);
+  CHECK(orthanc.get("/instances").size() == 2 * sources.size() + 2);
+}
+
+TEST_CASE("pacs refuses bad options and says when Orthanc cannot be reached") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  const std::string nobody = "http://127.0.0.1:" + std::to_string(pneumo::testing::free_tcp_port());
+  auto r = run_pneumo({"pacs", "--orthanc", nobody, "--model", model.string()});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains(nobody + "/changes"));
+  r = run_pneumo({"pacs", "--orthanc", "ftp://example", "--model", model.string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("expected a URL"));
+  r = run_pneumo({"pacs", "--orthanc", nobody, "--model", model.string(), "--mark", "7"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("1024..65535"));
+}

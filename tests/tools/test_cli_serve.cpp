@@ -1,0 +1,353 @@
+// `pneumo serve` as a client meets it: the real program on a loopback port, answers checked
+// against `pneumo predict` on the same files, and every kind of bad request.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <future>
+#include <regex>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "../infer/common.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo/data/dicom.h"
+#include "pneumo/data/rle.h"
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using pneumo::testing::read_file;
+using pneumo::testing::run_pneumo;
+using pneumo::testing::TempDir;
+using pneumo::testing::write_file;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// `pneumo serve` started on a free port; SIGTERMed (and awaited) at scope exit.
+class ServerProcess {
+ public:
+  ServerProcess(const std::vector<std::string>& args, const fs::path& log,
+                const std::vector<std::string>& environment = {})
+      : log_(log) {
+    std::vector<std::string> argv{PNEUMO_CLI_PATH, "serve", "--port", "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = pneumo::testing::spawn_logged(argv, environment, log);
+    const std::regex serving(R"(serving on http://127\.0\.0\.1:(\d+))");
+    for (int i = 0; i < 1200 && port_ == 0; ++i) {  // up to 60 s on a loaded machine
+      std::smatch match;
+      const std::string text = fs::exists(log) ? read_file(log) : "";
+      if (std::regex_search(text, match, serving)) port_ = std::stoi(match[1]);
+      else if (pneumo::testing::wait_for_exit(pid_, 0.05) >= 0) break;
+    }
+    if (port_ == 0) FAIL("pneumo serve did not start:\n" << read_file(log));
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && pneumo::testing::wait_for_exit(pid_, 0) < 0) {
+      ::kill(pid_, SIGTERM);
+      if (pneumo::testing::wait_for_exit(pid_, 30) < 0) ::kill(pid_, SIGKILL);
+      pneumo::testing::wait_for_exit(pid_, 10);
+    }
+  }
+  // Stops the server the way a service manager does; its exit code.
+  int terminate() {
+    ::kill(pid_, SIGTERM);
+    const int code = pneumo::testing::wait_for_exit(pid_, 30);
+    pid_ = -1;
+    return code;
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120);
+    return c;
+  }
+  std::string log() const { return read_file(log_); }
+  int port() const { return port_; }
+
+ private:
+  fs::path log_;
+  int pid_ = -1;
+  int port_ = 0;
+};
+
+json body_of(const httplib::Result& r) {
+  REQUIRE(r);
+  INFO("status " << r->status << ": " << r->body);
+  REQUIRE(r->get_header_value("Content-Type") == "application/json");
+  return json::parse(r->body);
+}
+
+std::string bytes_of(const fs::path& file) { return read_file(file); }
+
+std::string png_bytes(int width, int height) {
+  cv::Mat image(height, width, CV_8UC1);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) image.at<uint8_t>(y, x) = static_cast<uint8_t>((x * 7 + y * 3) % 256);
+  std::vector<uchar> png;
+  cv::imencode(".png", image, png);
+  return std::string(png.begin(), png.end());
+}
+
+// What `pneumo predict` says of `file`: score, area and RLE.
+struct Expected {
+  double score = 0;
+  int64_t area = 0;
+  std::string rle;
+};
+
+Expected predicted(const fs::path& model, const fs::path& file, const fs::path& out) {
+  const auto r = run_pneumo({"predict", "--model", model.string(), file.string(), "--out", out.string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json line = json::parse(read_file(out / "predictions.jsonl"));
+  const std::string csv = read_file(out / "submission.csv");
+  const std::string row = csv.substr(csv.find('\n') + 1);
+  return {line["score"].get<double>(), line["area_pixels"].get<int64_t>(),
+          row.substr(row.find(',') + 1, row.find('\n') - row.find(',') - 1)};
+}
+
+}  // namespace
+
+TEST_CASE("serve answers as predict does, guards its API with the token and refuses bad uploads") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 2;
+  demo.size = 96;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  std::vector<fs::path> dicoms;
+  for (const auto& e : fs::directory_iterator(dir / "set/dicom")) dicoms.push_back(e.path());
+  const fs::path siim = fs::path(PNEUMO_SHARED_DATA_DIR) / "siim/dicom";
+  if (fs::is_directory(siim)) dicoms.push_back(*fs::directory_iterator(siim));
+  else WARN("../shared/data/siim is absent; serving only the synthetic DICOMs");
+  write_file(dir / "image.png", png_bytes(80, 60));
+
+  ServerProcess server({"--model", model.string(), "--max-upload-mb", "2", "--history", "3"}, dir / "serve.log",
+                       {"PNEUMO_SERVE_TOKEN=s3cret"});
+  httplib::Client client = server.client();
+  const httplib::Headers auth{{"Authorization", "Bearer s3cret"}};
+
+  SECTION("pages and health are open; the API needs the token") {
+    const auto health = client.Get("/health");
+    CHECK(body_of(health)["status"] == "ok");
+    const auto page = client.Get("/");
+    REQUIRE(page);
+    CHECK(page->status == 200);
+    CHECK_THAT(page->body, Contains("<input id=\"file\" type=\"file\""));
+    CHECK(client.Get("/app.js")->status == 200);
+    CHECK(client.Get("/results")->status == 200);
+    const auto refused = client.Post("/v1/predict", png_bytes(8, 8), "image/png");
+    CHECK(refused->status == 401);
+    CHECK(refused->get_header_value("WWW-Authenticate") == "Bearer");
+    CHECK_THAT(body_of(refused)["error"].get<std::string>(), Contains("bearer token"));
+    CHECK(client.Get("/v1/model", {{"Authorization", "Bearer wrong!"}})->status == 401);
+    const json m = body_of(client.Get("/v1/model", auth));
+    CHECK(m["members"][0]["checkpoint"] == "model.ckpt");
+    CHECK(m["members"][0]["input_size"] == 64);
+    CHECK(m["postprocess"]["threshold"] == 0.5);
+    CHECK(body_of(client.Get("/nowhere"))["error"].get<std::string>().find("no such resource") == 0);
+  }
+
+  SECTION("each answer equals pneumo predict's on the same file, DICOM or PNG") {
+    std::vector<fs::path> files = dicoms;
+    files.push_back(dir / "image.png");
+    int n = 0;
+    for (const fs::path& file : files) {
+      INFO(file);
+      const Expected expected = predicted(model, file, dir / ("out" + std::to_string(n++)));
+      const std::string type = file.extension() == ".png" ? "image/png" : "application/dicom";
+      const json r = body_of(client.Post("/v1/predict", auth, bytes_of(file), type.c_str()));
+      CHECK(r["probability"].get<double>() == Approx(expected.score).margin(1e-6));
+      CHECK(r["area_px"] == expected.area);
+      CHECK(r["rle"] == expected.rle);
+      CHECK(r["decision"] == (r["positive"].get<bool>() ? "pneumothorax" : "no pneumothorax"));
+      const cv::Mat mask = pneumo::data::decode_rle(r["rle"].get<std::string>(), r["height"], r["width"]);
+      CHECK(cv::countNonZero(mask) == r["area_px"].get<int>());
+      CHECK(r["model"][0]["model"] == "unet");
+      if (file.extension() == ".png") {
+        CHECK(r["width"] == 80);
+        CHECK(r["height"] == 60);
+        CHECK(r["area_mm2"].is_null());  // no pixel spacing in a PNG
+      } else {
+        const auto meta = pneumo::data::read_dicom(file).meta;
+        if (meta.pixel_spacing_row_mm)
+          CHECK(r["area_mm2"].get<double>() ==
+                Approx(expected.area * *meta.pixel_spacing_row_mm * *meta.pixel_spacing_col_mm));
+      }
+      REQUIRE(r.contains("overlay_png"));
+      CHECK(r["overlay_png"].get<std::string>().rfind("iVBORw0KGgo", 0) == 0);  // base64 of a PNG signature
+      // The results page's overlay: the same image at (at most) the overlay size.
+      const auto overlay = client.Get(("/v1/results/" + std::to_string(r["id"].get<int>()) + "/overlay.png").c_str(), auth);
+      REQUIRE(overlay->status == 200);
+      const cv::Mat decoded = cv::imdecode(std::vector<uchar>(overlay->body.begin(), overlay->body.end()), cv::IMREAD_COLOR);
+      CHECK(std::max(decoded.cols, decoded.rows) == std::min(1024, std::max(r["width"].get<int>(), r["height"].get<int>())));
+    }
+    // The form upload the page could send, and an answer without the overlay.
+    httplib::MultipartFormDataItems form{{"file", bytes_of(dir / "image.png"), "x.png", "image/png"}};
+    const json from_form = body_of(client.Post("/v1/predict?overlay=false", auth, form));
+    CHECK(from_form["width"] == 80);
+    CHECK_FALSE(from_form.contains("overlay_png"));
+    // Recent results, newest first, three kept, nothing about the files.
+    const json recent = body_of(client.Get("/v1/results", auth));
+    REQUIRE(recent["results"].size() == 3);
+    CHECK(recent["results"][0]["id"] == from_form["id"]);
+    CHECK(client.Get("/v1/results/1/overlay.png", auth)->status == 404);  // no longer kept
+    // The log names requests by number only: no file names, no UIDs.
+    const std::string log = server.log();
+    for (const fs::path& file : dicoms) {
+      CHECK_THAT(log, !Contains(file.stem().string()));
+      CHECK_THAT(log, !Contains(pneumo::data::read_dicom(file).meta.study_instance_uid));
+    }
+    CHECK(server.terminate() == 0);
+    CHECK_THAT(server.log(), Contains("stopped after"));
+  }
+
+  SECTION("bad uploads get a 4xx with a JSON error, and the server carries on") {
+    const std::string dicom = bytes_of(dicoms.front());
+    const auto truncated = client.Post("/v1/predict", auth, dicom.substr(0, dicom.size() / 2), "application/dicom");
+    CHECK(truncated->status == 422);
+    CHECK_THAT(body_of(truncated)["error"].get<std::string>(), Contains("upload #"));
+    const auto text = client.Post("/v1/predict", auth, "hello, this is not an image", "text/plain");
+    CHECK(text->status == 422);
+    std::string png = png_bytes(20, 20);
+    const auto broken_png = client.Post("/v1/predict", auth, png.substr(0, 40), "image/png");
+    CHECK(broken_png->status == 422);
+    png.replace(16, 8, std::string("\x00\x01\x00\x00\x00\x01\x00\x00", 8));  // claims 65536 x 65536
+    const auto bomb = client.Post("/v1/predict", auth, png, "image/png");
+    CHECK(bomb->status == 422);
+    CHECK_THAT(body_of(bomb)["error"].get<std::string>(), Contains("65536x65536"));
+    CHECK(client.Post("/v1/predict", auth, "", "application/dicom")->status == 400);
+    httplib::MultipartFormDataItems wrong_field{{"image", png_bytes(8, 8), "x.png", "image/png"}};
+    const auto form = client.Post("/v1/predict", auth, wrong_field);
+    CHECK(form->status == 400);
+    CHECK_THAT(body_of(form)["error"].get<std::string>(), Contains("\"file\""));
+    const auto big = client.Post("/v1/predict", auth, std::string(3 * 1024 * 1024, 'x'), "application/dicom");
+    REQUIRE(big);
+    CHECK(big->status == 413);
+    // Still answering.
+    CHECK(body_of(client.Post("/v1/predict", auth, png_bytes(32, 32), "image/png"))["width"] == 32);
+  }
+}
+
+TEST_CASE("serve batches concurrent requests, and a full queue answers 503 with Retry-After") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  ServerProcess server({"--model", model.string(), "--max-batch", "4", "--max-wait-ms", "100", "--queue", "2"},
+                       dir / "serve.log");
+  const std::string png = png_bytes(64, 64);
+  std::vector<std::future<std::pair<int, std::string>>> answers;
+  for (int i = 0; i < 12; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      httplib::Client c = server.client();
+      const auto r = c.Post("/v1/predict?overlay=false", png, "image/png");
+      if (!r) return std::make_pair(-1, std::string());
+      return std::make_pair(r->status, r->status == 503 ? r->get_header_value("Retry-After") : r->body);
+    }));
+  }
+  int ok = 0, busy = 0;
+  for (auto& a : answers) {
+    const auto [status, detail] = a.get();
+    INFO(detail);
+    CHECK((status == 200 || status == 503));
+    if (status == 200) ++ok;
+    if (status == 503) {
+      ++busy;
+      CHECK(detail == "1");
+    }
+  }
+  CHECK(ok >= 1);
+  CHECK(ok + busy == 12);
+  const json health = json::parse(server.client().Get("/health")->body);
+  CHECK(health["predicted"] == ok);
+  CHECK(health["batches"].get<int>() < ok);  // at least one batch held several requests
+  INFO(server.log());
+  CHECK(server.terminate() == 0);
+}
+
+TEST_CASE("serve refuses bad options with a message") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  auto r = run_pneumo({"serve", "--model", (dir / "missing.ckpt").string()});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("missing.ckpt"));
+  r = run_pneumo({"serve", "--model", model.string(), "--port", "70000"});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("--port 70000"));
+  r = run_pneumo({"serve", "--model", model.string(), "--host", "203.0.113.7"});  // not this machine's
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("cannot listen on 203.0.113.7"));
+  r = run_pneumo({"serve", "--model", model.string(), "--token", "has space"});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("--token"));
+}
+
+TEST_CASE("the web page works in a real browser: upload, answer, recent results") {
+  if (!fs::exists("/usr/bin/chromium") || !fs::exists("/usr/bin/chromedriver")) {
+    WARN("chromium or chromium-driver is not installed; skipping the browser test");
+    return;
+  }
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 1;
+  demo.size = 128;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  const fs::path dicom = fs::directory_iterator(dir / "set/dicom")->path();
+  ServerProcess server({"--model", model.string()}, dir / "serve.log", {"PNEUMO_SERVE_TOKEN=page-token"});
+  const json api = body_of(server.client().Post("/v1/predict", {{"Authorization", "Bearer page-token"}},
+                                                bytes_of(dicom), "application/dicom"));
+
+  fs::create_directories(PNEUMO_ARTIFACT_DIR);
+  const std::string prefix = std::string(PNEUMO_ARTIFACT_DIR) + "/serve-page";
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+  const auto r = pneumo::testing::run_command({PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/browser_check.py",
+                                               url, dicom.string(), prefix, "page-token"});
+  if (r.exit_code == 77) {
+    WARN("browser test skipped: " << r.err);
+    return;
+  }
+  INFO(r.out << r.err << server.log());
+  REQUIRE(r.exit_code == 0);
+  const json shown = json::parse(r.out);
+  CHECK(shown["state"] == "done");
+  CHECK(shown["decision"] == api["decision"]);
+  char percent[32];
+  std::snprintf(percent, sizeof percent, "%.1f %%", 100 * api["probability"].get<double>());
+  CHECK(shown["probability"] == percent);
+  CHECK(shown["size"] == "128 \u00d7 128");
+  CHECK(shown["overlay_width"] == 128);
+  CHECK_THAT(shown["model"].get<std::string>(), Contains("unet/resnet18"));
+  CHECK(shown["results_row"][2] == api["decision"]);
+  CHECK(fs::file_size(prefix + "-predict.png") > 10000);
+}
+
+TEST_CASE("predict and serve take a file from pneumo export as the model") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  REQUIRE(run_pneumo({"export", "--model", model.string(), "--out", (dir / "model.pt").string()}).exit_code == 0);
+  write_file(dir / "image.png", png_bytes(90, 70));
+  const Expected native = predicted(model, dir / "image.png", dir / "native");
+  const Expected exported = predicted(dir / "model.pt", dir / "image.png", dir / "exported");
+  CHECK(exported.score == Approx(native.score).margin(1e-4));
+  CHECK(std::abs(exported.area - native.area) <= 3);  // traced float arithmetic: pixels right at the threshold
+
+  ServerProcess server({"--model", (dir / "model.pt").string()}, dir / "serve.log");
+  const json m = body_of(server.client().Get("/v1/model"));
+  CHECK(m["members"][0]["model"] == "exported");
+  CHECK(m["postprocess"]["threshold"] == 0.5);
+  const json r = body_of(server.client().Post("/v1/predict", png_bytes(90, 70), "image/png"));
+  CHECK(r["probability"].get<double>() == Approx(exported.score).margin(1e-6));
+  CHECK(r["rle"] == exported.rle);
+
+  write_file(dir / "not-an-export.pt", "PK\x03\x04 but nothing else");
+  const auto refused = run_pneumo({"predict", "--model", (dir / "not-an-export.pt").string(), (dir / "image.png").string(),
+                                   "--out", (dir / "x").string()});
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.err, Contains("not-an-export.pt"));
+}

@@ -1,0 +1,57 @@
+// `pneumo pacs --orthanc URL --model CKPT_OR_RUN [--watch]`: the models as a PACS node
+// (infer/pacs.h).
+#include <cstdlib>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "model_options.h"
+#include "pneumo/infer/pacs.h"
+
+namespace pneumo::tools {
+
+namespace {
+
+struct PacsCommandOptions {
+  ModelOptions model;
+  infer::PacsOptions pacs;
+};
+
+void run_pacs_command(const PacsCommandOptions& o) {
+  infer::PacsOptions options = o.pacs;
+  options.models = o.model.specs();
+  options.members = o.model.members;
+  options.overrides = o.model.overrides;
+  options.postprocess = o.model.postprocess_overrides();
+  // Credentials on the command line show in `ps`; the environment does not.
+  if (options.credentials.empty())
+    if (const char* c = std::getenv("PNEUMO_ORTHANC_CREDENTIALS"); c != nullptr) options.credentials = c;
+  const infer::PacsSummary s = infer::run_pacs(options);
+  fmt::print("{} instance(s) processed, {} positive, {} could not be read\n", s.processed, s.positives, s.failed);
+}
+
+}  // namespace
+
+void setup_pacs(CLI::App& app) {
+  auto options = std::make_shared<PacsCommandOptions>();
+  infer::PacsOptions& p = options->pacs;
+  CLI::App* cmd = app.add_subcommand(
+      "pacs", "Process new images in an Orthanc PACS: store a DICOM Segmentation for each, mark it done");
+  add_model_options(*cmd, options->model);
+  cmd->add_option("--orthanc", p.orthanc, "Orthanc's REST URL, e.g. http://127.0.0.1:8042")->required();
+  cmd->add_option("--credentials", p.credentials, "user:password for Orthanc (better: PNEUMO_ORTHANC_CREDENTIALS)");
+  cmd->add_flag("--watch", p.watch, "keep watching for new images until SIGINT/SIGTERM, riding out Orthanc restarts");
+  cmd->add_option("--poll", p.poll_s, "seconds between polls when nothing is new (--watch)")->capture_default_str();
+  cmd->add_option("--mark", p.mark, "Orthanc user metadata index (1024..65535) marking processed instances")
+      ->capture_default_str();
+  cmd->add_flag("--secondary-capture", p.secondary_capture,
+                "also store a Secondary Capture with the overlay burned in, for viewers without SEG support");
+  cmd->add_flag("--tta", p.hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd->add_option("--device", p.device, "auto, cpu, cuda or cuda:N");
+  cmd->add_option("--timeout", p.timeout_s, "seconds per HTTP request to Orthanc")->capture_default_str();
+  cmd->callback([options] { run_pacs_command(*options); });
+}
+
+}  // namespace pneumo::tools
