@@ -9,6 +9,7 @@
 #include <ctime>
 #include <deque>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "pneumo/infer/dynamic_batcher.h"
 #include "pneumo/infer/outputs.h"
 #include "pneumo/infer/predictor.h"
+#include "upload_decoder.h"
 #include "web_assets.h"
 
 namespace pneumo::infer {
@@ -195,6 +197,7 @@ void check_options(const ServeOptions& o) {
   need(o.max_wait_ms >= 0, fmt::format("--max-wait-ms {}: expected >= 0", o.max_wait_ms));
   need(o.timeout_s > 0, fmt::format("--timeout {}: expected > 0 seconds", o.timeout_s));
   need(o.history >= 0, fmt::format("--history {}: expected >= 0", o.history));
+  need(o.decoders >= 0 && o.decoders <= 256, fmt::format("--decoders {}: expected 0..256", o.decoders));
   need(o.overlay_max_side >= 16, fmt::format("--overlay-max-side {}: expected >= 16", o.overlay_max_side));
   for (char c : o.token)
     need(c > 0x20 && c < 0x7f, "--token: expected printable ASCII without spaces");
@@ -265,6 +268,10 @@ void serve(const ServeOptions& options) {
   Batcher batcher([&predictor](std::vector<PreparedInput> batch) { return predictor.predict(std::move(batch)); },
                   batching);
   History history(static_cast<size_t>(options.history));
+  ::signal(SIGPIPE, SIG_IGN);  // a decoder that died shows as a failed write, not a dead server
+  std::unique_ptr<UploadDecoder> decoder;
+  if (options.decoders > 0)
+    decoder = std::make_unique<UploadDecoder>(options.program, options.decoders, predictor.window(), options.timeout_s);
   std::atomic<int64_t> request_count{0};
   const auto started = Clock::now();
 
@@ -323,6 +330,7 @@ void serve(const ServeOptions& options) {
                     {"requests", request_count.load()},
                     {"waiting", batcher.waiting()},
                     {"batches", batcher.batches()},
+                    {"decoder_restarts", decoder ? decoder->restarts() : 0},
                     {"predicted", batcher.processed()}};
     res.set_content(body.dump(), kJson);
   });
@@ -348,7 +356,9 @@ void serve(const ServeOptions& options) {
     const size_t upload_size = bytes->size();
     PreparedInput prepared;
     try {
-      prepared = predictor.prepare(decode_input(std::move(*bytes), fmt::format("upload #{}", id), predictor.window()));
+      const std::string name = fmt::format("upload #{}", id);
+      prepared = predictor.prepare(decoder ? decoder->decode(std::move(*bytes), name)
+                                           : decode_input(std::move(*bytes), name, predictor.window()));
     } catch (const core::DataError& e) {
       core::log::info("serve: #{} refused: {}", id, e.what());
       return send_error(res, 422, e.what());
@@ -402,9 +412,10 @@ void serve(const ServeOptions& options) {
                                        options.host, options.port));
   stop_signals.watch(server);
   std::cout << fmt::format("serving on http://{}:{}", options.host, port) << std::endl;
-  core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads{}",
+  core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads, {} "
+                  "decoder process(es){}",
                   predictor.members().size(), device.str(), options.max_batch, options.max_wait_ms, options.queue,
-                  options.http_threads, options.token.empty() ? "" : ", bearer token required");
+                  options.http_threads, options.decoders, options.token.empty() ? "" : ", bearer token required");
   server.listen_after_bind();
   stop_signals.stop_watching();
   core::log::info("serve: stopped after {} request(s)", request_count.load());

@@ -238,7 +238,9 @@ TEST_CASE("serve answers as predict does, guards its API with the token and refu
 TEST_CASE("serve batches concurrent requests, and a full queue answers 503 with Retry-After") {
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
-  ServerProcess server({"--model", model.string(), "--max-batch", "4", "--max-wait-ms", "100", "--queue", "2"},
+  // Decoding in the server process (--decoders 0) here; the other tests use worker processes.
+  ServerProcess server({"--model", model.string(), "--max-batch", "4", "--max-wait-ms", "100", "--queue", "2",
+                        "--decoders", "0"},
                        dir / "serve.log");
   const std::string png = png_bytes(64, 64);
   std::vector<std::future<std::pair<int, std::string>>> answers;
@@ -350,4 +352,21 @@ TEST_CASE("predict and serve take a file from pneumo export as the model") {
                                    "--out", (dir / "x").string()});
   CHECK(refused.exit_code == 1);
   CHECK_THAT(refused.err, Contains("not-an-export.pt"));
+}
+
+TEST_CASE("an upload that crashes its decoder process is refused and the server carries on") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  // The decoder aborts on uploads with this prefix, as GDCM's assertions do on some files.
+  ServerProcess server({"--model", model.string(), "--decoders", "1"}, dir / "serve.log",
+                       {"PNEUMO_TEST_DECODER_ABORT_PREFIX=CRASH-ME"});
+  httplib::Client client = server.client();
+  const auto crashed = client.Post("/v1/predict", "CRASH-ME and some bytes", "application/dicom");
+  REQUIRE(crashed);
+  CHECK(crashed->status == 422);
+  CHECK_THAT(body_of(crashed)["error"].get<std::string>(), Contains("the decoder stopped on this file"));
+  for (int i = 0; i < 2; ++i)  // the replacement decoder answers, twice
+    CHECK(body_of(client.Post("/v1/predict", png_bytes(40, 30), "image/png"))["width"] == 40);
+  CHECK(json::parse(client.Get("/health")->body)["decoder_restarts"] == 1);
+  CHECK(server.terminate() == 0);
 }

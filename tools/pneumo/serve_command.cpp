@@ -56,7 +56,16 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--history", s.history, "recent results kept for the /results page (0: none)")->capture_default_str();
   cmd->add_option("--overlay-max-side", s.overlay_max_side, "the returned overlay is scaled down to this many pixels")
       ->capture_default_str();
+  cmd->add_option("--decoders", s.decoders,
+                  "worker processes decoding uploads, so that a malicious file cannot crash the server (0: in-process)")
+      ->capture_default_str();
   cmd->callback([options] { run_serve(*options); });
+
+  // The decoder processes serve starts; not for people (no group: hidden from --help).
+  CLI::App* worker = app.add_subcommand("decode-worker", "")->group("");
+  worker->callback([] {
+    if (const int code = infer::run_decode_worker(); code != 0) throw ExitCode{code};
+  });
 }
 
 }  // namespace pneumo::tools

@@ -43,11 +43,19 @@ struct ServeOptions {
   double timeout_s = 30;  // a request waiting longer for the models is answered 503
   int history = 50;       // results kept for /results
   int overlay_max_side = 1024;  // the returned overlay is scaled down to this
+  // Uploads are decoded in this many worker processes (`pneumo decode-worker`), so that a file
+  // that crashes the DICOM library cannot take the server down; 0: in the server itself.
+  int decoders = 4;
+  std::string program = "/proc/self/exe";  // what the workers run
 };
 
 // Serves until SIGINT or SIGTERM, then finishes the requests in progress and returns. Prints
 // "serving on http://HOST:PORT" on stdout once it accepts connections. Throws UsageError for a
 // bad option or a port it cannot bind.
 void serve(const ServeOptions& options);
+
+// A decoder worker's life (the hidden `pneumo decode-worker`): reads uploads on stdin, answers
+// the decoded image or the error on stdout, until stdin closes. Returns the exit code.
+int run_decode_worker();
 
 }  // namespace pneumo::infer
