@@ -28,7 +28,7 @@ build="$root/build-sanitize"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-14 -DPNEUMO_FUZZ=ON
-targets=(fuzz_dicom fuzz_labels fuzz_config fuzz_checkpoint)
+targets=(fuzz_dicom fuzz_upload fuzz_labels fuzz_config fuzz_checkpoint)
 # shellcheck disable=SC2086
 cmake --build "$build" --parallel "$(nproc)" --target "${targets[@]}" $([ "$run_tests" = 1 ] && echo $suites)
 
@@ -61,6 +61,9 @@ for target in "${targets[@]}"; do
       [ -d "$root/../shared/data/siim" ] && seeds+=("$root/../shared/data/siim")
       pydicom_files=$(/usr/bin/python3 -c 'import os, pydicom.data; print(os.path.dirname(pydicom.data.__file__) + "/test_files")' 2>/dev/null || true)
       [ -n "$pydicom_files" ] && [ -d "$pydicom_files" ] && seeds+=("$pydicom_files") ;;
+    fuzz_upload)  # what pneumo serve is sent: PNG, JPEG, DICOM
+      patterns=(-name '*.png' -o -name '*.jpg' -o -name '*.dcm')
+      seeds+=("$root/tests/fuzz/corpus/dicom") ;;
     fuzz_labels)
       patterns=(-name '*.csv' -o -name '*.rle')
       [ -d "$root/../shared/data/siim" ] && seeds+=("$root/../shared/data/siim") ;;

@@ -1,8 +1,5 @@
 #include "pneumo/infer/pacs.h"
 
-#include <csignal>
-#include <pthread.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +11,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/core/stop_signals.h"
 #include "pneumo/infer/dicom_results.h"
 #include "pneumo/infer/outputs.h"
 #include "pneumo/infer/predictor.h"
@@ -84,33 +82,18 @@ class Orthanc {
   std::string mark_;
 };
 
-// SIGINT/SIGTERM, blocked from the start and waited for between polls.
+// SIGINT/SIGTERM, blocked from the start and waited for between polls; remembered once seen.
 class Signals {
  public:
-  Signals() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
-  }
-  ~Signals() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
   // Waits up to `seconds`; true when a stop signal came (now or earlier).
   bool wait(double seconds) {
-    if (stopped_) return true;
-    timespec t{static_cast<time_t>(seconds), static_cast<long>((seconds - std::floor(seconds)) * 1e9)};
-    const int s = sigtimedwait(&set_, nullptr, &t);
-    if (s == SIGINT || s == SIGTERM) {
-      core::log::info("pacs: got signal {} ({}); stopping", s, strsignal(s));
-      stopped_ = true;
-    }
+    if (!stopped_) stopped_ = signals_.wait(seconds) != 0;
     return stopped_;
   }
-  bool stopped() {
-    return wait(0);
-  }
+  bool stopped() { return wait(0); }
 
  private:
-  sigset_t set_{}, previous_{};
+  core::StopSignals signals_;
   bool stopped_ = false;
 };
 
@@ -205,7 +188,6 @@ void check_options(const PacsOptions& o) {
     throw core::UsageError(fmt::format("--mark {}: Orthanc user metadata indices are 1024..65535", o.mark));
   if (!(o.poll_s > 0)) throw core::UsageError(fmt::format("--poll {}: expected > 0 seconds", o.poll_s));
   if (!(o.timeout_s > 0)) throw core::UsageError(fmt::format("--timeout {}: expected > 0 seconds", o.timeout_s));
-  if (o.models.empty()) throw core::UsageError("no model; expected --model CHECKPOINT_OR_RUN");
 }
 
 }  // namespace
@@ -213,12 +195,7 @@ void check_options(const PacsOptions& o) {
 PacsSummary run_pacs(const PacsOptions& options) {
   check_options(options);
   Signals signals;
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
-  const Predictor predictor(std::move(members), postprocess, predictor_options, device);
+  const Predictor predictor = load_predictor(options.ensemble);
   Worker worker(options, predictor);
 
   PacsSummary summary;

@@ -38,6 +38,15 @@ PostprocessSection resolve_postprocess(const std::vector<Member>& members, const
   return p;
 }
 
+Predictor load_predictor(const EnsembleOptions& options) {
+  const c10::Device device = core::resolve_device(core::parse_device(options.device));
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
+  PredictorOptions predictor_options;
+  predictor_options.hflip = options.hflip;
+  return Predictor(std::move(members), postprocess, predictor_options, device);
+}
+
 std::string algorithm_name(const Predictor& predictor) {
   std::string name = fmt::format("pneumo {}", PNEUMO_VERSION);
   for (size_t i = 0; i < predictor.members().size(); ++i) {
@@ -60,15 +69,12 @@ PredictSummary predict(const PredictOptions& options) {
   if (options.out.empty()) throw core::UsageError("no output folder; expected --out DIR");
   if (options.dicom_overlay && options.dicom_out.empty()) throw core::UsageError("--dicom-overlay needs --dicom-out DIR");
 
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  const Predictor predictor = load_predictor(
+      {options.models, options.members, options.overrides, options.postprocess, options.hflip, options.device});
   PredictSummary summary;
-  summary.postprocess = resolve_postprocess(members, options.postprocess);
-  core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), members.size(), device.str(),
-                  options.hflip ? ", flip TTA" : "");
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const Predictor predictor(std::move(members), summary.postprocess, predictor_options, device);
+  summary.postprocess = predictor.postprocess();
+  core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), predictor.members().size(),
+                  predictor.device().str(), options.hflip ? ", flip TTA" : "");
 
   fs::create_directories(options.out);
   OutputOptions output;

@@ -1,7 +1,6 @@
 #include "pneumo/infer/serve.h"
 
 #include <csignal>
-#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +22,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/core/stop_signals.h"
 #include "pneumo/data/rle.h"
 #include "pneumo/infer/dynamic_batcher.h"
 #include "pneumo/infer/outputs.h"
@@ -168,7 +168,7 @@ json model_description(const Predictor& predictor, const ServeOptions& options) 
   return json{{"members", std::move(members)},
               {"segments", predictor.has_segmenter()},
               {"window", predictor.window()},
-              {"hflip", options.hflip},
+              {"hflip", options.ensemble.hflip},
               {"device", predictor.device().str()},
               {"postprocess",
                {{"threshold", p.threshold},
@@ -203,62 +203,37 @@ void check_options(const ServeOptions& o) {
     need(c > 0x20 && c < 0x7f, "--token: expected printable ASCII without spaces");
 }
 
-// Stops the server on SIGINT/SIGTERM. The signals are blocked first, before any thread starts
-// (threads inherit the mask, so none of them can be killed by one), and taken synchronously by
-// a watcher thread once the server exists.
-class StopSignals {
+// Stops the server on the first SIGINT/SIGTERM (blocked from the start by core::StopSignals),
+// from a thread of its own.
+class SignalWatcher {
  public:
-  StopSignals() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals_, &previous_);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
-  void watch(httplib::Server& server) {
-    watcher_ = std::thread([this, &server] {
-      while (!done_.load()) {
-        timespec tick{0, 100 * 1000 * 1000};
-        const int signal = sigtimedwait(&signals_, nullptr, &tick);
-        if (signal == SIGINT || signal == SIGTERM) {
-          core::log::info("serve: got signal {} ({}); finishing the requests in progress", signal, strsignal(signal));
-          server.stop();
-          return;
-        }
-      }
-    });
-  }
-
-  void stop_watching() {
+  SignalWatcher(core::StopSignals& signals, httplib::Server& server)
+      : thread_([this, &signals, &server] {
+          while (!done_.load())
+            if (signals.wait(0.1) != 0) {
+              server.stop();  // finishes the requests in progress
+              return;
+            }
+        }) {}
+  ~SignalWatcher() { stop(); }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+  void stop() {
     done_.store(true);
-    if (watcher_.joinable()) watcher_.join();
-  }
-
-  ~StopSignals() {
-    stop_watching();
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
-  sigset_t signals_{}, previous_{};
   std::atomic<bool> done_{false};
-  std::thread watcher_;
+  std::thread thread_;
 };
 
 }  // namespace
 
 void serve(const ServeOptions& options) {
   check_options(options);
-  if (options.models.empty()) throw core::UsageError("no model; expected --model CHECKPOINT_OR_RUN");
-  StopSignals stop_signals;
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
-  const Predictor predictor(std::move(members), postprocess, predictor_options, device);
+  core::StopSignals stop_signals;  // before any thread starts
+  const Predictor predictor = load_predictor(options.ensemble);
   const json description = model_description(predictor, options);
 
   BatcherOptions batching;
@@ -410,14 +385,14 @@ void serve(const ServeOptions& options) {
   if (!bound)
     throw core::UsageError(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)",
                                        options.host, options.port));
-  stop_signals.watch(server);
+  SignalWatcher watcher(stop_signals, server);
   std::cout << fmt::format("serving on http://{}:{}", options.host, port) << std::endl;
   core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads, {} "
                   "decoder process(es){}",
-                  predictor.members().size(), device.str(), options.max_batch, options.max_wait_ms, options.queue,
+                  predictor.members().size(), predictor.device().str(), options.max_batch, options.max_wait_ms, options.queue,
                   options.http_threads, options.decoders, options.token.empty() ? "" : ", bearer token required");
   server.listen_after_bind();
-  stop_signals.stop_watching();
+  watcher.stop();
   core::log::info("serve: stopped after {} request(s)", request_count.load());
 }
 

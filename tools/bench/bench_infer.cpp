@@ -15,16 +15,13 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "benchmark_model.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/rle.h"
 #include "pneumo/infer/evaluate.h"
 #include "pneumo/infer/predictor.h"
-#include "pneumo/models/network.h"
-#include "pneumo/models/weights.h"
-#include "pneumo/train/checkpoint.h"
-#include "pneumo/train/experiment.h"
 
 using namespace pneumo;
 namespace fs = std::filesystem;
@@ -64,23 +61,7 @@ int main(int argc, char** argv) {
   demo.size = native;
   data::write_demo_set(dir / "set", demo);
 
-  // One model, random weights: the U-Net/ResNet34 of the SIIM winners at `size`, ImageNet inputs.
-  train::ExperimentConfig config;
-  config.model.name = "unet";
-  config.model.encoder.name = "resnet34";
-  config.model.encoder.in_channels = 3;
-  config.data.size = size;
-  config.data.channels = 3;
-  config.data.mean = {0.485, 0.456, 0.406};
-  config.data.std = {0.229, 0.224, 0.225};
-  torch::manual_seed(0);
-  auto net = models::build_model(config.model);
-  train::Checkpoint checkpoint;
-  checkpoint.config_yaml = train::experiment_to_yaml(config);
-  for (const auto& p : net->named_parameters()) checkpoint.model.emplace_back(p.key(), p.value());
-  for (const auto& b : net->named_buffers()) checkpoint.model.emplace_back(b.key(), b.value());
-  train::write_checkpoint(dir / "model.ckpt", checkpoint);
-  models::save_weights(*net, dir / "model.pth");
+  bench::write_benchmark_unet(dir, size);
 
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir / "set/dicom")) files.push_back(e.path().string());

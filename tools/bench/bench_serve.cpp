@@ -20,12 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "benchmark_model.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/data/demo_set.h"
-#include "pneumo/models/network.h"
-#include "pneumo/models/weights.h"
-#include "pneumo/train/checkpoint.h"
-#include "pneumo/train/experiment.h"
 
 using namespace pneumo;
 namespace fs = std::filesystem;
@@ -113,22 +110,7 @@ int main(int argc, char** argv) {
   data::write_demo_set(dir / "set", demo);
   const fs::path dicom = fs::directory_iterator(dir / "set/dicom")->path();
 
-  train::ExperimentConfig config;  // the SIIM winners' U-Net/ResNet34 on ImageNet-style inputs
-  config.model.name = "unet";
-  config.model.encoder.name = "resnet34";
-  config.model.encoder.in_channels = 3;
-  config.data.size = size;
-  config.data.channels = 3;
-  config.data.mean = {0.485, 0.456, 0.406};
-  config.data.std = {0.229, 0.224, 0.225};
-  torch::manual_seed(0);
-  auto net = models::build_model(config.model);
-  train::Checkpoint checkpoint;
-  checkpoint.config_yaml = train::experiment_to_yaml(config);
-  for (const auto& p : net->named_parameters()) checkpoint.model.emplace_back(p.key(), p.value());
-  for (const auto& b : net->named_buffers()) checkpoint.model.emplace_back(b.key(), b.value());
-  train::write_checkpoint(dir / "model.ckpt", checkpoint);
-  models::save_weights(*net, dir / "model.pth");
+  bench::write_benchmark_unet(dir, size);
   core::write_file_atomic(dir / "post.lua", fmt::format("wrk.method = \"POST\"\n"
                                                         "wrk.headers[\"Content-Type\"] = \"application/dicom\"\n"
                                                         "local f = assert(io.open(\"{}\", \"rb\"))\n"

@@ -20,19 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "models"))
 from reference_models import Unet  # noqa: E402
-
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-def rle(mask):
-    flat = mask.T.flatten().astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [0]])))
-    if edges.size == 0:
-        return "-1"
-    starts, ends = edges[::2], edges[1::2]
-    gaps = starts - np.concatenate([[0], ends[:-1]])
-    return " ".join(f"{g} {n}" for g, n in zip(gaps, ends - starts))
+from siim_python import MEAN, STD, rle  # noqa: E402
 
 
 def overlay_png(pixels, probability, mask):

@@ -27,6 +27,15 @@ infer::PostprocessOverrides ModelOptions::postprocess_overrides() const {
   return o;
 }
 
+infer::EnsembleOptions ModelOptions::ensemble() const {
+  infer::EnsembleOptions e;
+  e.models = specs();
+  e.members = members;
+  e.overrides = overrides;
+  e.postprocess = postprocess_overrides();
+  return e;
+}
+
 void add_model_options(CLI::App& cmd, ModelOptions& o, bool with_postprocess) {
   cmd.add_option("--model", o.models, "a checkpoint, a run folder or a file from pneumo export (repeat for an ensemble)")
       ->required()

@@ -27,6 +27,8 @@ struct ModelOptions {
   // Throws UsageError when --weight is given but not once per --model.
   std::vector<infer::ModelSpec> specs() const;
   infer::PostprocessOverrides postprocess_overrides() const;
+  // All of it (hflip and device stay at their defaults, for the command to set).
+  infer::EnsembleOptions ensemble() const;
 };
 
 // `with_postprocess`: also the threshold and area options.

@@ -21,10 +21,10 @@ struct PacsCommandOptions {
 
 void run_pacs_command(const PacsCommandOptions& o) {
   infer::PacsOptions options = o.pacs;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
+  const infer::EnsembleOptions chosen = options.ensemble;  // --tta and --device
+  options.ensemble = o.model.ensemble();
+  options.ensemble.hflip = chosen.hflip;
+  options.ensemble.device = chosen.device;
   // Credentials on the command line show in `ps`; the environment does not.
   if (options.credentials.empty())
     if (const char* c = std::getenv("PNEUMO_ORTHANC_CREDENTIALS"); c != nullptr) options.credentials = c;
@@ -48,8 +48,8 @@ void setup_pacs(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--secondary-capture", p.secondary_capture,
                 "also store a Secondary Capture with the overlay burned in, for viewers without SEG support");
-  cmd->add_flag("--tta", p.hflip, "test-time augmentation: average with the horizontally flipped image");
-  cmd->add_option("--device", p.device, "auto, cpu, cuda or cuda:N");
+  cmd->add_flag("--tta", p.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd->add_option("--device", p.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_option("--timeout", p.timeout_s, "seconds per HTTP request to Orthanc")->capture_default_str();
   cmd->callback([options] { run_pacs_command(*options); });
 }

@@ -20,10 +20,10 @@ struct ServeCommandOptions {
 
 void run_serve(const ServeCommandOptions& o) {
   infer::ServeOptions options = o.serve;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
+  const infer::EnsembleOptions chosen = options.ensemble;  // --tta and --device
+  options.ensemble = o.model.ensemble();
+  options.ensemble.hflip = chosen.hflip;
+  options.ensemble.device = chosen.device;
   // A token on the command line shows in `ps`; the environment does not.
   if (options.token.empty())
     if (const char* token = std::getenv("PNEUMO_SERVE_TOKEN"); token != nullptr) options.token = token;
@@ -38,8 +38,8 @@ void setup_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "Serve a model or ensemble over HTTP: a web page to upload X-rays and a REST API (POST /v1/predict)");
   add_model_options(*cmd, options->model);
-  cmd->add_flag("--tta", s.hflip, "test-time augmentation: average with the horizontally flipped image");
-  cmd->add_option("--device", s.device, "auto, cpu, cuda or cuda:N");
+  cmd->add_flag("--tta", s.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd->add_option("--device", s.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_option("--host", s.host, "address to listen on (127.0.0.1: this machine only)")->capture_default_str();
   cmd->add_option("--port", s.port, "TCP port (0: any free port, printed)")->capture_default_str();
   cmd->add_option("--token", s.token,

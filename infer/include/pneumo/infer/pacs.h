@@ -10,19 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "pneumo/infer/ensemble.h"
 #include "pneumo/infer/predict.h"
 
 namespace pneumo::infer {
 
 struct PacsOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;
-  bool hflip = false;
-  std::string device = "auto";
-
+  EnsembleOptions ensemble;
   std::string orthanc;      // e.g. http://127.0.0.1:8042
   std::string credentials;  // "user:password" for Orthanc's HTTP authentication, or empty
   bool watch = false;       // keep polling until SIGINT/SIGTERM, riding out Orthanc restarts

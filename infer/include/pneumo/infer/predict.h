@@ -10,6 +10,7 @@
 
 #include "pneumo/infer/ensemble.h"
 #include "pneumo/infer/postprocess.h"
+#include "pneumo/infer/predictor.h"
 
 namespace pneumo::infer {
 
@@ -25,7 +26,18 @@ struct PostprocessOverrides {
 // then `overrides.file`, then each single override.
 PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& overrides);
 
-class Predictor;
+// The models and how to run them, as every command that runs an ensemble takes them.
+struct EnsembleOptions {
+  std::vector<ModelSpec> models;
+  std::string members = "best";
+  std::vector<std::string> overrides;  // key=value on the checkpoints' configs
+  PostprocessOverrides postprocess;
+  bool hflip = false;
+  std::string device = "auto";
+};
+
+// Loads the members on the device and resolves their post-processing (resolve_postprocess).
+Predictor load_predictor(const EnsembleOptions& options);
 
 // How DICOM results and logs name the models: "pneumo 0.1.0 unet/resnet34+densenet121/...".
 std::string algorithm_name(const Predictor& predictor);

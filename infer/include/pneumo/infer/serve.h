@@ -19,19 +19,12 @@
 #include <string>
 #include <vector>
 
-#include "pneumo/infer/ensemble.h"
 #include "pneumo/infer/predict.h"
 
 namespace pneumo::infer {
 
 struct ServeOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;
-  bool hflip = false;
-  std::string device = "auto";
-
+  EnsembleOptions ensemble;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (printed)
   std::string token;  // when set, /v1/* needs "Authorization: Bearer <token>"
