@@ -1,5 +1,7 @@
 #include "pneumo/infer/serve.h"
 
+#include <sys/socket.h>
+
 #include <csignal>
 
 #include <atomic>
@@ -87,14 +89,21 @@ std::string utc_now() {
   return text;
 }
 
-// The overlay the page shows: the X-ray with the heat map and the mask's outline, scaled down
-// to `max_side`, as a quickly compressed PNG.
+// The overlay the page shows: the X-ray with the heat map and the mask's outline, drawn at
+// most `max_side` pixels wide or high (the image, probability and mask scaled down first: the
+// PNG encoding dominates the cost), as a quickly compressed PNG.
 std::string overlay_png(const Prediction& p, int max_side) {
-  cv::Mat overlay = draw_overlay(p.input.pixels, p.probability, p.mask);
-  const int side = std::max(overlay.cols, overlay.rows);
+  const int side = std::max(p.input.pixels.cols, p.input.pixels.rows);
+  cv::Mat overlay;
   if (side > max_side) {
     const double scale = static_cast<double>(max_side) / side;
-    cv::resize(overlay, overlay, cv::Size(), scale, scale, cv::INTER_AREA);
+    cv::Mat image, probability, mask;
+    cv::resize(p.input.pixels, image, cv::Size(), scale, scale, cv::INTER_AREA);
+    if (!p.probability.empty()) cv::resize(p.probability, probability, image.size(), 0, 0, cv::INTER_AREA);
+    cv::resize(p.mask, mask, image.size(), 0, 0, cv::INTER_NEAREST);
+    overlay = draw_overlay(image, probability, mask);
+  } else {
+    overlay = draw_overlay(p.input.pixels, p.probability, p.mask);
   }
   std::vector<uchar> png;
   cv::imencode(".png", overlay, png, {cv::IMWRITE_PNG_COMPRESSION, 1});
@@ -203,6 +212,14 @@ void check_options(const ServeOptions& o) {
     need(c > 0x20 && c < 0x7f, "--token: expected printable ASCII without spaces");
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5 (compiled into Debian's library): a burst of
+// clients connecting at once overflows it and some see their connection reset. Listening again
+// on the bound socket raises it (Linux updates the backlog of a listening socket).
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 // Stops the server on the first SIGINT/SIGTERM (blocked from the start by core::StopSignals),
 // from a thread of its own.
 class SignalWatcher {
@@ -250,7 +267,7 @@ void serve(const ServeOptions& options) {
   std::atomic<int64_t> request_count{0};
   const auto started = Clock::now();
 
-  httplib::Server server;
+  HttpServer server;
   const int threads = options.http_threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   server.set_payload_max_length(static_cast<size_t>(options.max_upload_mb * 1024 * 1024));
@@ -367,11 +384,15 @@ void serve(const ServeOptions& options) {
                  {"height", p.input.pixels.rows}};
     json answer = summary;
     answer["rle"] = data::encode_rle(p.mask);
+    const auto overlay_start = Clock::now();
     std::string overlay;
     if (wants_overlay(req) || options.history > 0) overlay = overlay_png(p, options.overlay_max_side);
     if (wants_overlay(req)) answer["overlay_png"] = base64(overlay);
     answer["model"] = description["members"];
-    answer["timing_ms"] = {{"decode", decode_ms}, {"model", model_ms}, {"total", milliseconds_since(start)}};
+    answer["timing_ms"] = {{"decode", decode_ms},
+                           {"model", model_ms},
+                           {"overlay", milliseconds_since(overlay_start)},
+                           {"total", milliseconds_since(start)}};
     history.add(std::move(summary), std::move(overlay));
     res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
     core::log::info("serve: #{} {} KB {}x{} -> p={:.3f} {} ({:.0f} ms)", id, (upload_size + 1023) / 1024,
@@ -385,6 +406,7 @@ void serve(const ServeOptions& options) {
   if (!bound)
     throw core::UsageError(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)",
                                        options.host, options.port));
+  server.widen_backlog();
   SignalWatcher watcher(stop_signals, server);
   std::cout << fmt::format("serving on http://{}:{}", options.host, port) << std::endl;
   core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads, {} "

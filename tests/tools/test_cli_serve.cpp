@@ -186,7 +186,7 @@ TEST_CASE("serve answers as predict does, guards its API with the token and refu
       const auto overlay = client.Get(("/v1/results/" + std::to_string(r["id"].get<int>()) + "/overlay.png").c_str(), auth);
       REQUIRE(overlay->status == 200);
       const cv::Mat decoded = cv::imdecode(std::vector<uchar>(overlay->body.begin(), overlay->body.end()), cv::IMREAD_COLOR);
-      CHECK(std::max(decoded.cols, decoded.rows) == std::min(1024, std::max(r["width"].get<int>(), r["height"].get<int>())));
+      CHECK(std::max(decoded.cols, decoded.rows) == std::min(512, std::max(r["width"].get<int>(), r["height"].get<int>())));
     }
     // The form upload the page could send, and an answer without the overlay.
     httplib::MultipartFormDataItems form{{"file", bytes_of(dir / "image.png"), "x.png", "image/png"}};

@@ -6,7 +6,12 @@
 //
 //   bench_serve [--size 256] [--native 1024] [--threads 2] [--seconds 10] [--connections 1,4,16,64]
 //               [--max-batch 4]
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -72,17 +77,25 @@ pid_t start_server(const std::string& command, const fs::path& log, int port) {
   httplib::Client client("127.0.0.1", port);
   for (int i = 0; i < 1200; ++i) {
     if (const auto r = client.Get("/health"); r && r->status == 200) return pid;
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) break;  // it ended: say why below
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ::kill(pid, SIGKILL);
   throw std::runtime_error("server did not start: " + command + "\n" + core::read_text_file(log));
 }
 
+// A loopback port nobody listens on now.
 int free_port() {
-  httplib::Server probe;
-  const int port = probe.bind_to_any_port("127.0.0.1");
-  probe.stop();
-  return port;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+    throw std::runtime_error("no free port on 127.0.0.1");
+  ::close(fd);
+  return ntohs(address.sin_port);
 }
 
 }  // namespace
@@ -97,6 +110,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "duration of each load level")->check(CLI::Range(1, 600));
   app.add_option("--connections", connections, "concurrent connections per level")->delimiter(',');
   app.add_option("--max-batch", max_batch, "pneumo serve --max-batch")->check(CLI::Range(1, 64));
+  bool keep = false;
+  app.add_flag("--keep", keep, "keep the temporary folder (model, DICOM, server logs) and print its path");
   CLI11_PARSE(app, argc, argv);
   if (run("command -v wrk").empty()) {
     fmt::print(stderr, "bench_serve needs Debian's wrk (tools/setup.sh --tests installs it)\n");
@@ -117,12 +132,13 @@ int main(int argc, char** argv) {
                                                         "wrk.body = f:read(\"*all\")\nf:close()\n",
                                                         dicom.string()));
 
-  const int our_port = free_port(), their_port = free_port();
+  const int our_port = free_port();  // the next is taken once this one is held
   const pid_t ours = start_server(
       fmt::format("env OMP_NUM_THREADS={} {}/bin/pneumo -q serve --model {} --port {} --classifier-threshold 0 "
                   "--max-batch {} --queue 256",
                   threads, PNEUMO_BINARY_DIR, (dir / "model.ckpt").string(), our_port, max_batch),
       dir / "pneumo.log", our_port);
+  const int their_port = free_port();
   const pid_t theirs = start_server(fmt::format("/usr/bin/python3 {}/tools/bench/serve_python.py {} {} {} {}",
                                                 PNEUMO_SOURCE_DIR, (dir / "model.pth").string(), size, threads, their_port),
                                     dir / "python.log", their_port);
@@ -151,17 +167,24 @@ int main(int argc, char** argv) {
           run(fmt::format("wrk -t{} -c{} -d{}s --timeout 120s --latency -s {} http://127.0.0.1:{}/v1/predict 2>&1",
                           std::min(c, 2), c, seconds, (dir / "post.lua").string(), port));
       load[side] = parse_wrk(report);
-      if (load[side].requests == 0) fmt::print(stderr, "wrk said:\n{}\n", report);
+      if (load[side].requests == 0 || load[side].errors > 0)
+        fmt::print(stderr, "{} at {} connections, wrk said:\n{}\n", side == 0 ? "pneumo" : "Python", c, report);
     }
     clean = clean && load[0].errors == 0;
-    fmt::print("{:>11} | {:>8.2f} {:>9.0f} {:>9.0f} {:>6} | {:>8.2f} {:>9.0f} {:>9.0f} {:>6} | {:>5.2f}x\n", c,
-               load[0].requests_per_second, load[0].p50_ms, load[0].p99_ms, load[0].errors, load[1].requests_per_second,
-               load[1].p50_ms, load[1].p99_ms, load[1].errors,
-               load[1].requests_per_second > 0 ? load[0].requests_per_second / load[1].requests_per_second : 0.0);
+    const auto side = [](const Load& l) {
+      if (l.requests == 0) return fmt::format("{:>8} {:>9} {:>9} {:>6}", "none", "-", "-", l.errors);
+      return fmt::format("{:>8.2f} {:>9.0f} {:>9.0f} {:>6}", l.requests_per_second, l.p50_ms, l.p99_ms, l.errors);
+    };
+    const std::string ratio = load[1].requests == 0 ? "-" : fmt::format("{:.2f}x", load[0].requests_per_second / load[1].requests_per_second);
+    fmt::print("{:>11} | {} | {} | {:>6}\n", c, side(load[0]), side(load[1]), ratio);
   }
+  fmt::print("\n\"none\": no request finished within the level's {} s.\n", seconds);
   ::kill(ours, SIGTERM);
   ::kill(theirs, SIGTERM);
   std::error_code ec;
-  fs::remove_all(dir, ec);
+  if (keep)
+    fmt::print("kept {}\n", dir.string());
+  else
+    fs::remove_all(dir, ec);
   return clean ? 0 : 1;
 }

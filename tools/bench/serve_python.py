@@ -23,7 +23,13 @@ from reference_models import Unet  # noqa: E402
 from siim_python import MEAN, STD, rle  # noqa: E402
 
 
-def overlay_png(pixels, probability, mask):
+def overlay_png(pixels, probability, mask, max_side=512):
+    scale = max_side / max(pixels.shape)
+    if scale < 1:  # drawn at most 512 pixels wide or high, as pneumo serve's default
+        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        probability = cv2.resize(probability, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     out = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
     heat = cv2.applyColorMap((probability * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = np.where(probability > 0.1, 0.6 * probability, 0)[:, :, None]
@@ -77,6 +83,7 @@ def main():
     model = Unet(None, False)
     model.load_state_dict(torch.load(weights))
     model.eval()
+    ThreadingHTTPServer.request_queue_size = 128  # as pneumo's backlog: no resets when many connect at once
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(model, size))
     print("serving", flush=True)
     server.serve_forever()

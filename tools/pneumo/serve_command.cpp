@@ -54,7 +54,7 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--http-threads", s.http_threads, "threads reading requests and decoding images")
       ->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--history", s.history, "recent results kept for the /results page (0: none)")->capture_default_str();
-  cmd->add_option("--overlay-max-side", s.overlay_max_side, "the returned overlay is scaled down to this many pixels")
+  cmd->add_option("--overlay-max-side", s.overlay_max_side, "the returned overlay is drawn at most this many pixels wide or high (the mask itself: rle)")
       ->capture_default_str();
   cmd->add_option("--decoders", s.decoders,
                   "worker processes decoding uploads, so that a malicious file cannot crash the server (0: in-process)")

@@ -35,7 +35,7 @@ struct ServeOptions {
   double max_wait_ms = 2;
   double timeout_s = 30;  // a request waiting longer for the models is answered 503
   int history = 50;       // results kept for /results
-  int overlay_max_side = 1024;  // the returned overlay is scaled down to this
+  int overlay_max_side = 512;  // the returned overlay is drawn at most this wide or high
   // Uploads are decoded in this many worker processes (`pneumo decode-worker`), so that a file
   // that crashes the DICOM library cannot take the server down; 0: in the server itself.
   int decoders = 4;
