@@ -23,6 +23,7 @@
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
 #include <dcmtk/oflog/oflog.h>
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
 
@@ -301,12 +302,8 @@ DicomResult make_secondary_capture(std::string_view bytes, const std::string& na
       ds.insertEmptyElement(tag);  // type 2: present, maybe empty
   }
   const std::string sop_instance = instance_uid.empty() ? new_uid() : instance_uid;
-  char date[16], time[16];
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  std::strftime(date, sizeof date, "%Y%m%d", &local);
-  std::strftime(time, sizeof time, "%H%M%S", &local);
+  const std::tm now = fmt::localtime(std::time(nullptr));
+  const std::string date = fmt::format("{:%Y%m%d}", now), time = fmt::format("{:%H%M%S}", now);
   const std::vector<std::pair<DcmTagKey, std::string>> values{
       {DCM_SOPClassUID, UID_SecondaryCaptureImageStorage},
       {DCM_SOPInstanceUID, sop_instance},

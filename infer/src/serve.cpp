@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -80,14 +81,7 @@ bool same_secret(std::string_view given, std::string_view secret) {
   return difference == 0;
 }
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
+std::string utc_now() { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr))); }
 
 // The overlay the page shows: the X-ray with the heat map and the mask's outline, drawn at
 // most `max_side` pixels wide or high (the image, probability and mask scaled down first: the
@@ -386,8 +380,9 @@ void serve(const ServeOptions& options) {
     answer["rle"] = data::encode_rle(p.mask);
     const auto overlay_start = Clock::now();
     std::string overlay;
-    if (wants_overlay(req) || options.history > 0) overlay = overlay_png(p, options.overlay_max_side);
-    if (wants_overlay(req)) answer["overlay_png"] = base64(overlay);
+    const bool overlay_wanted = wants_overlay(req);
+    if (overlay_wanted || options.history > 0) overlay = overlay_png(p, options.overlay_max_side);
+    if (overlay_wanted) answer["overlay_png"] = base64(overlay);
     answer["model"] = description["members"];
     answer["timing_ms"] = {{"decode", decode_ms},
                            {"model", model_ms},
