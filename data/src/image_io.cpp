@@ -70,7 +70,7 @@ cv::Mat decode_grey_image(std::string_view bytes, const std::string& name, int64
   const auto [width, height] = header_size(bytes);
   if (width <= 0 || height <= 0)
     throw core::DataError(fmt::format("{}: not a readable image (expected DICOM, PNG or JPEG)", name));
-  if (width * height > max_pixels)
+  if (width > max_pixels || height > max_pixels || width * height > max_pixels)  // each side first: no overflow
     throw core::DataError(fmt::format("{}: claims {}x{} pixels; at most {} pixels are accepted", name, width,
                                       height, max_pixels));
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
