@@ -76,15 +76,31 @@ std::string read_bytes(const fs::path& file) {
   }
 }
 
+// After GDCM parsed a relabelled copy (see detail::StructureCheck): the file's own transfer
+// syntax back on the header and the image, so that compressed pixel data decodes as such.
+void restore_transfer_syntax(gdcm::ImageReader& reader, const std::string& uid) {
+  const gdcm::TransferSyntax ts = gdcm::TransferSyntax::GetTSType(uid.c_str());
+  if (ts == gdcm::TransferSyntax::TS_END) return;  // unknown to GDCM: left as parsed (implicit)
+  gdcm::DataElement element(gdcm::Tag(0x0002, 0x0010), 0, gdcm::VR::UI);
+  std::string value = uid;
+  if (value.size() % 2 != 0) value += '\0';
+  element.SetByteValue(value.data(), static_cast<uint32_t>(value.size()));
+  reader.GetFile().GetHeader().Replace(element);
+  reader.GetImage().SetTransferSyntax(ts);
+}
+
 // The bytes are checked structurally, then parsed by GDCM from memory. `stream` must outlive
 // `reader`'s use of it; `file` names the source in errors.
 void open_image(gdcm::ImageReader& reader, std::istringstream& stream, std::string bytes, const fs::path& file) {
   detail::silence_gdcm_traces();
-  if (const std::string problem = detail::check_dicom_structure(bytes); !problem.empty())
-    fail(file, problem);
-  stream.str(std::move(bytes));
+  const detail::StructureCheck check = detail::check_dicom_structure(bytes);
+  if (!check.problem.empty()) fail(file, check.problem);
+  stream.str(check.implicit_vr_mislabelled ? detail::relabel_as_implicit_vr(bytes) : std::move(bytes));
   reader.SetStream(stream);
-  if (reader.Read()) return;
+  if (reader.Read()) {
+    if (check.implicit_vr_mislabelled) restore_transfer_syntax(reader, check.transfer_syntax);
+    return;
+  }
   const gdcm::DataSet& ds = reader.GetFile().GetDataSet();
   if (!ds.IsEmpty() && !ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010)))
     fail(file, "has no pixel data (7FE0,0010); expected a DICOM image");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include <fmt/format.h>
@@ -54,6 +55,8 @@ struct WalkResult {
   std::string error;
   std::string transfer_syntax;  // from the meta group
   uint64_t meta_group_end = 0;  // from (0002,0000), when present
+  size_t meta_group_length_at = 0;  // the byte offset of (0002,0000)'s value, 0 when absent
+  size_t transfer_syntax_at = 0, transfer_syntax_end = 0;  // (0002,0010) from its tag to its value's end
   bool number_of_frames = false;
   bool frame_increment_pointer = false;
   bool pixel_data = false;  // (7FE0,0008/0009/0010) at the top level
@@ -214,6 +217,7 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
     if (group == 0x0002 && element == 0x0000 && length == 4) {
       Cursor value = c;
       result.meta_group_end = c.offset + 4 + value.u32();
+      result.meta_group_length_at = c.offset;
     }
     if (nesting == 0 && depth == 0 && group == 0x0028 && length == 2) {  // values GDCM asserts on
       Cursor value = c;
@@ -231,6 +235,8 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       std::string uid(c.bytes.substr(c.offset, length));
       while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
       result.transfer_syntax = uid;
+      result.transfer_syntax_at = start;
+      result.transfer_syntax_end = c.offset + length;
     }
     const bool is_sequence = !meta_only && !is_item &&
                              ((explicit_vr && vr[0] == 'S' && vr[1] == 'Q') || (!explicit_vr && starts_with_item(c, length)));
@@ -273,7 +279,11 @@ std::string inflate_raw(std::string_view in, std::string& out) {
 
 }  // namespace
 
-std::string check_dicom_structure(std::string_view bytes) {
+namespace {
+
+constexpr const char* kImplicitLittleEndian = "1.2.840.10008.1.2";
+
+std::string check_structure(std::string_view bytes, StructureCheck& check) {
   if (bytes.size() < 132 || bytes.substr(128, 4) != "DICM")
     return "is not a DICOM Part 10 file (no 128-byte preamble followed by 'DICM')";
   Cursor c{bytes, 132, false};
@@ -286,6 +296,7 @@ std::string check_dicom_structure(std::string_view bytes) {
   if (c.offset >= bytes.size()) return "has no data set after the file meta information";
 
   const std::string& ts = result.transfer_syntax;
+  check.transfer_syntax = ts;
   if (ts == "1.2.840.10008.1.2.1.99") {  // deflated explicit VR little endian: walk the inflated data set
     std::string inflated;
     if (const std::string problem = inflate_raw(bytes.substr(c.offset), inflated); !problem.empty())
@@ -296,11 +307,14 @@ std::string check_dicom_structure(std::string_view bytes) {
     if (!data_set.error.empty()) return "deflated data set: " + data_set.error;
     return data_set.pixel_data ? std::string() : "has no pixel data (7FE0,0010); expected a DICOM image";
   }
-  bool explicit_vr = ts != "1.2.840.10008.1.2";
+  bool explicit_vr = ts != kImplicitLittleEndian;
   c.big_endian = ts == "1.2.840.10008.1.2.2";
-  // Some writers encode the data set implicitly whatever the header says (GDCM and pydicom
-  // both accept that): believe the first element's bytes.
-  if (explicit_vr && c.has(6)) explicit_vr = is_vr(bytes.data() + c.offset + 4);
+  // Some writers encode the data set implicitly whatever the header says (pydicom and GDCM both
+  // accept that): believe the first element's bytes.
+  if (explicit_vr && c.has(6) && !is_vr(bytes.data() + c.offset + 4)) {
+    explicit_vr = false;
+    check.implicit_vr_mislabelled = !c.big_endian && result.transfer_syntax_end != 0;
+  }
   walk(c, bytes.size(), explicit_vr, result, /*meta_only=*/false);
   if (!result.error.empty()) return result.error;
   // GDCM's image reader aborts (an assertion) on some data sets without pixel data.
@@ -309,6 +323,41 @@ std::string check_dicom_structure(std::string_view bytes) {
     return "has a Frame Increment Pointer (0028,0009) but no Number of Frames (0028,0008); "
            "expected both or neither";
   return {};
+}
+
+}  // namespace
+
+StructureCheck check_dicom_structure(std::string_view bytes) {
+  StructureCheck check;
+  check.problem = check_structure(bytes, check);
+  return check;
+}
+
+std::string relabel_as_implicit_vr(std::string_view bytes) {
+  Cursor c{bytes, 132, false};
+  WalkResult meta;
+  walk(c, bytes.size(), /*explicit_vr=*/true, meta, /*meta_only=*/true);
+  if (!meta.error.empty() || meta.transfer_syntax_end == 0)
+    throw std::logic_error("relabel_as_implicit_vr: the file meta information has no transfer syntax");
+  // (0002,0010) UI, a 16-bit length, the UID padded with NUL to an even length.
+  std::string element("\x02\x00\x10\x00UI", 6);
+  const std::string uid = std::string(kImplicitLittleEndian) + '\0';
+  element += static_cast<char>(uid.size() & 0xFF);
+  element += static_cast<char>(uid.size() >> 8);
+  element += uid;
+  std::string out(bytes.substr(0, meta.transfer_syntax_at));
+  out += element;
+  out += bytes.substr(meta.transfer_syntax_end);
+  if (meta.meta_group_length_at != 0) {
+    const int64_t growth = static_cast<int64_t>(element.size()) -
+                           static_cast<int64_t>(meta.transfer_syntax_end - meta.transfer_syntax_at);
+    Cursor value{bytes, meta.meta_group_length_at, false};
+    const auto group_length = static_cast<uint32_t>(value.u32() + growth);
+    const size_t at = meta.meta_group_length_at < meta.transfer_syntax_at ? meta.meta_group_length_at
+                                                                           : meta.meta_group_length_at + growth;
+    for (int i = 0; i < 4; ++i) out[at + i] = static_cast<char>(group_length >> (8 * i) & 0xFF);
+  }
+  return out;
 }
 
 }  // namespace pneumo::data::detail
