@@ -83,6 +83,19 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+ThreadPlan plan_threads(int cores, int processes_on_machine, bool cuda) {
+  const int share = std::max(1, cores / std::max(1, processes_on_machine));
+  ThreadPlan plan;
+  if (cuda) {
+    plan.loader_workers = std::max(1, share * 3 / 4);
+    plan.intra_op = std::max(1, share - plan.loader_workers);
+  } else {
+    plan.intra_op = share;
+    plan.loader_workers = 1;
+  }
+  return plan;
+}
+
 int configure_threads(int requested) {
   if (requested < 0)
     throw ConfigError(fmt::format("thread count must be >= 0 (0 = one per core); got {}",

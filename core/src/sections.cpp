@@ -14,7 +14,8 @@ c10::Device activate_runtime(const RuntimeSection& runtime, uint64_t seed) {
                       "runtime.deterministic; set one of them to false");
   if (auto level = parse_log_level(runtime.log_level)) set_log_level(*level);
   const c10::Device device = resolve_device(parse_device(runtime.device));
-  const int threads = configure_threads(runtime.threads);
+  const int threads = configure_threads(
+      runtime.threads == 0 ? plan_threads(hardware_threads(), 1, device.is_cuda()).intra_op : runtime.threads);
   at::globalContext().setDeterministicAlgorithms(runtime.deterministic, /*warn_only=*/false);
   at::globalContext().setDeterministicCuDNN(runtime.deterministic);
   at::globalContext().setBenchmarkCuDNN(runtime.cudnn_benchmark);

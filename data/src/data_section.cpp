@@ -1,5 +1,7 @@
 #include "pneumo/data/data_section.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "pneumo/core/error.h"
@@ -67,9 +69,23 @@ FoldSplit split_by_fold(const std::vector<int>& folds, int fold) {
   return split;
 }
 
-LoaderOptions loader_options(const DataSection& data) {
+bool is_worker_count(const std::string& text) {
+  if (text == "auto") return true;
+  int count = -1;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+  return error == std::errc() && end == text.data() + text.size() && count >= 0 && count <= 256;
+}
+
+int worker_count(const DataSection& data, int auto_workers) {
+  if (data.workers == "auto") return auto_workers;
+  if (!is_worker_count(data.workers))
+    throw core::ConfigError(fmt::format("data.workers: '{}'; expected auto or a count 0..256", data.workers));
+  return std::stoi(data.workers);
+}
+
+LoaderOptions loader_options(const DataSection& data, int auto_workers) {
   LoaderOptions options;
-  options.workers = data.workers;
+  options.workers = worker_count(data, auto_workers);
   options.prefetch = data.prefetch;
   options.channels = data.channels;
   options.mean = data.mean;

@@ -149,6 +149,15 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
                                    element, start);
         return;
       }
+      if (element != 0xE000 && element != 0xE00D && element != 0xE0DD) {  // GDCM then guesses (see tests/fuzz)
+        result.error = fmt::format("an unknown item tag (FFFE,{:04X}) at byte {}; expected (FFFE,E000), (FFFE,E00D) "
+                                   "or (FFFE,E0DD)", element, start);
+        return;
+      }
+      if (element == 0xE00D && !open.empty() && open.back()) {  // pixel data holds fragments, not items
+        result.error = fmt::format("an item delimiter (FFFE,E00D) at byte {} inside encapsulated pixel data", start);
+        return;
+      }
       length = c.u32();
       if (element == 0xE00D || element == 0xE0DD) {
         if (!open.empty()) open.pop_back();

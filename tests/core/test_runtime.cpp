@@ -48,6 +48,30 @@ TEST_CASE("thread settings apply to LibTorch and 0 means one per core") {
   configure_threads(before);
 }
 
+TEST_CASE("automatic threads: every core computes on the CPU, most cores load with a GPU") {
+  // CPU: the network's arithmetic is nearly all of a step; one loader thread reads ahead.
+  CHECK(plan_threads(2, 1, false).intra_op == 2);
+  CHECK(plan_threads(2, 1, false).loader_workers == 1);
+  CHECK(plan_threads(16, 1, false).intra_op == 16);
+  // Processes on one machine share its cores.
+  CHECK(plan_threads(16, 4, false).intra_op == 4);
+  CHECK(plan_threads(2, 4, false).intra_op == 1);
+  // GPU: three quarters of the share load and augment.
+  CHECK(plan_threads(16, 1, true).loader_workers == 12);
+  CHECK(plan_threads(16, 1, true).intra_op == 4);
+  CHECK(plan_threads(2, 1, true).loader_workers == 1);
+  CHECK(plan_threads(2, 1, true).intra_op == 1);
+  CHECK(plan_threads(1, 1, true).intra_op == 1);
+  CHECK(plan_threads(64, 8, true).loader_workers == 6);
+
+  RuntimeSection runtime;  // threads: 0, on the CPU
+  runtime.device = "cpu";
+  const int before = at::get_num_threads();
+  activate_runtime(runtime, 1);
+  CHECK(at::get_num_threads() == hardware_threads());
+  configure_threads(before);
+}
+
 TEST_CASE("activate_runtime seeds LibTorch so random tensors repeat") {
   RuntimeSection runtime;
   runtime.device = "cpu";

@@ -8,7 +8,10 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/config_node.h"
+#include "pneumo/data/data_section.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/loader.h"
 #include "test_support.h"
@@ -226,6 +229,20 @@ TEST_CASE("invalid loader options are configuration errors") {
   if (!torch::cuda::is_available())
     CHECK_THROWS_WITH(make([](auto& o) { o.pin_memory = true; }), Contains("CUDA"));
   CHECK_THROWS(data::BatchLoader(demo.dataset, {0, 5}, data::LoaderOptions{}));
+}
+
+TEST_CASE("data.workers is auto or a count, and auto takes the thread plan's figure") {
+  const auto read = [](const std::string& yaml) {
+    return core::read_section<data::DataSection>(core::parse_yaml(yaml, "data.yaml"), "data");
+  };
+  CHECK(data::DataSection{}.workers == "auto");
+  CHECK(data::loader_options(read("workers: auto"), 3).workers == 3);
+  CHECK(data::loader_options(read("workers: 0"), 3).workers == 0);
+  CHECK(data::loader_options(read("workers: 5"), 3).workers == 5);
+  for (const char* bad : {"workers: many", "workers: -1", "workers: 257", "workers: 2.5"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(read(bad), Contains("data.yaml:1") && Contains("auto or a count 0..256"));
+  }
 }
 
 TEST_CASE("loading through the cache gives the same batches as decoding") {

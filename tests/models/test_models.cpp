@@ -11,7 +11,9 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/models/attention_unet.h"
 #include "pneumo/models/classifier.h"
+#include "pneumo/models/double_unet.h"
 #include "pneumo/models/encoder.h"
 #include "pneumo/models/unet.h"
 #include "pneumo/models/unet_plus_plus.h"
@@ -144,6 +146,39 @@ TEST_CASE("UNet++ equals the smp-named reference") {
   auto io = read_io("unetpp_resnet34");
   CHECK(parameter_count(*net) == io["parameters"].item<int64_t>());
   CHECK(relative_error(net->forward(io["input"]).masks, io["out0"]) < 1e-5);
+}
+
+TEST_CASE("Attention U-Net equals the AttU_Net-named reference, plain and over ResNet34") {
+  torch::NoGradGuard no_grad;
+  for (const std::string encoder : {"plain", "resnet34"}) {
+    INFO(encoder);
+    models::AttentionUNetOptions options;
+    options.encoder = encoder;
+    options.in_channels = 3;
+    options.widths = {8, 16, 32, 64, 128};
+    models::AttentionUNet net(options);
+    const std::string name = "attention_unet_" + encoder;
+    models::load_weights(*net, models::read_weights(reference_dir() / (name + ".weights.pth")));
+    net->eval();
+    auto io = read_io(name);
+    CHECK(parameter_count(*net) == io["parameters"].item<int64_t>());
+    CHECK(relative_error(net->forward(io["input"]).masks, io["out0"]) < 1e-5);
+  }
+}
+
+TEST_CASE("Double U-Net equals the reference, both networks' masks") {
+  torch::NoGradGuard no_grad;
+  models::DoubleUNetOptions options;
+  options.in_channels = 3;
+  models::DoubleUNet net(options);
+  models::load_weights(*net, models::read_weights(reference_dir() / "double_unet_vgg19.weights.pth"));
+  net->eval();
+  auto io = read_io("double_unet_vgg19");
+  CHECK(parameter_count(*net) == io["parameters"].item<int64_t>());
+  const auto out = net->forward(io["input"]);
+  CHECK(relative_error(out.masks, io["out0"]) < 1e-5);
+  REQUIRE(out.extra_masks.size() == 1);
+  CHECK(relative_error(out.extra_masks[0], io["out1"]) < 1e-5);
 }
 
 TEST_CASE("weights saved by pneumo load back, and strict loading names what does not fit") {

@@ -16,6 +16,7 @@
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "bench_summary.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/demo_set.h"
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
   double seconds = 5;
   app.add_option("--size", size, "image size")->capture_default_str()->check(CLI::Range(64, 4096));
   app.add_option("--seconds", seconds, "measuring time per row")->capture_default_str();
+  std::string summary_path;
+  app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
   cv::setNumThreads(1);  // each worker is one core, as loader threads are
   try {
@@ -111,6 +114,10 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 1 thread", one, one / python);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 2 threads", two, two / python);
     fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
+    const bench::Summary summary(summary_path);
+    const std::string what = fmt::format("augmentation, seed recipe at {}", size);
+    summary.add("data", what + ", 1 thread", "images/s", python, one, true);
+    summary.add("data", what + ", 2 threads", "images/s", python, two, true);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

@@ -19,6 +19,7 @@
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "bench_summary.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/preprocess.h"
@@ -97,6 +98,8 @@ int main(int argc, char** argv) {
   app.add_option("--size", size, "resize to SIZE x SIZE")->capture_default_str();
   app.add_option("--seconds", seconds, "measuring time per configuration")->capture_default_str();
   app.add_option("inputs", inputs, "DICOM files or folders");
+  std::string summary_path;
+  app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
   cv::setNumThreads(1);  // each worker is one core; OpenCV must not add threads of its own
 
@@ -130,6 +133,11 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, preprocessing cache hit, 1 thread", cached,
                cached / python);
     fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
+    const bench::Summary summary(summary_path);
+    const std::string what = fmt::format("DICOM decode + resize to {}, {} file(s)", size, files.size());
+    summary.add("data", what + ", 1 thread", "images/s", python, one, true);
+    summary.add("data", what + ", 2 threads", "images/s", python, two, true);
+    summary.add("data", what + ", preprocessing cache hit", "images/s", python, cached, true);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

@@ -4,6 +4,8 @@
 // on the same random weights, in one run; the two submissions are compared row by row.
 //
 //   bench_infer [--images 16] [--size 512] [--native 1024] [--threads 2] [--repeats 5] [--batch 1] [--workers 1]
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "bench_summary.h"
 #include "benchmark_model.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/core/runtime.h"
@@ -53,6 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "single-image runs; the median is reported")->check(CLI::Range(1, 1000));
   app.add_option("--batch", batch, "pipeline: images per forward pass")->check(CLI::Range(1, 64));
   app.add_option("--workers", workers, "pipeline: reader threads")->check(CLI::Range(0, 16));
+  std::string summary_path;
+  app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
 
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-infer-{}", ::getpid());
@@ -140,6 +145,19 @@ int main(int argc, char** argv) {
              pipelined / py_rate);
   fmt::print("submissions: {} of {} rows identical, mean Dice between them {:.6f}\n", same, ours.size(),
              dice / static_cast<double>(ours.size()));
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const double py_peak = python["peak_rss_mb"].get<double>(), peak = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  fmt::print("peak memory (maximum resident set): Python {:.0f} MiB, pneumo {:.0f} MiB\n", py_peak, peak);
+  const bench::Summary summary(summary_path);
+  const std::string what = fmt::format("U-Net/ResNet34 at {}, {}x{} JPEG DICOM -> RLE", size, native, native);
+  summary.add("inference", what + ", one image", "ms", py_latency, latency_ms, false);
+  summary.add("inference", what + fmt::format(", folder of {}", inputs.size()), "images/s", py_rate, pipelined, true);
+  summary.add("inference", what + ", peak memory", "MiB", py_peak, peak, false);
+  if (same != static_cast<int>(ours.size())) {
+    fmt::print(stderr, "the two submissions differ in {} row(s)\n", ours.size() - same);
+    return 1;
+  }
   std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "bench_summary.h"
 #include "benchmark_model.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/data/demo_set.h"
@@ -111,6 +112,8 @@ int main(int argc, char** argv) {
   app.add_option("--connections", connections, "concurrent connections per level")->delimiter(',');
   app.add_option("--max-batch", max_batch, "pneumo serve --max-batch")->check(CLI::Range(1, 64));
   bool keep = false;
+  std::string summary_path;
+  app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   app.add_flag("--keep", keep, "keep the temporary folder (model, DICOM, server logs) and print its path");
   CLI11_PARSE(app, argc, argv);
   if (run("command -v wrk").empty()) {
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   fmt::print("{:>11} | {:>8} {:>9} {:>9} {:>6} | {:>8} {:>9} {:>9} {:>6} | {:>6}\n", "connections", "pneumo/s", "p50 ms",
              "p99 ms", "errors", "Python/s", "p50 ms", "p99 ms", "errors", "ratio");
   bool clean = same_mask;
+  const bench::Summary summary(summary_path);
   for (int c : connections) {
     Load load[2];
     for (int side = 0; side < 2; ++side) {
@@ -177,6 +181,9 @@ int main(int argc, char** argv) {
     };
     const std::string ratio = load[1].requests == 0 ? "-" : fmt::format("{:.2f}x", load[0].requests_per_second / load[1].requests_per_second);
     fmt::print("{:>11} | {} | {} | {:>6}\n", c, side(load[0]), side(load[1]), ratio);
+    if (load[0].requests > 0 && load[1].requests > 0)
+      summary.add("serving", fmt::format("pneumo serve, 1024² DICOM -> RLE + overlay, {} connection(s)", c), "requests/s",
+                  load[1].requests_per_second, load[0].requests_per_second, true);
   }
   fmt::print("\n\"none\": no request finished within the level's {} s.\n", seconds);
   ::kill(ours, SIGTERM);

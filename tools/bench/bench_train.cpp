@@ -3,13 +3,15 @@
 // the same network, initial weights, batch and threads, in one run; with each side's peak
 // memory (the process's maximum resident set, LibTorch included on both sides).
 //
-//   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--models unet,unet++,classifier] [--channels-last]
+//   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--channels-last]
+//               [--models unet,unet++,attention_unet,double_unet,classifier]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <sstream>
 
@@ -18,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "bench_summary.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/network.h"
@@ -35,7 +38,10 @@ models::ModelSection section_of(const std::string& name) {
   if (name == "classifier") {
     s.name = "classifier";
     s.encoder.name = "densenet121";
-  } else {
+  } else if (name == "double_unet") {
+    s.name = name;
+    s.encoder.name = "vgg19";
+  } else {  // unet, unet++, attention_unet
     s.name = name;
     s.encoder.name = "resnet34";
   }
@@ -114,15 +120,21 @@ Timing python_timing(const std::string& name, int size, int batch, int steps, in
 int main(int argc, char** argv) {
   CLI::App app("pneumo training-step benchmark: pneumo vs PyTorch eager in Python, same networks and weights");
   int size = 256, batch = 4, steps = 5, threads = 2;
-  std::vector<std::string> names{"unet", "unet++", "classifier"};
+  const std::vector<std::string> families{"unet", "unet++", "attention_unet", "double_unet", "classifier"};
+  std::vector<std::string> names = families;
   bool channels_last = false;
   app.add_option("--size", size, "image size")->check(CLI::Range(32, 1024));
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 64));
   app.add_option("--steps", steps, "timed steps (after 2 warm-up steps); the median is reported")->check(CLI::Range(1, 100));
   app.add_option("--threads", threads, "CPU threads for both sides")->check(CLI::Range(1, 256));
-  app.add_option("--models", names, "unet, unet++, classifier")->delimiter(',')->check(CLI::IsMember({"unet", "unet++", "classifier"}));
+  app.add_option("--models", names, "any of unet, unet++, attention_unet, double_unet, classifier")
+      ->delimiter(',')
+      ->check(CLI::IsMember(families));
   app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
+  std::string summary_path;
+  app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
+  const bench::Summary summary(summary_path);
   core::configure_threads(threads);
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
   fs::create_directories(dir);
@@ -136,9 +148,18 @@ int main(int argc, char** argv) {
     models::save_weights(*models::build_model(section_of(name)), weights);
     const Timing python = python_timing(name, size, batch, steps, threads, weights);
     const Timing ours = pneumo_timing(name, size, batch, steps, weights, channels_last);
-    const std::string label = name == "classifier" ? "DenseNet121 classifier" : name == "unet" ? "U-Net/ResNet34" : "UNet++/ResNet34";
+    const std::map<std::string, std::string> labels{{"unet", "U-Net/ResNet34"},
+                                                    {"unet++", "UNet++/ResNet34"},
+                                                    {"attention_unet", "Attention U-Net/ResNet34"},
+                                                    {"double_unet", "Double U-Net/VGG19"},
+                                                    {"classifier", "DenseNet121 classifier"}};
+    const std::string& label = labels.at(name);
     fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.ms_per_step, ours.ms_per_step,
                python.ms_per_step / ours.ms_per_step, python.peak_rss_mb, ours.peak_rss_mb);
+    const std::string what = fmt::format("{} step, {}x{}, batch {}{}", label, size, size, batch,
+                                         channels_last ? ", channels-last" : "");
+    summary.add("training", what, "ms/step", python.ms_per_step, ours.ms_per_step, false);
+    summary.add("training", what + ", peak memory", "MiB", python.peak_rss_mb, ours.peak_rss_mb, false);
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

@@ -8,6 +8,7 @@ prints one JSON line: {"latency_ms": ..., "images_per_second": ...}
 """
 import json
 import os
+import resource
 import sys
 import time
 
@@ -53,7 +54,8 @@ def main():
         f.write("ImageId,EncodedPixels\n")
         for image_id, encoded in rows:
             f.write(f"{image_id},{encoded}\n")
-    print(json.dumps({"latency_ms": 1000 * sorted(times)[len(times) // 2], "images_per_second": len(files) / elapsed}))
+    print(json.dumps({"latency_ms": 1000 * sorted(times)[len(times) // 2], "images_per_second": len(files) / elapsed,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The Python way of a training step, for bench_train: PyTorch eager with torch.optim.Adam on
-the same networks (smp's U-Net / UNet++ with a ResNet34 encoder from
-tests/models/reference_models.py, torchvision's DenseNet121 with one logit) and the same
+the same networks (from tests/models/reference_models.py: smp's U-Net / UNet++ and Attention
+U-Net with a ResNet34 encoder, Double U-Net over VGG19; torchvision's DenseNet121 with one
+logit) and the same
 initial weights, loss BCE + soft Dice (segmenters) or BCE (classifier).
 
 usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "models"))
-from reference_models import Unet, UnetPlusPlusDecoder  # noqa: E402
+from reference_models import AttentionUnet, DoubleUnet, Unet, UnetPlusPlusDecoder  # noqa: E402
 
 
 def build(name):
@@ -25,6 +26,10 @@ def build(name):
         return Unet(None, False)
     if name == "unet++":
         return Unet(None, False, UnetPlusPlusDecoder)
+    if name == "attention_unet":
+        return AttentionUnet("resnet34")
+    if name == "double_unet":
+        return DoubleUnet()
     return torchvision.models.densenet121(num_classes=1)
 
 

@@ -16,6 +16,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/progress.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/data/folds.h"
 
 namespace pneumo::tools {
@@ -130,7 +131,8 @@ void run_check(const CheckOptions& options) {
   fmt::print("cache: {}\n", preprocessor.cache_folder().empty() ? std::string("off")
                                                                : preprocessor.cache_folder().string());
   std::fflush(stdout);  // the report so far comes before the progress lines on stderr
-  const std::vector<LoadFailure> failures = load_all(dataset, section.workers);
+  // Nothing else runs meanwhile: auto loads on every core.
+  const std::vector<LoadFailure> failures = load_all(dataset, data::worker_count(section, core::hardware_threads()));
   const data::CacheCounts counts = preprocessor.counts();
   fmt::print("loaded: {} ok, {} failed ({} decoded, {} from cache, {} cache entries written)\n",
              dataset.size() - static_cast<int64_t>(failures.size()), failures.size(),

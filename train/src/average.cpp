@@ -93,7 +93,8 @@ AverageSummary average_checkpoints(const AverageOptions& options) {
                                        : data::assign_folds(config.data, dataset.index(),
                                                             static_cast<uint64_t>(config.experiment.seed));
     const std::vector<int64_t> train = data::split_by_fold(folds, config.data.fold).train;
-    data::LoaderOptions loader = data::loader_options(config.data);
+    data::LoaderOptions loader = data::loader_options(
+        config.data, core::plan_threads(core::hardware_threads(), 1, device.is_cuda()).loader_workers);
     loader.batch_size = config.train.batch_size;
     summary.batchnorm_layers = recompute_batchnorm(*net, dataset, train, loader, device);
     summary.batchnorm_images = static_cast<int64_t>(train.size());

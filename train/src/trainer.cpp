@@ -351,7 +351,7 @@ c10::Device join_processes(const ExperimentConfig& config, const ProcessPlacemen
     device = core::resolve_device(core::parse_device(fmt::format("cuda:{}", place.local_rank)));
   }
   if (config.runtime.threads == 0)  // the machine's cores are shared by its processes
-    core::configure_threads(std::max(1, core::hardware_threads() / place.local_world_size));
+    core::configure_threads(core::plan_threads(core::hardware_threads(), place.local_world_size, device.is_cuda()).intra_op);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config.train.distributed.timeout_s * 1000.0));
   dp.group = ProcessGroup::connect(place, device, timeout);
   return device;
@@ -504,7 +504,10 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   for (auto& g : optimizer->param_groups()) base_lr.push_back(g.options().get_lr() * dp.lr_factor);
   LrSchedule schedule(t.schedule, t.epochs);
 
-  data::LoaderOptions loader = data::loader_options(config.data);
+  const core::ThreadPlan threads =
+      core::plan_threads(core::hardware_threads(), options.placement.local_world_size, device.is_cuda());
+  data::LoaderOptions loader = data::loader_options(config.data, threads.loader_workers);
+  core::log::debug("{} loader thread(s), {} LibTorch intra-op thread(s)", loader.workers, at::get_num_threads());
   loader.batch_size = dp.process_batch;
   loader.seed = seed;
   loader.pin_memory = device.is_cuda();

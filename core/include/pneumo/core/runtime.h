@@ -31,6 +31,18 @@ int configure_threads(int requested);
 // The number of hardware threads (at least 1).
 int hardware_threads();
 
+// How one process's share of the cores is divided when the experiment leaves it to pneumo
+// (runtime.threads: 0, data.workers: auto). On the CPU the network's arithmetic is nearly all
+// of a step (reading from the preprocessing cache and augmenting a batch take a few percent of
+// it): every core of the share runs LibTorch's intra-op threads and one loader thread prepares
+// the next batches. On a GPU the CPU's work is loading and augmenting: three quarters of the
+// share load, the rest run LibTorch's CPU-side operations.
+struct ThreadPlan {
+  int intra_op = 1;
+  int loader_workers = 1;
+};
+ThreadPlan plan_threads(int cores, int processes_on_machine, bool cuda);
+
 // One line: LibTorch version, CUDA/cuDNN availability and GPU count.
 std::string describe_torch_runtime();
 

@@ -43,7 +43,10 @@ struct RuntimeSection {
       Check<std::string>{"auto, cpu, cuda or cuda:N", [](const std::string& d) {
                            return is_device_name(d);
                          }});
-    v("threads", threads, "LibTorch intra-op CPU threads; 0 = one per core", at_least(0));
+    v("threads", threads,
+      "LibTorch intra-op CPU threads; 0 = auto: every core on the CPU, a quarter of them with a GPU "
+      "(the rest load data; see data.workers), shared among the processes of a distributed run",
+      at_least(0));
     v("deterministic", deterministic,
       "use only deterministic kernels (bitwise repeatable runs, sometimes slower)");
     v("cudnn_benchmark", cudnn_benchmark,

@@ -13,6 +13,8 @@
 
 namespace pneumo::data {
 
+bool is_worker_count(const std::string& text);  // "auto" or a whole number 0..256
+
 struct NegativeSharePoint {
   int64_t epoch = 0;
   double share = 1.0;
@@ -38,7 +40,7 @@ struct DataSection {
   int fold = 0;
   std::string folds_file;
   std::string cache = "auto";
-  int workers = 2;
+  std::string workers = "auto";  // or a count; see loader_options
   int prefetch = 4;
   std::vector<NegativeSharePoint> negative_share;
 
@@ -60,7 +62,10 @@ struct DataSection {
     v("folds_file", folds_file, "CSV (ImageId,fold) to use instead of drawing folds");
     v("cache", cache, "preprocessing cache folder: auto (~/.cache/pneumo), none, or a path",
       core::non_empty());
-    v("workers", workers, "loader threads; 0 loads on the training thread", core::in_range(0, 256));
+    v("workers", workers,
+      "loader threads: auto (one on the CPU, three quarters of the cores on a GPU; see runtime.threads), "
+      "or a count 0..256 (0 loads on the training thread)",
+      core::Check<std::string>{"auto or a count 0..256", [](const std::string& w) { return is_worker_count(w); }});
     v("prefetch", prefetch, "batches prepared ahead of training", core::in_range(1, 1024));
     v("negative_share", negative_share,
       "training epochs use all positives plus this share of negatives, linear between points "
@@ -88,6 +93,11 @@ struct FoldSplit {
 FoldSplit split_by_fold(const std::vector<int>& folds, int fold);
 
 // Loader settings from the section (batch size, epoch, seed and transform are the caller's).
-LoaderOptions loader_options(const DataSection& data);
+// The loader settings of the section; `data.workers: auto` becomes `auto_workers` (the
+// caller's core::ThreadPlan, which knows the device and the processes sharing the machine).
+LoaderOptions loader_options(const DataSection& data, int auto_workers);
+
+// The number of loader threads `data.workers` asks for, `auto_workers` for auto.
+int worker_count(const DataSection& data, int auto_workers);
 
 }  // namespace pneumo::data
