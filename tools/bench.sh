@@ -78,7 +78,7 @@ fi
   [ "$quick" = 1 ] && echo "(--quick: short runs at small sizes; not figures to quote)"
   echo
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
-  echo "- pneumo: $("$bin/pneumo" version | sed -n 2p)"
+  echo "- pneumo: $("$bin/pneumo" version | sed -n 2p | sed "s/, [0-9]* CPU threads//")"
   echo "- Python: $(/usr/bin/python3 -c 'import sys, torch, cv2, pydicom; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, OpenCV {cv2.__version__}, pydicom {pydicom.__version__}")')"
   echo
   /usr/bin/python3 "$root/tools/bench/summary_table.py" "$summary"

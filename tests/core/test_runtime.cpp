@@ -1,5 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <malloc.h>
+
+#include <cstdlib>
+#include <cstring>
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -70,6 +75,30 @@ TEST_CASE("automatic threads: every core computes on the CPU, most cores load wi
   activate_runtime(runtime, 1);
   CHECK(at::get_num_threads() == hardware_threads());
   configure_threads(before);
+}
+
+TEST_CASE("freed memory stays in the process: large blocks come from the heap, which is not trimmed") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("AddressSanitizer replaces glibc's allocator; skipping");
+  return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  WARN("AddressSanitizer replaces glibc's allocator; skipping");
+  return;
+#endif
+#endif
+  REQUIRE(keep_freed_memory());
+  constexpr size_t kBlock = size_t{64} << 20;  // above glibc's largest mmap threshold (32 MiB)
+  const size_t mapped_before = mallinfo2().hblkhd;
+  void* block = std::malloc(kBlock);
+  REQUIRE(block != nullptr);
+  std::memset(block, 1, kBlock);
+  CHECK(mallinfo2().hblkhd == mapped_before);  // not a mapping of its own
+  std::free(block);
+  CHECK(mallinfo2().fordblks >= kBlock);  // kept, free for the next allocation
+  void* again = std::malloc(kBlock);
+  CHECK(mallinfo2().hblkhd == mapped_before);
+  std::free(again);
 }
 
 TEST_CASE("activate_runtime seeds LibTorch so random tensors repeat") {

@@ -17,6 +17,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "bench_summary.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/demo_set.h"
@@ -82,6 +83,7 @@ double python_rate(int size, double seconds, const fs::path& image, const fs::pa
 }  // namespace
 
 int main(int argc, char** argv) {
+  pneumo::core::keep_freed_memory();  // as the pneumo program runs
   CLI::App app{"Seed augmentation recipe: pneumo against the Python way"};
   int size = 512;
   double seconds = 5;

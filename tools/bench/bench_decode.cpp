@@ -20,6 +20,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "bench_summary.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/preprocess.h"
@@ -91,6 +92,7 @@ double python_rate(const std::vector<std::string>& files, int size, double secon
 }  // namespace
 
 int main(int argc, char** argv) {
+  pneumo::core::keep_freed_memory();  // as the pneumo program runs
   CLI::App app{"DICOM decode + resize: pneumo against pydicom + OpenCV-Python"};
   int size = 512;
   double seconds = 5;

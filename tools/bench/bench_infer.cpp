@@ -47,6 +47,7 @@ std::map<std::string, std::string> read_submission(const fs::path& file) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  pneumo::core::keep_freed_memory();  // as the pneumo program runs
   CLI::App app("pneumo inference benchmark: pneumo vs pydicom + PyTorch eager, U-Net/ResNet34");
   int images = 16, size = 512, native = 1024, threads = 2, repeats = 5, batch = 1, workers = 1;
   app.add_option("--images", images, "DICOMs in the folder")->check(CLI::Range(1, 10000));

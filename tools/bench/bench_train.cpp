@@ -48,13 +48,24 @@ models::ModelSection section_of(const std::string& name) {
   return s;
 }
 
+// Medians over the timed steps: the whole step and its phases (the network's forward pass, the
+// loss, the backward pass, the optimiser's step and zero_grad), and the peak resident memory.
 struct Timing {
-  double ms_per_step = 0, peak_rss_mb = 0;
+  double step_ms = 0, forward_ms = 0, loss_ms = 0, backward_ms = 0, optimizer_ms = 0, peak_rss_mb = 0;
 };
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Runs in a child process, so that its peak memory is its own.
-double pneumo_step_ms(const std::string& name, int size, int batch, int steps, const fs::path& weights,
-                      bool channels_last) {
+Timing pneumo_steps(const std::string& name, int size, int batch, int steps, const fs::path& weights,
+                    bool channels_last) {
   torch::manual_seed(0);
   auto net = models::build_model(section_of(name));
   models::load_weights(*net, models::read_weights(weights), true, weights.string());
@@ -66,19 +77,27 @@ double pneumo_step_ms(const std::string& name, int size, int batch, int steps, c
   const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32);
   const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32);
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
-  std::vector<double> times;
-  for (int step = 0; step < steps + 2; ++step) {
+  std::vector<double> step, forward, loss_ms, backward, optimise;
+  for (int i = 0; i < steps + 2; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    optimizer.zero_grad();
     const models::ModelOutput out = net->forward(x);
+    const double network = ms_since(start);
     const torch::Tensor loss = name == "classifier" ? train::bce_loss(out.logits, labels)
                                                      : train::combo_loss(out.masks, masks, combo);
+    const double f = ms_since(start);
     loss.backward();
+    const double b = ms_since(start) - f;
     optimizer.step();
-    if (step >= 2) times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    optimizer.zero_grad();
+    const double total = ms_since(start);
+    if (i < 2) continue;  // warm-up
+    step.push_back(total);
+    forward.push_back(network);
+    loss_ms.push_back(f - network);
+    backward.push_back(b);
+    optimise.push_back(total - f - b);
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return {median(step), median(forward), median(loss_ms), median(backward), median(optimise), 0};
 }
 
 Timing pneumo_timing(const std::string& name, int size, int batch, int steps, const fs::path& weights,
@@ -88,20 +107,25 @@ Timing pneumo_timing(const std::string& name, int size, int batch, int steps, co
   const pid_t child = ::fork();
   if (child == 0) {
     ::close(pipe_fds[0]);
-    const double ms = pneumo_step_ms(name, size, batch, steps, weights, channels_last);
-    const std::string text = fmt::format("{}", ms);
+    const Timing t = pneumo_steps(name, size, batch, steps, weights, channels_last);
+    const std::string text =
+        fmt::format("{} {} {} {} {}", t.step_ms, t.forward_ms, t.loss_ms, t.backward_ms, t.optimizer_ms);
     if (::write(pipe_fds[1], text.data(), text.size()) < 0) ::_exit(2);
     ::_exit(0);
   }
   ::close(pipe_fds[1]);
-  char buffer[64] = {};
+  char buffer[256] = {};
   const ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer - 1);
   ::close(pipe_fds[0]);
   int status = 0;
   struct rusage usage {};
   ::wait4(child, &status, 0, &usage);
   if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("the pneumo side failed");
-  return {std::stod(std::string(buffer, static_cast<size_t>(n))), static_cast<double>(usage.ru_maxrss) / 1024.0};
+  Timing t;
+  std::istringstream(std::string(buffer, static_cast<size_t>(n))) >> t.step_ms >> t.forward_ms >> t.loss_ms >>
+      t.backward_ms >> t.optimizer_ms;
+  t.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  return t;
 }
 
 Timing python_timing(const std::string& name, int size, int batch, int steps, int threads, const fs::path& weights) {
@@ -112,12 +136,14 @@ Timing python_timing(const std::string& name, int size, int batch, int steps, in
   for (char buffer[4096]; pipe && std::fgets(buffer, sizeof buffer, pipe);) output += buffer;
   if (!pipe || ::pclose(pipe) != 0) throw std::runtime_error("the Python side failed: " + output);
   const auto j = nlohmann::json::parse(output);
-  return {j["ms_per_step"].get<double>(), j["peak_rss_mb"].get<double>()};
+  return {j["ms_per_step"].get<double>(), j["forward_ms"].get<double>(), j["loss_ms"].get<double>(),
+          j["backward_ms"].get<double>(), j["optimizer_ms"].get<double>(), j["peak_rss_mb"].get<double>()};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  pneumo::core::keep_freed_memory();  // as the pneumo program runs
   CLI::App app("pneumo training-step benchmark: pneumo vs PyTorch eager in Python, same networks and weights");
   int size = 256, batch = 4, steps = 5, threads = 2;
   const std::vector<std::string> families{"unet", "unet++", "attention_unet", "double_unet", "classifier"};
@@ -154,11 +180,16 @@ int main(int argc, char** argv) {
                                                     {"double_unet", "Double U-Net/VGG19"},
                                                     {"classifier", "DenseNet121 classifier"}};
     const std::string& label = labels.at(name);
-    fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.ms_per_step, ours.ms_per_step,
-               python.ms_per_step / ours.ms_per_step, python.peak_rss_mb, ours.peak_rss_mb);
+    fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.step_ms, ours.step_ms,
+               python.step_ms / ours.step_ms, python.peak_rss_mb, ours.peak_rss_mb);
+    const auto phases = [](const Timing& t) {
+      return fmt::format("{:.0f}/{:.0f}/{:.0f}/{:.0f}", t.forward_ms, t.loss_ms, t.backward_ms, t.optimizer_ms);
+    };
+    fmt::print("{:<32} {:>12} {:>12}\n", "  forward/loss/backward/optim.", phases(python), phases(ours));
+    std::fflush(stdout);
     const std::string what = fmt::format("{} step, {}x{}, batch {}{}", label, size, size, batch,
                                          channels_last ? ", channels-last" : "");
-    summary.add("training", what, "ms/step", python.ms_per_step, ours.ms_per_step, false);
+    summary.add("training", what, "ms/step", python.step_ms, ours.step_ms, false);
     summary.add("training", what + ", peak memory", "MiB", python.peak_rss_mb, ours.peak_rss_mb, false);
   }
   std::error_code ec;

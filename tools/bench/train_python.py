@@ -5,7 +5,7 @@ logit) and the same
 initial weights, loss BCE + soft Dice (segmenters) or BCE (classifier).
 
 usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS
-prints one JSON line: {"ms_per_step": median, "peak_rss_mb": ...}
+prints one JSON line: medians of the step and its phases (ms), "peak_rss_mb"
 """
 import json
 import os
@@ -44,11 +44,11 @@ def main():
     x = torch.rand(batch, 3, size, size)
     masks = (torch.rand(batch, 1, size, size) > 0.7).float()
     labels = (torch.rand(batch, 1) > 0.5).float()
-    times = []
+    step_ms, forward_ms, loss_ms, backward_ms, optimizer_ms = [], [], [], [], []
     for step in range(steps + 2):
         start = time.perf_counter()
-        optimizer.zero_grad()
         out = model(x)
+        network = time.perf_counter()
         if name == "classifier":
             loss = F.binary_cross_entropy_with_logits(out, labels)
         else:
@@ -56,12 +56,24 @@ def main():
             p = torch.sigmoid(logits)
             dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
             loss = F.binary_cross_entropy_with_logits(logits, masks) + dice
+        forward = time.perf_counter()
         loss.backward()
+        backward = time.perf_counter()
         optimizer.step()
-        if step >= 2:
-            times.append(time.perf_counter() - start)
-    times.sort()
-    print(json.dumps({"ms_per_step": 1000 * times[len(times) // 2],
+        optimizer.zero_grad()
+        end = time.perf_counter()
+        if step >= 2:  # after warm-up
+            step_ms.append(1000 * (end - start))
+            forward_ms.append(1000 * (network - start))
+            loss_ms.append(1000 * (forward - network))
+            backward_ms.append(1000 * (backward - forward))
+            optimizer_ms.append(1000 * (end - backward))
+
+    def median(v):
+        return sorted(v)[len(v) // 2]
+
+    print(json.dumps({"ms_per_step": median(step_ms), "forward_ms": median(forward_ms), "loss_ms": median(loss_ms),
+                      "backward_ms": median(backward_ms), "optimizer_ms": median(optimizer_ms),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -8,9 +8,11 @@
 #include "commands.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace pneumo;
+  core::keep_freed_memory();  // before LibTorch allocates anything
   CLI::App app{
       "pneumo: pneumothorax classification and segmentation on chest X-rays (DICOM in, "
       "masks, reports and TorchScript out)",
