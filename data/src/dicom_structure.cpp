@@ -71,6 +71,19 @@ bool starts_with_item(const Cursor& c, uint32_t length) {
 
 constexpr int kMaxNesting = 64;
 
+// (0028,xxxx) attributes of the image pixel module that GDCM's image reader takes as US:
+// samples per pixel, image dimensions (retired), planar configuration, rows, columns, bits
+// allocated, bits stored, high bit, pixel representation.
+bool is_us_image_attribute(uint16_t element) {
+  switch (element) {
+    case 0x0002: case 0x0005: case 0x0006: case 0x0010: case 0x0011:
+    case 0x0100: case 0x0101: case 0x0102: case 0x0103:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_jpeg_syntax(const std::string& ts) {  // the IJG-decoded ones: baseline, extended, lossless
   return ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" || ts == "1.2.840.10008.1.2.4.57" ||
          ts == "1.2.840.10008.1.2.4.70";
@@ -227,6 +240,23 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       Cursor value = c;
       result.meta_group_end = c.offset + 4 + value.u32();
       result.meta_group_length_at = c.offset;
+    }
+    // GDCM reads the image's US attributes through gdcm::Attribute, which asserts (aborts the
+    // process) when an explicit VR says otherwise.
+    if (explicit_vr && nesting == 0 && depth == 0 && group == 0x0028 && is_us_image_attribute(element) &&
+        !(vr[0] == 'U' && vr[1] == 'S')) {
+      result.error = fmt::format("element (0028,{:04X}) at byte {} has VR {}{}; expected US", element, start,
+                                 vr[0], vr[1]);
+      return;
+    }
+    // GDCM asserts that a sequence item's elements add up to an even length; DICOM values have
+    // even lengths.
+    const bool inside_item = (nesting > 0 && !sequence_value) || (!open.empty() && !open.back());
+    if (group != 0xFFFE && inside_item && length != kUndefinedLength && length % 2 != 0) {
+      result.error = fmt::format("element ({:04X},{:04X}) at byte {} inside a sequence item has the odd length {}; "
+                                 "DICOM values have even lengths",
+                                 group, element, start, length);
+      return;
     }
     if (nesting == 0 && depth == 0 && group == 0x0028 && length == 2) {  // values GDCM asserts on
       Cursor value = c;
