@@ -81,21 +81,21 @@ Timing pneumo_steps(const std::string& name, int size, int batch, int steps, con
   for (int i = 0; i < steps + 2; ++i) {
     const auto start = std::chrono::steady_clock::now();
     const models::ModelOutput out = net->forward(x);
-    const double network = ms_since(start);
+    const double after_network = ms_since(start);
     const torch::Tensor loss = name == "classifier" ? train::bce_loss(out.logits, labels)
                                                      : train::combo_loss(out.masks, masks, combo);
-    const double f = ms_since(start);
+    const double after_loss = ms_since(start);
     loss.backward();
-    const double b = ms_since(start) - f;
+    const double after_backward = ms_since(start);
     optimizer.step();
     optimizer.zero_grad();
-    const double total = ms_since(start);
+    const double after_optimiser = ms_since(start);
     if (i < 2) continue;  // warm-up
-    step.push_back(total);
-    forward.push_back(network);
-    loss_ms.push_back(f - network);
-    backward.push_back(b);
-    optimise.push_back(total - f - b);
+    step.push_back(after_optimiser);
+    forward.push_back(after_network);
+    loss_ms.push_back(after_loss - after_network);
+    backward.push_back(after_backward - after_loss);
+    optimise.push_back(after_optimiser - after_backward);
   }
   return {median(step), median(forward), median(loss_ms), median(backward), median(optimise), 0};
 }
