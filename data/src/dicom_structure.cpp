@@ -118,6 +118,9 @@ std::string check_jpeg_header(std::string_view jpeg) {
       if (components != 1 && components != 3)
         return fmt::format("a JPEG frame with {} components; expected 1 (grey) or 3 (colour)", components);
     }
+    if (marker == 0xE0 && length >= 16 && jpeg.compare(i + 4, 5, std::string_view("JFIF\0", 5)) == 0 && byte(i + 9) != 1)
+      return fmt::format("a JFIF segment of version {}.{}; libjpeg warns on versions other than 1.x (and GDCM's "
+                         "codec aborts on warnings)", byte(i + 9), byte(i + 10));
     if (marker == 0xEE && length >= 14 && jpeg.compare(i + 4, 5, "Adobe") == 0 && byte(i + 15) > 2)
       return fmt::format("an Adobe JPEG segment with colour transform {}; expected 0, 1 or 2", byte(i + 15));
     if (marker == 0xDA || marker == 0xD9) return {};  // the first scan: the header is over
@@ -263,6 +266,14 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       const uint16_t v = value.u16();
       if (element == 0x0002 && v != 1 && v != 3 && v != 4) {
         result.error = fmt::format("Samples per Pixel (0028,0002) is {}; expected 1, 3 or 4", v);
+        return;
+      }
+      if (element == 0x0100 && v != 1 && (v == 0 || v % 8 != 0 || v > 64)) {
+        result.error = fmt::format("Bits Allocated (0028,0100) is {}; expected 1 or a multiple of 8 up to 64", v);
+        return;
+      }
+      if (element == 0x0100 && is_jpeg_syntax(result.transfer_syntax) && v != 8 && v != 16) {  // GDCM asserts
+        result.error = fmt::format("Bits Allocated (0028,0100) is {} with JPEG pixel data; expected 8 or 16", v);
         return;
       }
       if (element == 0x0006 && v > 1) {
