@@ -83,6 +83,20 @@ double max_difference(const cv::Mat& ours, const cv::Mat& reference) {
   return high;
 }
 
+// Writes pydicom's MR_small.dcm to `out` after running `edit` (Python statements on `ds`).
+// False when pydicom's test files are not installed.
+bool write_edited_mr_small(const std::string& edit, const fs::path& out) {
+  const fs::path source = kPydicomFiles / "MR_small.dcm";
+  if (!fs::exists(source)) return false;
+  const auto r = run_command({PNEUMO_REFERENCE_PYTHON, "-W", "ignore", "-c",
+                              "import sys, pydicom\n"
+                              "from pydicom.uid import ExplicitVRLittleEndian\n"
+                              "ds = pydicom.dcmread(sys.argv[1])\n" + edit + "\nds.save_as(sys.argv[2])\n",
+                              source.string(), out.string()});
+  REQUIRE(r.exit_code == 0);
+  return true;
+}
+
 }  // namespace
 
 TEST_CASE("DICOM conformance with pydicom on its own test corpus") {
@@ -263,20 +277,12 @@ TEST_CASE("bad DICOM input gives a data error naming the file and the reason") {
 }
 
 TEST_CASE("absurd image dimensions are refused before any allocation") {
-  const fs::path source = kPydicomFiles / "MR_small.dcm";
-  if (!fs::exists(source)) {
+  TempDir dir;
+  const fs::path huge = dir / "huge.dcm";
+  if (!write_edited_mr_small("ds.Rows = 65535; ds.Columns = 65535; ds.NumberOfFrames = 500", huge)) {
     WARN("python3-pydicom's test files are not installed; skipping");
     return;
   }
-  TempDir dir;
-  const fs::path huge = dir / "huge.dcm";
-  const auto r = run_command({PNEUMO_REFERENCE_PYTHON, "-c",
-                              "import sys, pydicom\n"
-                              "ds = pydicom.dcmread(sys.argv[1])\n"
-                              "ds.Rows = 65535; ds.Columns = 65535; ds.NumberOfFrames = 500\n"
-                              "ds.save_as(sys.argv[2])\n",
-                              source.string(), huge.string()});
-  REQUIRE(r.exit_code == 0);
   CHECK_THROWS_WITH(data::read_dicom(huge), Contains("huge.dcm"));
 }
 
@@ -326,23 +332,16 @@ TEST_CASE("a data set encoded with implicit VR under an explicit transfer syntax
   // conformance test above compares its pixels). GDCM, left to guess element by element, once
   // allocated 1.3 GB for a 4 KB file of this kind (fuzz regression
   // dicom/implicit-vr-under-jpeg-syntax.dcm); pneumo relabels the header while GDCM parses.
-  const fs::path source = kPydicomFiles / "MR_small.dcm";
-  if (!fs::exists(source)) {
+  TempDir dir;
+  const fs::path mislabelled = dir / "mislabelled.dcm";
+  if (!write_edited_mr_small("ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian\n"
+                             "ds.is_implicit_VR = True\n"
+                             "ds.is_little_endian = True",
+                             mislabelled)) {
     WARN("python3-pydicom's test files are not installed; skipping");
     return;
   }
-  TempDir dir;
-  const fs::path mislabelled = dir / "mislabelled.dcm";
-  const auto r = run_command({PNEUMO_REFERENCE_PYTHON, "-W", "ignore", "-c",
-                              "import sys, pydicom\n"
-                              "from pydicom.uid import ExplicitVRLittleEndian\n"
-                              "ds = pydicom.dcmread(sys.argv[1])\n"
-                              "ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian\n"
-                              "ds.is_implicit_VR = True\n"
-                              "ds.is_little_endian = True\n"
-                              "ds.save_as(sys.argv[2])\n",
-                              source.string(), mislabelled.string()});
-  REQUIRE(r.exit_code == 0);
+  const fs::path source = kPydicomFiles / "MR_small.dcm";
   const std::string bytes = pneumo::testing::read_file(mislabelled);
   REQUIRE(bytes.find(std::string("1.2.840.10008.1.2.1\0", 20)) != std::string::npos);  // says explicit
   REQUIRE(bytes.find("MR\x02\x00") == std::string::npos);  // no explicit VR in the data set
