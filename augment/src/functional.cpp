@@ -144,11 +144,12 @@ cv::Mat gaussian_filter(const cv::Mat& field, double sigma) {
   return out;
 }
 
-ElasticField elastic_field(cv::Size size, double alpha, double sigma, double alpha_affine,
-                           uint32_t random_state, bool approximate) {
-  NumpyRandomState rs(random_state);
+namespace {
+
+// The affine step of elastic_transform: three points jittered by up to alpha_affine, drawn first
+// from the op's RandomState.
+cv::Mat draw_elastic_affine(cv::Size size, double alpha_affine, NumpyRandomState& rs) {
   const int height = size.height, width = size.width;
-  ElasticField field;
   // Albumentations builds the affine triangle from (height, width) as if it were (x, y).
   const float c0 = static_cast<float>(height / 2), c1 = static_cast<float>(width / 2);
   const auto s = static_cast<float>(std::min(height, width) / 3);
@@ -159,7 +160,22 @@ ElasticField elastic_field(cv::Size size, double alpha, double sigma, double alp
     const auto jy = static_cast<float>(rs.uniform(-alpha_affine, alpha_affine));
     pts2[i] = {pts1[i].x + jx, pts1[i].y + jy};
   }
-  field.affine = cv::getAffineTransform(pts1, pts2);
+  return cv::getAffineTransform(pts1, pts2);
+}
+
+}  // namespace
+
+cv::Mat elastic_affine(cv::Size size, double alpha_affine, uint32_t random_state) {
+  NumpyRandomState rs(random_state);
+  return draw_elastic_affine(size, alpha_affine, rs);
+}
+
+ElasticField elastic_field(cv::Size size, double alpha, double sigma, double alpha_affine,
+                           uint32_t random_state, bool approximate) {
+  NumpyRandomState rs(random_state);
+  const int height = size.height, width = size.width;
+  ElasticField field;
+  field.affine = draw_elastic_affine(size, alpha_affine, rs);
 
   cv::Mat dx(height, width, CV_32FC1), dy(height, width, CV_32FC1);
   for (cv::Mat* d : {&dx, &dy}) {

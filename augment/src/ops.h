@@ -19,11 +19,29 @@ void register_spatial_ops(core::Registry<OpFactory>& registry);
 void register_pixel_ops(core::Registry<OpFactory>& registry);
 void register_composition_ops(core::Registry<OpFactory>& registry);
 
+// One list item, `Name` or `{Name: {params}}`, split into the name and its parameters (null
+// when none). `path` names the item in errors.
+struct OpItem {
+  std::string name;
+  const core::ConfigNode* params;
+};
+OpItem split_op_item(const core::ConfigNode& item, const std::string& path);
+
 // One list item: `Name`, or `{Name: {params}}`. `path` names it in errors.
 TransformPtr build_transform(const core::ConfigNode& item, const std::string& path);
 
 // p (in [0, 1], default `default_p`) and always_apply, which every op takes.
 Probability read_probability(OpParams& params, double default_p);
+
+// The fill and interpolation settings every warping op shares: OpenCV's flags and fill values
+// (grey levels), Albumentations' defaults (linear, reflect_101, 0).
+struct WarpSettings {
+  int interpolation;
+  int border_mode;
+  double value;
+  double mask_value;
+};
+WarpSettings read_warp_settings(OpParams& params);
 
 // Checks shared by the ops.
 core::Check<double> positive();

@@ -1,6 +1,7 @@
 #include "pneumo/augment/pipeline.h"
 
 #include <fmt/format.h>
+#include <opencv2/imgproc.hpp>
 
 #include "ops.h"
 #include "pneumo/core/error.h"
@@ -92,6 +93,15 @@ Probability read_probability(OpParams& params, double default_p) {
   return p;
 }
 
+WarpSettings read_warp_settings(OpParams& params) {
+  WarpSettings s{};
+  s.interpolation = params.interpolation("interpolation", cv::INTER_LINEAR);
+  s.border_mode = params.border_mode("border_mode", cv::BORDER_REFLECT_101);
+  s.value = params.optional_number("value").value_or(0.0);
+  s.mask_value = params.optional_number("mask_value").value_or(0.0);
+  return s;
+}
+
 core::Check<double> positive() {
   return {"> 0", [](const double& v) { return v > 0.0; }};
 }
@@ -114,20 +124,17 @@ core::Registry<OpFactory>& op_registry() {
   return *registry;
 }
 
+OpItem split_op_item(const core::ConfigNode& item, const std::string& path) {
+  if (item.is_scalar()) return {item.text(), nullptr};
+  if (item.is_map() && item.entries().size() == 1) return {item.entries()[0].key, &item.entries()[0].value};
+  throw core::ConfigError(fmt::format(
+      "{} {}: expected an op: a name (HorizontalFlip) or one name with its parameters "
+      "(HorizontalFlip: {{p: 0.5}}); got {}",
+      item.where().str(), path, item.is_map() ? "a map with several keys" : item.kind_name()));
+}
+
 TransformPtr build_transform(const core::ConfigNode& item, const std::string& path) {
-  std::string name;
-  const core::ConfigNode* params = nullptr;
-  if (item.is_scalar()) {
-    name = item.text();
-  } else if (item.is_map() && item.entries().size() == 1) {
-    name = item.entries()[0].key;
-    params = &item.entries()[0].value;
-  } else {
-    throw core::ConfigError(fmt::format(
-        "{} {}: expected an op: a name (HorizontalFlip) or one name with its parameters "
-        "(HorizontalFlip: {{p: 0.5}}); got {}",
-        item.where().str(), path, item.is_map() ? "a map with several keys" : item.kind_name()));
-  }
+  const auto [name, params] = split_op_item(item, path);
   const OpFactory* factory = op_registry().find(name);
   if (factory == nullptr)
     throw core::ConfigError(fmt::format("{} {}: {}", item.where().str(), path,

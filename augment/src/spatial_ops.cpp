@@ -12,23 +12,6 @@ namespace pneumo::augment {
 
 namespace {
 
-// The fill and interpolation settings every warping op shares.
-struct WarpSettings {
-  int interpolation;
-  int border_mode;
-  double value;
-  double mask_value;
-
-  static WarpSettings read(OpParams& params) {
-    WarpSettings s{};
-    s.interpolation = params.interpolation("interpolation", cv::INTER_LINEAR);
-    s.border_mode = params.border_mode("border_mode", cv::BORDER_REFLECT_101);
-    s.value = params.optional_number("value").value_or(0.0);
-    s.mask_value = params.optional_number("mask_value").value_or(0.0);
-    return s;
-  }
-};
-
 // Applies `warp(img, interpolation, value)` to the image and, with nearest neighbour and the
 // mask fill, to the mask.
 template <class Warp>
@@ -59,7 +42,7 @@ class ShiftScaleRotate : public Transform {
         shift_(params.range("shift_limit", {-0.0625, 0.0625})),
         scale_(params.range("scale_limit", {-0.1, 0.1}, {}, 1.0, positive())),
         rotate_(params.range("rotate_limit", {-45, 45})),
-        warp_(WarpSettings::read(params)) {}
+        warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
@@ -85,7 +68,7 @@ class ElasticTransform : public Transform {
         sigma_(params.number("sigma", 50.0, positive())),
         alpha_affine_(params.number("alpha_affine", 50.0, non_negative())),
         approximate_(params.flag("approximate", false)),
-        warp_(WarpSettings::read(params)) {}
+        warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
@@ -109,7 +92,7 @@ class GridDistortion : public Transform {
       : Transform("GridDistortion", read_probability(params, 0.5)),
         num_steps_(params.integer("num_steps", 5, positive_int())),
         distort_(params.range("distort_limit", {-0.3, 0.3})),
-        warp_(WarpSettings::read(params)) {}
+        warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
@@ -133,7 +116,7 @@ class OpticalDistortion : public Transform {
       : Transform("OpticalDistortion", read_probability(params, 0.5)),
         distort_(params.range("distort_limit", {-0.05, 0.05})),
         shift_(params.range("shift_limit", {-0.05, 0.05})),
-        warp_(WarpSettings::read(params)) {}
+        warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {

@@ -302,6 +302,22 @@ TEST_CASE("RAdam trains, mixed precision asked on the CPU changes nothing, chann
   CHECK(channels_last.epochs.at(0).train_loss == Approx(plain.epochs.at(0).train_loss).epsilon(1e-3));
 }
 
+TEST_CASE("spatial augmentation on the device trains, reproducibly, and bad ops are refused before training") {
+  pneumo::testing::TempDir a, b, c, d;
+  const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1", "augment.train=null"};
+  std::vector<std::string> on_device = sets;
+  on_device.push_back("augment.on_device=[HorizontalFlip, {ShiftScaleRotate: {p: 1}}, {ElasticTransform: {sigma: 5}}]");
+  const auto plain = train::train_experiment(tiny(a, sets));
+  const auto first = train::train_experiment(tiny(b, on_device));
+  const auto again = train::train_experiment(tiny(c, on_device));
+  REQUIRE(std::isfinite(first.epochs.at(0).train_loss));
+  CHECK(first.epochs.at(0).train_loss == again.epochs.at(0).train_loss);
+  CHECK(first.epochs.at(0).train_loss != plain.epochs.at(0).train_loss);
+  // The run's config records the device ops.
+  CHECK_THAT(pneumo::testing::read_file(b / "runs/tiny/run/config.yaml"), Contains("ShiftScaleRotate"));
+  CHECK_THROWS_WITH(tiny(d, {"augment.on_device=[CLAHE]"}), Contains("augment.on_device[0]") && Contains("CLAHE"));
+}
+
 TEST_CASE("cuDNN benchmarking and determinism together are refused") {
   pneumo::testing::TempDir dir;
   CHECK_THROWS_WITH(train::train_experiment(tiny(dir, {"runtime.deterministic=true", "runtime.cudnn_benchmark=true"})),

@@ -1,12 +1,15 @@
 // Benchmark: the SIIM U-Net seed augmentation recipe (configs/augment/unet-baseline.yaml,
 // crop sizes scaled to the image) on SIZE x SIZE 8-bit images with their masks: pneumo on 1
 // and 2 threads against the same recipe done the Python way (augment_python.py: numpy,
-// OpenCV-Python, scipy) on one process, measured in the same run.
+// OpenCV-Python, scipy) on one process, measured in the same run. Then the recipe's spatial ops
+// (flip, shift-scale-rotate, elastic) per sample in loader threads against the same ops per batch
+// on a device (augment.on_device: grid_sample on the CPU or a GPU).
 //
-//   build/bin/bench_augment [--size 512] [--seconds 5]
+//   build/bin/bench_augment [--size 512] [--seconds 5] [--device cpu|cuda] [--batch 16]
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <thread>
 
 #include <unistd.h>
@@ -15,9 +18,12 @@
 #include <fmt/format.h>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <torch/cuda.h>
+#include <torch/torch.h>
 
 #include "bench_summary.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/augment/batch_pipeline.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/demo_set.h"
@@ -68,6 +74,42 @@ double pneumo_rate(const augment::Pipeline& pipeline, const cv::Mat& image, cons
   return done / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+const char* kSpatialOps = R"(
+- HorizontalFlip: {p: 0.5}
+- ShiftScaleRotate: {shift_limit: 0.0625, scale_limit: 0.1, rotate_limit: 10,
+                     border_mode: constant, value: 0, mask_value: 0, p: 0.5}
+- ElasticTransform: {alpha: 120, sigma: 6.0, alpha_affine: 3.6, p: 0.3}
+)";
+
+// Batches of `batch` copies of the image (one grey channel, as the loader augments it) through
+// the device pipeline, images/s including the wait for the device.
+double device_rate(const augment::BatchPipeline& ops, const cv::Mat& image, const cv::Mat& mask, int batch,
+                   const c10::Device& device, double seconds) {
+  cv::Mat image_f, mask_f;
+  image.convertTo(image_f, CV_32F, 1.0 / 255.0);
+  mask.convertTo(mask_f, CV_32F, 1.0 / 255.0);
+  const at::Tensor images = torch::from_blob(image_f.data, {1, 1, image.rows, image.cols}, torch::kFloat32)
+                                .repeat({batch, 1, 1, 1}).to(device);
+  const at::Tensor masks = torch::from_blob(mask_f.data, {1, 1, mask.rows, mask.cols}, torch::kFloat32)
+                               .repeat({batch, 1, 1, 1}).to(device);
+  std::vector<int64_t> ids(static_cast<size_t>(batch));
+  long done = 0;
+  auto run = [&](int64_t epoch) {
+    at::Tensor x = images, m = masks;
+    std::iota(ids.begin(), ids.end(), 0);
+    ops.apply(x, m, ids, 0, epoch, {0.0}, {1.0});
+    x.sum().item<double>();  // waits for the device
+  };
+  run(-1);  // warm-up
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t epoch = 0; std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds;
+       ++epoch) {
+    run(epoch);
+    done += batch;
+  }
+  return done / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 double python_rate(int size, double seconds, const fs::path& image, const fs::path& mask) {
   const std::string command =
       fmt::format("/usr/bin/python3 {}/tools/bench/augment_python.py {} {} '{}' '{}'",
@@ -89,6 +131,10 @@ int main(int argc, char** argv) {
   double seconds = 5;
   app.add_option("--size", size, "image size")->capture_default_str()->check(CLI::Range(64, 4096));
   app.add_option("--seconds", seconds, "measuring time per row")->capture_default_str();
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name, "device of the batch augmentation rows (cpu, cuda)")->capture_default_str();
+  int batch = 16;
+  app.add_option("--batch", batch, "batch size of the device rows")->capture_default_str()->check(CLI::Range(1, 1024));
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
@@ -116,6 +162,23 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 1 thread", one, one / python);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 2 threads", two, two / python);
     fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
+
+    // The spatial ops alone: in the loader (OpenCV, per sample) or on the device (per batch).
+    const c10::Device device(device_name);
+    if (device.is_cuda() && !torch::cuda::is_available()) throw core::Error("--device cuda: LibTorch sees no GPU");
+    const augment::Pipeline spatial = augment::Pipeline::from_config(core::parse_yaml(kSpatialOps, "spatial"), "spatial");
+    const augment::BatchPipeline on_device =
+        augment::BatchPipeline::from_config(core::parse_yaml(kSpatialOps, "spatial"), "spatial");
+    const double loader_one = pneumo_rate(spatial, radiograph.image, radiograph.mask, 1, seconds);
+    const double loader_two = pneumo_rate(spatial, radiograph.image, radiograph.mask, 2, seconds);
+    const double batched = device_rate(on_device, radiograph.image, radiograph.mask, batch, device, seconds);
+    fmt::print("\nspatial ops only (flip, shift-scale-rotate, elastic) at {0}x{0}:\n", size);
+    fmt::print("{:<44} {:>10}\n", "", "images/s");
+    fmt::print("{:<44} {:>10.1f}\n", "pneumo loader (OpenCV), 1 thread", loader_one);
+    fmt::print("{:<44} {:>10.1f}\n", "pneumo loader (OpenCV), 2 threads", loader_two);
+    fmt::print("{:<44} {:>10.1f}\n", fmt::format("pneumo on_device ({}, batch {}, {} threads)", device.str(), batch,
+                                                   at::get_num_threads()),
+               batched);
     const bench::Summary summary(summary_path);
     const std::string what = fmt::format("augmentation, seed recipe at {}", size);
     summary.add("data", what + ", 1 thread", "images/s", python, one, true);

@@ -12,8 +12,10 @@ ExperimentConfig load_experiment(const std::string& file,
   // the pipelines checks every op and parameter now, not at the first batch.
   config.augment.train = augment::inline_pipeline_file(config.augment.train);
   config.augment.validation = augment::inline_pipeline_file(config.augment.validation);
+  config.augment.on_device = augment::inline_pipeline_file(config.augment.on_device);
   config.augment.train_pipeline();
   config.augment.validation_pipeline();
+  config.augment.device_pipeline();
   return config;
 }
 

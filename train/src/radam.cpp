@@ -1,11 +1,32 @@
 #include "pneumo/train/radam.h"
 
 #include <cmath>
+#include <sstream>
+#include <string>
+#include <type_traits>
 
 #include <torch/optim/serialize.h>
 #include <torch/torch.h>
 
 namespace pneumo::train {
+
+namespace {
+
+// LibTorch keys optimiser state by the parameter's TensorImpl: its address as text up to the 2.x
+// release that made the key the pointer itself (the same text c10::guts::to_string made).
+template <class StateMap>
+typename StateMap::key_type state_key(const StateMap&, const torch::Tensor& p) {
+  void* impl = p.unsafeGetTensorImpl();
+  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
+    std::ostringstream text;
+    text << impl;
+    return text.str();
+  } else {
+    return impl;
+  }
+}
+
+}  // namespace
 
 RAdamOptions::RAdamOptions(double lr) : lr_(lr) {}
 
@@ -59,12 +80,12 @@ torch::Tensor RAdam::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       TORCH_CHECK(!p.grad().is_sparse(), "RAdam does not support sparse gradients");
       torch::Tensor grad = p.grad();
-      auto found = state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      auto found = state_.find(state_key(state_, p));
       if (found == state_.end()) {
         auto fresh = std::make_unique<RAdamParamState>();
         fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
         fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        found = state_.emplace(c10::guts::to_string(p.unsafeGetTensorImpl()), std::move(fresh)).first;
+        found = state_.emplace(state_key(state_, p), std::move(fresh)).first;
       }
       auto& state = static_cast<RAdamParamState&>(*found->second);
       state.step(state.step() + 1);

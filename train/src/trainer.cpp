@@ -427,6 +427,7 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   if (options.placement.distributed()) device = join_processes(config, options.placement, device, dp);
   const augment::Pipeline train_augment = config.augment.train_pipeline();
   const augment::Pipeline val_augment = config.augment.validation_pipeline();
+  const augment::BatchPipeline device_augment = config.augment.device_pipeline();
   std::shared_ptr<models::Network> net = models::build_model(config.model);
   const bool segmenter = net->is_segmenter();
   if (!segmenter && (t.monitor == "val_dice" || t.monitor == "val_iou"))
@@ -654,7 +655,8 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
     int64_t seen = 0;
     optimizer->zero_grad();
     for (int64_t i = 0; auto batch = batches.next(); ++i) {
-      const data::Batch b = batch->to(device);
+      data::Batch b = batch->to(device);
+      device_augment.apply(b.images, b.masks, b.indices, seed, epoch, loader.mean, loader.std);
       const double progress_epochs = epoch + static_cast<double>(i) / static_cast<double>(count);
       const double factor = schedule.factor(t.schedule.per == "step" ? progress_epochs : epoch);
       for (size_t g = 0; g < base_lr.size(); ++g) optimizer->param_groups()[g].options().set_lr(base_lr[g] * factor);

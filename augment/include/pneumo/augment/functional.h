@@ -40,6 +40,9 @@ ElasticField elastic_field(cv::Size size, double alpha, double sigma, double alp
                            uint32_t random_state, bool approximate);
 cv::Mat apply_elastic(const cv::Mat& img, const ElasticField& field, int interpolation,
                       int border_mode, double value);
+// Only the affine step's matrix (ElasticField::affine for the same size, alpha_affine and
+// random_state), without drawing the noise.
+cv::Mat elastic_affine(cv::Size size, double alpha_affine, uint32_t random_state);
 
 // Piecewise-linear stretching of num_steps cells per axis by the given factors
 // (num_steps + 1 of each).
