@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "pneumo/core/config_node.h"
@@ -316,6 +317,26 @@ TEST_CASE("spatial augmentation on the device trains, reproducibly, and bad ops 
   // The run's config records the device ops.
   CHECK_THAT(pneumo::testing::read_file(b / "runs/tiny/run/config.yaml"), Contains("ShiftScaleRotate"));
   CHECK_THROWS_WITH(tiny(d, {"augment.on_device=[CLAHE]"}), Contains("augment.on_device[0]") && Contains("CLAHE"));
+}
+
+TEST_CASE("training on a GPU: mixed precision, channels-last, pinned batches and device augmentation") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: LibTorch sees no CUDA device");
+    return;
+  }
+  pneumo::testing::TempDir dir;
+  const auto s = train::train_experiment(
+      tiny(dir, {"runtime.device=cuda", "runtime.mixed_precision=true", "runtime.channels_last=true",
+                 "runtime.cudnn_benchmark=true", "train.epochs=2",
+                 "augment.on_device=[HorizontalFlip, ShiftScaleRotate, {ElasticTransform: {sigma: 5}}]"}));
+  REQUIRE(s.epochs.size() == 2);
+  for (const auto& e : s.epochs) CHECK(std::isfinite(e.train_loss));
+  const train::Checkpoint c = train::read_checkpoint(dir / "runs/tiny/run/last.ckpt");
+  for (const auto& [name, tensor] : c.model) {
+    INFO(name);
+    CHECK(tensor.device().is_cpu());  // checkpoints hold CPU tensors whatever the device
+    CHECK(torch::isfinite(tensor).all().item<bool>());
+  }
 }
 
 TEST_CASE("cuDNN benchmarking and determinism together are refused") {

@@ -5,6 +5,12 @@
 //
 //   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--channels-last]
 //               [--models unet,unet++,attention_unet,double_unet,classifier]
+//               [--device cpu|cuda] [--amp] [--compile] [--python /usr/bin/python3]
+//
+// On a GPU (--device cuda) both sides synchronise the device at each phase boundary; --amp runs
+// forward passes under float16 autocast with a loss scaler on both sides (pneumo's
+// runtime.mixed_precision, torch.amp in Python); --compile adds torch.compile on the Python side.
+// Memory is the processes' resident peak (host memory) on any device.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +24,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "bench_summary.h"
@@ -26,6 +33,7 @@
 #include "pneumo/models/network.h"
 #include "pneumo/models/weights.h"
 #include "pneumo/train/losses.h"
+#include "pneumo/train/mixed_precision.h"
 
 using namespace pneumo;
 namespace fs = std::filesystem;
@@ -63,33 +71,55 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Runs in a child process, so that its peak memory is its own.
-Timing pneumo_steps(const std::string& name, int size, int batch, int steps, const fs::path& weights,
-                    bool channels_last) {
+struct Setup {
+  int size = 256, batch = 4, steps = 5, threads = 2;
+  bool channels_last = false, amp = false, compile = false;
+  std::string device = "cpu";
+  std::string python = "/usr/bin/python3";
+};
+
+// Runs in a child process, so that its peak memory is its own (and CUDA starts there, after the fork).
+Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path& weights) {
+  const int size = setup.size, batch = setup.batch;
+  const c10::Device device(setup.device);
+  const bool cuda = device.is_cuda();
+  // Phase boundaries wait for the device, as the Python side's do.
+  const auto since = [&](std::chrono::steady_clock::time_point start) {
+    if (cuda) torch::cuda::synchronize();
+    return ms_since(start);
+  };
   torch::manual_seed(0);
   auto net = models::build_model(section_of(name));
   models::load_weights(*net, models::read_weights(weights), true, weights.string());
-  if (channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
+  net->to(device);
+  if (setup.channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
   net->train();
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-4));
-  torch::Tensor x = torch::rand({batch, 3, size, size});
-  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-  const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32);
-  const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32);
+  train::GradScaler scaler(setup.amp);
+  torch::Tensor x = torch::rand({batch, 3, size, size}).to(device);
+  if (setup.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32).to(device);
+  const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32).to(device);
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
   std::vector<double> step, forward, loss_ms, backward, optimise;
-  for (int i = 0; i < steps + 2; ++i) {
+  for (int i = 0; i < setup.steps + 2; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    const models::ModelOutput out = net->forward(x);
-    const double after_network = ms_since(start);
-    const torch::Tensor loss = name == "classifier" ? train::bce_loss(out.logits, labels)
-                                                     : train::combo_loss(out.masks, masks, combo);
-    const double after_loss = ms_since(start);
-    loss.backward();
-    const double after_backward = ms_since(start);
-    optimizer.step();
+    models::ModelOutput out;
+    {
+      train::AutocastScope autocast(setup.amp);
+      out = net->forward(x);
+    }
+    const double after_network = since(start);
+    const torch::Tensor loss = name == "classifier" ? train::bce_loss(out.logits.to(torch::kFloat32), labels)
+                                                     : train::combo_loss(out.masks.to(torch::kFloat32), masks, combo);
+    const double after_loss = since(start);
+    scaler.scale(loss).backward();
+    const double after_backward = since(start);
+    const bool finite = scaler.unscale(net->parameters());
+    if (finite) optimizer.step();
+    scaler.update(finite);
     optimizer.zero_grad();
-    const double after_optimiser = ms_since(start);
+    const double after_optimiser = since(start);
     if (i < 2) continue;  // warm-up
     step.push_back(after_optimiser);
     forward.push_back(after_network);
@@ -100,14 +130,19 @@ Timing pneumo_steps(const std::string& name, int size, int batch, int steps, con
   return {median(step), median(forward), median(loss_ms), median(backward), median(optimise), 0};
 }
 
-Timing pneumo_timing(const std::string& name, int size, int batch, int steps, const fs::path& weights,
-                     bool channels_last) {
+Timing pneumo_timing(const std::string& name, const Setup& setup, const fs::path& weights) {
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t child = ::fork();
   if (child == 0) {
     ::close(pipe_fds[0]);
-    const Timing t = pneumo_steps(name, size, batch, steps, weights, channels_last);
+    Timing t;
+    try {
+      t = pneumo_steps(name, setup, weights);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "pneumo side: {}\n", e.what());
+      ::_exit(1);
+    }
     const std::string text =
         fmt::format("{} {} {} {} {}", t.step_ms, t.forward_ms, t.loss_ms, t.backward_ms, t.optimizer_ms);
     if (::write(pipe_fds[1], text.data(), text.size()) < 0) ::_exit(2);
@@ -128,9 +163,11 @@ Timing pneumo_timing(const std::string& name, int size, int batch, int steps, co
   return t;
 }
 
-Timing python_timing(const std::string& name, int size, int batch, int steps, int threads, const fs::path& weights) {
-  const std::string command = fmt::format("/usr/bin/python3 {}/tools/bench/train_python.py {} {} {} {} {} {}",
-                                          PNEUMO_SOURCE_DIR, name, weights.string(), size, batch, steps, threads);
+Timing python_timing(const std::string& name, const Setup& setup, const fs::path& weights) {
+  const std::string command =
+      fmt::format("{} {}/tools/bench/train_python.py {} {} {} {} {} {} {} {} {}", setup.python, PNEUMO_SOURCE_DIR, name,
+                  weights.string(), setup.size, setup.batch, setup.steps, setup.threads, setup.device,
+                  setup.amp ? 1 : 0, setup.compile ? 1 : 0);
   FILE* pipe = ::popen(command.c_str(), "r");
   std::string output;
   for (char buffer[4096]; pipe && std::fgets(buffer, sizeof buffer, pipe);) output += buffer;
@@ -145,10 +182,14 @@ Timing python_timing(const std::string& name, int size, int batch, int steps, in
 int main(int argc, char** argv) {
   pneumo::core::keep_freed_memory();  // as the pneumo program runs
   CLI::App app("pneumo training-step benchmark: pneumo vs PyTorch eager in Python, same networks and weights");
-  int size = 256, batch = 4, steps = 5, threads = 2;
+  Setup setup;
+  int& size = setup.size;
+  int& batch = setup.batch;
+  int& steps = setup.steps;
+  int& threads = setup.threads;
+  bool& channels_last = setup.channels_last;
   const std::vector<std::string> families{"unet", "unet++", "attention_unet", "double_unet", "classifier"};
   std::vector<std::string> names = families;
-  bool channels_last = false;
   app.add_option("--size", size, "image size")->check(CLI::Range(32, 1024));
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 64));
   app.add_option("--steps", steps, "timed steps (after 2 warm-up steps); the median is reported")->check(CLI::Range(1, 100));
@@ -157,23 +198,38 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember(families));
   app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
+  app.add_option("--device", setup.device, "cpu or cuda (both sides)")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_flag("--amp", setup.amp, "float16 autocast and a loss scaler on both sides (CUDA)");
+  app.add_flag("--compile", setup.compile, "Python side: torch.compile the network (PyTorch 2.x)");
+  app.add_option("--python", setup.python, "the Python interpreter with torch and torchvision")->capture_default_str();
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
+  if (setup.device == "cuda" && !torch::cuda::is_available()) {
+    fmt::print(stderr, "error: --device cuda, but this LibTorch build or machine has no CUDA\n");
+    return 1;
+  }
+  if (setup.amp && setup.device != "cuda") {
+    fmt::print(stderr, "error: --amp needs --device cuda (autocast here is CUDA's)\n");
+    return 1;
+  }
   const bench::Summary summary(summary_path);
   core::configure_threads(threads);
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
   fs::create_directories(dir);
+  const std::string variant = fmt::format("{}{}{}{}", setup.device == "cuda" ? ", CUDA" : "",
+                                          setup.amp ? ", float16 autocast" : "", channels_last ? ", channels-last" : "",
+                                          setup.compile ? ", Python torch.compile" : "");
   fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}\n", size, batch,
-             threads, steps, core::describe_torch_runtime(), channels_last ? ", pneumo channels-last" : "");
+             threads, steps, core::describe_torch_runtime(), variant);
   fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12}\n", "model", "Python ms", "pneumo ms", "ratio", "Python MiB",
              "pneumo MiB");
   for (const std::string& name : names) {
     torch::manual_seed(0);
     const fs::path weights = dir / (name + ".pth");
     models::save_weights(*models::build_model(section_of(name)), weights);
-    const Timing python = python_timing(name, size, batch, steps, threads, weights);
-    const Timing ours = pneumo_timing(name, size, batch, steps, weights, channels_last);
+    const Timing python = python_timing(name, setup, weights);
+    const Timing ours = pneumo_timing(name, setup, weights);
     const std::map<std::string, std::string> labels{{"unet", "U-Net/ResNet34"},
                                                     {"unet++", "UNet++/ResNet34"},
                                                     {"attention_unet", "Attention U-Net/ResNet34"},
@@ -187,8 +243,7 @@ int main(int argc, char** argv) {
     };
     fmt::print("{:<32} {:>12} {:>12}\n", "  forward/loss/backward/optim.", phases(python), phases(ours));
     std::fflush(stdout);
-    const std::string what = fmt::format("{} step, {}x{}, batch {}{}", label, size, size, batch,
-                                         channels_last ? ", channels-last" : "");
+    const std::string what = fmt::format("{} step, {}x{}, batch {}{}", label, size, size, batch, variant);
     summary.add("training", what, "ms/step", python.step_ms, ours.step_ms, false);
     summary.add("training", what + ", peak memory", "MiB", python.peak_rss_mb, ours.peak_rss_mb, false);
   }

@@ -4,9 +4,12 @@ U-Net with a ResNet34 encoder, Double U-Net over VGG19; torchvision's DenseNet12
 logit) and the same
 initial weights, loss BCE + soft Dice (segmenters) or BCE (classifier).
 
-usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS
+usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS [DEVICE [AMP [COMPILE]]]
+DEVICE: cpu (default) or cuda, synchronised at each phase boundary; AMP 1: float16 autocast with
+torch's GradScaler (CUDA); COMPILE 1: torch.compile the network (PyTorch 2.x).
 prints one JSON line: medians of the step and its phases (ms), "peak_rss_mb"
 """
+import contextlib
 import json
 import os
 import resource
@@ -35,34 +38,50 @@ def build(name):
 
 def main():
     name, weights, size, batch, steps, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+    device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
+    amp = len(sys.argv) > 8 and sys.argv[8] == "1"
+    compile_network = len(sys.argv) > 9 and sys.argv[9] == "1"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build(name)
     model.load_state_dict(torch.load(weights))
+    model.to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch, 3, size, size)
-    masks = (torch.rand(batch, 1, size, size) > 0.7).float()
-    labels = (torch.rand(batch, 1) > 0.5).float()
+    network_of = torch.compile(model) if compile_network else model
+    scaler = torch.cuda.amp.GradScaler(enabled=amp)
+    x = torch.rand(batch, 3, size, size).to(device)
+    masks = (torch.rand(batch, 1, size, size) > 0.7).float().to(device)
+    labels = (torch.rand(batch, 1) > 0.5).float().to(device)
+
+    def now():
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     step_ms, forward_ms, loss_ms, backward_ms, optimizer_ms = [], [], [], [], []
-    for step in range(steps + 2):
-        start = time.perf_counter()
-        out = model(x)
-        network = time.perf_counter()
+    # torch.compile compiles during the first steps: give it more warm-up.
+    warmup = 5 if compile_network else 2
+    for step in range(steps + warmup):
+        start = now()
+        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+            out = network_of(x)
+        network = now()
         if name == "classifier":
-            loss = F.binary_cross_entropy_with_logits(out, labels)
+            loss = F.binary_cross_entropy_with_logits(out.float(), labels)
         else:
-            logits = out[0]
+            logits = out[0].float()
             p = torch.sigmoid(logits)
             dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
             loss = F.binary_cross_entropy_with_logits(logits, masks) + dice
-        forward = time.perf_counter()
-        loss.backward()
-        backward = time.perf_counter()
-        optimizer.step()
+        forward = now()
+        scaler.scale(loss).backward()
+        backward = now()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad()
-        end = time.perf_counter()
-        if step >= 2:  # after warm-up
+        end = now()
+        if step >= warmup:
             step_ms.append(1000 * (end - start))
             forward_ms.append(1000 * (network - start))
             loss_ms.append(1000 * (forward - network))
