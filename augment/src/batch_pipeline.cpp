@@ -111,17 +111,12 @@ class ShiftScaleRotate : public BatchOp {
  public:
   explicit ShiftScaleRotate(OpParams& params)
       : BatchOp("ShiftScaleRotate", read_probability(params, 0.5)),
-        shift_(params.range("shift_limit", {-0.0625, 0.0625})),
-        scale_(params.range("scale_limit", {-0.1, 0.1}, {}, 1.0, positive())),
-        rotate_(params.range("rotate_limit", {-45, 45})),
+        params_(ShiftScaleRotateParams::read(params)),
         warp_(DeviceWarp::read(params)) {}
 
   std::vector<double> draw(core::Rng& rng) const override {
-    const double angle = rng.uniform(rotate_.lo, rotate_.hi);
-    const double scale = rng.uniform(scale_.lo, scale_.hi);
-    const double dx = rng.uniform(shift_.lo, shift_.hi);
-    const double dy = rng.uniform(shift_.lo, shift_.hi);
-    return {angle, scale, dx, dy};
+    const ShiftScaleRotateParams::Draw d = params_.draw(rng);
+    return {d.angle, d.scale, d.dx, d.dy};
   }
 
   void apply(at::Tensor& images, at::Tensor& masks, const std::vector<std::vector<double>>& draws,
@@ -143,7 +138,7 @@ class ShiftScaleRotate : public BatchOp {
   }
 
  private:
-  Range shift_, scale_, rotate_;
+  ShiftScaleRotateParams params_;
   DeviceWarp warp_;
 };
 
@@ -151,22 +146,21 @@ class ElasticTransform : public BatchOp {
  public:
   explicit ElasticTransform(OpParams& params)
       : BatchOp("ElasticTransform", read_probability(params, 0.5)),
-        alpha_(params.number("alpha", 1.0, non_negative())),
-        sigma_(params.number("sigma", 50.0, positive())),
-        alpha_affine_(params.number("alpha_affine", 50.0, non_negative())),
-        approximate_(params.flag("approximate", false)),
+        params_(ElasticParams::read(params)),
         warp_(DeviceWarp::read(params)) {}
 
   // The loader's op draws the seed of numpy's RandomState; its affine step uses it here too.
-  std::vector<double> draw(core::Rng& rng) const override { return {static_cast<double>(rng.randint(0, 10000))}; }
+  std::vector<double> draw(core::Rng& rng) const override {
+    return {static_cast<double>(ElasticParams::draw_random_state(rng))};
+  }
 
   void apply(at::Tensor& images, at::Tensor& masks, const std::vector<std::vector<double>>& draws,
              const std::vector<uint64_t>& seeds, const Normalisation& n) const override {
     const int64_t count = images.size(0), height = images.size(2), width = images.size(3);
     std::vector<cv::Mat> affine;
     for (const std::vector<double>& d : draws)
-      affine.push_back(fn::elastic_affine(cv::Size(static_cast<int>(width), static_cast<int>(height)), alpha_affine_,
-                                          static_cast<uint32_t>(d[0])));
+      affine.push_back(fn::elastic_affine(cv::Size(static_cast<int>(width), static_cast<int>(height)),
+                                          params_.alpha_affine, static_cast<uint32_t>(d[0])));
     const at::Tensor m = matrices_tensor(affine, images);
     warp_.both(images, masks, n, [&](const at::Tensor& x, Interpolation i, const at::Tensor& fill) {
       return warp_affine(x, m, i, warp_.border, fill);
@@ -182,7 +176,8 @@ class ElasticTransform : public BatchOp {
       noise.push_back(at::rand({2, 1, height, width}, generator, options));
     }
     const at::Tensor field =
-        (gaussian_smooth(at::cat(noise) * 2.0 - 1.0, sigma_, approximate_) * alpha_).reshape({count, 2, height, width});
+        (gaussian_smooth(at::cat(noise) * 2.0 - 1.0, params_.sigma, params_.approximate) * params_.alpha)
+            .reshape({count, 2, height, width});
     const at::Tensor x = torch::arange(width, options).reshape({1, 1, width}) + field.select(1, 0);
     const at::Tensor y = torch::arange(height, options).reshape({1, height, 1}) + field.select(1, 1);
     warp_.both(images, masks, n, [&](const at::Tensor& t, Interpolation i, const at::Tensor& fill) {
@@ -191,8 +186,7 @@ class ElasticTransform : public BatchOp {
   }
 
  private:
-  double alpha_, sigma_, alpha_affine_;
-  bool approximate_;
+  ElasticParams params_;
   DeviceWarp warp_;
 };
 

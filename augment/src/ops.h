@@ -43,6 +43,26 @@ struct WarpSettings {
 };
 WarpSettings read_warp_settings(OpParams& params);
 
+// ShiftScaleRotate's and ElasticTransform's parameters and draws, shared by the loader's ops and
+// the device's (batch_pipeline.cpp), so that both read the same keys and defaults and draw in
+// the same order.
+struct ShiftScaleRotateParams {
+  Range shift, scale, rotate;
+  static ShiftScaleRotateParams read(OpParams& params);
+  struct Draw {
+    double angle, scale, dx, dy;
+  };
+  Draw draw(core::Rng& rng) const;
+};
+
+struct ElasticParams {
+  double alpha, sigma, alpha_affine;
+  bool approximate;
+  static ElasticParams read(OpParams& params);
+  // The seed of numpy's RandomState that the op's affine step and noise come from.
+  static uint32_t draw_random_state(core::Rng& rng);
+};
+
 // Checks shared by the ops.
 core::Check<double> positive();
 core::Check<double> non_negative();

@@ -102,6 +102,34 @@ WarpSettings read_warp_settings(OpParams& params) {
   return s;
 }
 
+ShiftScaleRotateParams ShiftScaleRotateParams::read(OpParams& params) {
+  ShiftScaleRotateParams p;
+  p.shift = params.range("shift_limit", {-0.0625, 0.0625});
+  p.scale = params.range("scale_limit", {-0.1, 0.1}, {}, 1.0, positive());
+  p.rotate = params.range("rotate_limit", {-45, 45});
+  return p;
+}
+
+ShiftScaleRotateParams::Draw ShiftScaleRotateParams::draw(core::Rng& rng) const {
+  Draw d{};
+  d.angle = rng.uniform(rotate.lo, rotate.hi);
+  d.scale = rng.uniform(scale.lo, scale.hi);
+  d.dx = rng.uniform(shift.lo, shift.hi);
+  d.dy = rng.uniform(shift.lo, shift.hi);
+  return d;
+}
+
+ElasticParams ElasticParams::read(OpParams& params) {
+  ElasticParams p{};
+  p.alpha = params.number("alpha", 1.0, non_negative());
+  p.sigma = params.number("sigma", 50.0, positive());
+  p.alpha_affine = params.number("alpha_affine", 50.0, non_negative());
+  p.approximate = params.flag("approximate", false);
+  return p;
+}
+
+uint32_t ElasticParams::draw_random_state(core::Rng& rng) { return static_cast<uint32_t>(rng.randint(0, 10000)); }
+
 core::Check<double> positive() {
   return {"> 0", [](const double& v) { return v > 0.0; }};
 }

@@ -39,24 +39,19 @@ class ShiftScaleRotate : public Transform {
  public:
   explicit ShiftScaleRotate(OpParams& params)
       : Transform("ShiftScaleRotate", read_probability(params, 0.5)),
-        shift_(params.range("shift_limit", {-0.0625, 0.0625})),
-        scale_(params.range("scale_limit", {-0.1, 0.1}, {}, 1.0, positive())),
-        rotate_(params.range("rotate_limit", {-45, 45})),
+        params_(ShiftScaleRotateParams::read(params)),
         warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
-    const double angle = rng.uniform(rotate_.lo, rotate_.hi);
-    const double scale = rng.uniform(scale_.lo, scale_.hi);
-    const double dx = rng.uniform(shift_.lo, shift_.hi);
-    const double dy = rng.uniform(shift_.lo, shift_.hi);
+    const ShiftScaleRotateParams::Draw d = params_.draw(rng);
     warp_both(t, warp_, [&](const cv::Mat& img, int interpolation, double value) {
-      return fn::shift_scale_rotate(img, angle, scale, dx, dy, interpolation, warp_.border_mode, value);
+      return fn::shift_scale_rotate(img, d.angle, d.scale, d.dx, d.dy, interpolation, warp_.border_mode, value);
     });
   }
 
  private:
-  Range shift_, scale_, rotate_;
+  ShiftScaleRotateParams params_;
   WarpSettings warp_;
 };
 
@@ -64,25 +59,21 @@ class ElasticTransform : public Transform {
  public:
   explicit ElasticTransform(OpParams& params)
       : Transform("ElasticTransform", read_probability(params, 0.5)),
-        alpha_(params.number("alpha", 1.0, non_negative())),
-        sigma_(params.number("sigma", 50.0, positive())),
-        alpha_affine_(params.number("alpha_affine", 50.0, non_negative())),
-        approximate_(params.flag("approximate", false)),
+        params_(ElasticParams::read(params)),
         warp_(read_warp_settings(params)) {}
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
-    const auto seed = static_cast<uint32_t>(rng.randint(0, 10000));
-    const fn::ElasticField field =
-        fn::elastic_field(t.image.size(), alpha_, sigma_, alpha_affine_, seed, approximate_);
+    const uint32_t seed = ElasticParams::draw_random_state(rng);
+    const ElasticParams& e = params_;
+    const fn::ElasticField field = fn::elastic_field(t.image.size(), e.alpha, e.sigma, e.alpha_affine, seed, e.approximate);
     warp_both(t, warp_, [&](const cv::Mat& img, int interpolation, double value) {
       return fn::apply_elastic(img, field, interpolation, warp_.border_mode, value);
     });
   }
 
  private:
-  double alpha_, sigma_, alpha_affine_;
-  bool approximate_;
+  ElasticParams params_;
   WarpSettings warp_;
 };
 

@@ -2,14 +2,16 @@
 # The GPU checks of one device session, in one call (see README, "Against a CUDA LibTorch"):
 # builds with tools/cuda/build_on_gpu.sh, runs the suites whose cases use CUDA when they see
 # it, then the training-step and augmentation benchmarks on the GPU against PyTorch eager (and
-# torch.compile) in the machine's Python. Logs go to OUT (default build-cuda/gpu-checks).
+# torch.compile) in the machine's Python. Logs go to build-cuda/gpu-checks; where the device
+# tool's OUT is set, the summary table and one archive of the logs are copied there (it brings
+# back at most 8 files).
 #
 #   tools/cuda/gpu_checks.sh [--quick]     # --quick: U-Net only, fewer steps
 #
 # Needs .gpu/deps.tar.xz (tools/cuda/bundle.sh) carried with the tree.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-out="${OUT:-$root/build-cuda/gpu-checks}"
+out="$root/build-cuda/gpu-checks"
 quick=0
 [ "${1:-}" = --quick ] && quick=1
 mkdir -p "$out"
@@ -40,4 +42,8 @@ step bench_train_amp_nhwc "$bin/bench_train" "${common[@]}" --amp --channels-las
 step bench_train_compile "$bin/bench_train" "${common[@]}" --amp --compile --summary "$out/summary.jsonl"
 step bench_augment "$bin/bench_augment" --size 512 --seconds 3 --device cuda --batch 32
 "$python" "$root/tools/bench/summary_table.py" "$out/summary.jsonl" >"$out/summary.md" 2>&1 && cat "$out/summary.md"
+if [ -n "${OUT:-}" ]; then
+  cp "$out/summary.md" "$OUT/" 2>/dev/null
+  tar -C "$out" -czf "$OUT/gpu-checks-logs.tar.gz" .
+fi
 exit "$status"
