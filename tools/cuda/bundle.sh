@@ -33,6 +33,7 @@ binary="$build/bin/pneumo"
 dev_packages=(
   libyaml-cpp-dev libfmt-dev libcli11-dev libgdcm-dev nlohmann-json3-dev
   libopencv-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-calib3d-dev
+  libopencv-features2d-dev libopencv-flann-dev
   libcpp-httplib-dev libdcmtk-dev libcurl4-openssl-dev zlib1g-dev catch2
 )
 # Present on any machine that compiles C++; the GPU machine's are newer than Debian 12's.
@@ -84,6 +85,19 @@ grep -rhoE '/usr/lib/x86_64-linux-gnu/lib[A-Za-z0-9_.+-]+\.so' "$stage/usr/lib/x
   real="$(readlink -f "$path")"
   [ -e "$libdir/$(basename "$real")" ] || cp -a "$real" "$libdir/"
   ln -sf "$(basename "$real")" "$stage$path"
+done
+
+# 2c. Until nothing is missing: what the bundled libraries load (those of 2b included).
+while true; do
+  missing="$(find "$libdir" -maxdepth 1 -name '*.so*' -type f -size +0 -print0 |
+    xargs -0 -n 20 env LD_LIBRARY_PATH="$libdir" ldd 2>/dev/null | awk '$3 ~ /^\// {print $1" "$3}' |
+    grep -v -F "$libdir" | grep -v -E "$base_libraries" | awk '{print $2}' | sort -u || true)"
+  [ -z "$missing" ] && break
+  for library in $missing; do
+    real="$(readlink -f "$library")"
+    cp -a "$real" "$libdir/"
+    [ "$(basename "$real")" = "$(basename "$library")" ] || ln -sf "$(basename "$real")" "$libdir/$(basename "$library")"
+  done
 done
 
 # 3. Empty stand-ins for files the CMake packages name but pneumo does not use.
