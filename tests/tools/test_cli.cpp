@@ -249,6 +249,17 @@ TEST_CASE("augment preview draws a grid and augment apply runs a pipeline file")
   INFO(preview.err);
   CHECK(preview.exit_code == 0);
   CHECK(std::filesystem::file_size(dir / "grid.png") > 1000);
+  // The train pipeline's preview includes the device ops; a bad one is refused with its key.
+  const auto on_device = run_pneumo({"augment", "preview", kDemo, "--image", dicom.string(), "--count", "2", "--set",
+                                     "augment.on_device=[{ShiftScaleRotate: {p: 1, rotate_limit: 30}}]", "--out",
+                                     (dir / "grid-device.png").string()});
+  INFO(on_device.err);
+  CHECK(on_device.exit_code == 0);
+  CHECK(std::filesystem::file_size(dir / "grid-device.png") > 1000);
+  const auto bad_device = run_pneumo({"augment", "preview", kDemo, "--image", dicom.string(), "--set",
+                                      "augment.on_device=[Blur]", "--out", (dir / "z.png").string()});
+  CHECK(bad_device.exit_code == 2);
+  CHECK_THAT(bad_device.err, Contains("augment.on_device[0]") && Contains("'Blur'"));
 
   const auto pipe = write_file(dir / "flip.yaml", "- HorizontalFlip: {p: 1}\n- ToFloat: {max_value: 255}\n");
   const auto apply = run_pneumo({"augment", "apply", pipe.string(), "--image", dicom.string(),

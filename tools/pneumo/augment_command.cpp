@@ -5,11 +5,13 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <torch/torch.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "commands.h"
 #include "pneumo/train/experiment.h"
+#include "pneumo/augment/batch_pipeline.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
@@ -78,12 +80,35 @@ cv::Mat tile(const cv::Mat& image, const cv::Mat& mask) {
   return colour;
 }
 
+// One sample through a device pipeline on the CPU, as a batch of one: the image comes back as
+// float 0..1, the mask as 8-bit 0/255.
+void apply_on_device(const augment::BatchPipeline& ops, augment::Target& target, uint64_t seed, int64_t sample) {
+  cv::Mat image, mask;
+  target.image.convertTo(image, CV_32F, target.image.depth() == CV_8U ? 1.0 / 255.0 : 1.0);
+  at::Tensor images = torch::from_blob(image.data, {1, 1, image.rows, image.cols}, torch::kFloat32).clone();
+  at::Tensor masks;
+  if (!target.mask.empty()) {
+    target.mask.convertTo(mask, CV_32F, 1.0 / 255.0);
+    masks = torch::from_blob(mask.data, {1, 1, mask.rows, mask.cols}, torch::kFloat32).clone();
+  }
+  ops.apply(images, masks, {sample}, seed, 0, {0.0}, {1.0});
+  images = images.contiguous();
+  target.image = cv::Mat(image.rows, image.cols, CV_32FC1, images.data_ptr<float>()).clone();
+  if (masks.defined()) {
+    masks = (masks * 255.0).round().to(torch::kUInt8).contiguous();
+    target.mask = cv::Mat(mask.rows, mask.cols, CV_8UC1, masks.data_ptr<uint8_t>()).clone();
+  }
+}
+
 void run_preview(const PreviewOptions& options) {
   const train::ExperimentConfig config = train::load_experiment(options.config, options.overrides);
   const augment::Pipeline pipeline = options.pipeline == "train"
                                          ? config.augment.train_pipeline()
                                          : config.augment.validation_pipeline();
-  if (pipeline.empty())
+  // Training batches also go through augment.on_device; here it runs on the CPU.
+  const augment::BatchPipeline on_device =
+      options.pipeline == "train" ? config.augment.device_pipeline() : augment::BatchPipeline();
+  if (pipeline.empty() && on_device.empty())
     core::log::warn("augment.{} of {} is empty: the tiles will all equal the input", options.pipeline,
                     options.config);
   // As the loader feeds the pipeline: resized to data.size, mask with nearest neighbour.
@@ -99,6 +124,7 @@ void run_preview(const PreviewOptions& options) {
     augment::Target target{image.clone(), mask.clone()};
     core::Rng rng = core::Rng::for_sample(seed, static_cast<uint64_t>(i), 0);
     pipeline.apply(target, rng);
+    if (!on_device.empty()) apply_on_device(on_device, target, seed, i);
     cv::Mat t = tile(target.image, target.mask);
     if (t.size() != cv::Size(size, size)) cv::resize(t, t, {size, size}, 0, 0, cv::INTER_AREA);
     tiles.push_back(t);
@@ -166,7 +192,8 @@ void setup_augment(CLI::App& app) {
   preview_cmd->add_option("--count", preview->count, "augmented versions")
       ->capture_default_str()
       ->check(CLI::Range(1, 400));
-  preview_cmd->add_option("--pipeline", preview->pipeline, "which pipeline of the config")
+  preview_cmd->add_option("--pipeline", preview->pipeline,
+                          "which pipeline of the config (train includes augment.on_device, run on the CPU)")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "validation"}));
   preview_cmd->add_option("--seed", preview->seed, "seed (default: experiment.seed)");

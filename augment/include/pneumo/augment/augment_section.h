@@ -1,5 +1,7 @@
 // The `augment:` section of an experiment file: one pipeline for training samples and one
-// for validation (usually empty), each a list of ops or the path of a file holding one.
+// for validation (usually empty), run per sample in the loader, and the spatial ops run on each
+// training batch on the training device (batch_pipeline.h); each a list of ops or the path of a
+// file holding one.
 #pragma once
 
 #include "pneumo/augment/batch_pipeline.h"
