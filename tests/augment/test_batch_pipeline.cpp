@@ -253,7 +253,7 @@ TEST_CASE("the device pipeline draws as the loader's pipeline and gives its resu
   CHECK(changed >= 6);  // the ops did apply to most samples
 }
 
-TEST_CASE("a sample is augmented the same in any batch; seed and epoch change it") {
+TEST_CASE("a sample is augmented the same in any batch, and seed and epoch change it") {
   const BatchPipeline ops = BatchPipeline::from_config(yaml(R"(
 - HorizontalFlip
 - ShiftScaleRotate: {rotate_limit: 30}
