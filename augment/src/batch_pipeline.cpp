@@ -82,6 +82,13 @@ struct DeviceWarp {
     if (masks.defined())
       masks = warp(masks, Interpolation::kNearest, torch::full({1}, mask_value / 255.0, masks.options()));
   }
+
+  // Both through warp_affine with one matrix per sample ([N, 2, 3]).
+  void affine(at::Tensor& images, at::Tensor& masks, const Normalisation& n, const at::Tensor& matrices) const {
+    both(images, masks, n, [&](const at::Tensor& x, Interpolation i, const at::Tensor& fill) {
+      return warp_affine(x, matrices, i, border, fill);
+    });
+  }
 };
 
 at::Tensor matrices_tensor(const std::vector<cv::Mat>& matrices, const at::Tensor& like) {
@@ -131,10 +138,7 @@ class ShiftScaleRotate : public BatchOp {
       m.at<double>(1, 2) += d[3] * static_cast<double>(height);
       matrices.push_back(m);
     }
-    const at::Tensor m = matrices_tensor(matrices, images);
-    warp_.both(images, masks, n, [&](const at::Tensor& x, Interpolation i, const at::Tensor& fill) {
-      return warp_affine(x, m, i, warp_.border, fill);
-    });
+    warp_.affine(images, masks, n, matrices_tensor(matrices, images));
   }
 
  private:
@@ -161,10 +165,7 @@ class ElasticTransform : public BatchOp {
     for (const std::vector<double>& d : draws)
       affine.push_back(fn::elastic_affine(cv::Size(static_cast<int>(width), static_cast<int>(height)),
                                           params_.alpha_affine, static_cast<uint32_t>(d[0])));
-    const at::Tensor m = matrices_tensor(affine, images);
-    warp_.both(images, masks, n, [&](const at::Tensor& x, Interpolation i, const at::Tensor& fill) {
-      return warp_affine(x, m, i, warp_.border, fill);
-    });
+    warp_.affine(images, masks, n, matrices_tensor(affine, images));
 
     // The displacement: uniform noise in [-1, 1) per pixel and axis, smoothed, times alpha,
     // drawn on the device from a private generator seeded per sample.

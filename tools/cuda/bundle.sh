@@ -61,9 +61,10 @@ done
 # 2. The shared libraries: pneumo's direct needs other than LibTorch's, with all they load.
 libdir="$stage/usr/lib/x86_64-linux-gnu"
 mkdir -p "$libdir"
+resolved="$(ldd "$binary")"
 mapfile -t direct < <(
   readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -v -E "$base_libraries|$torch_libraries" |
-    while read -r name; do ldd "$binary" | awk -v n="$name" '$1 == n {print $3}'; done)
+    while read -r name; do awk -v n="$name" '$1 == n {print $3}' <<<"$resolved"; done)
 {
   for library in "${direct[@]}"; do
     echo "$library"
