@@ -83,6 +83,15 @@ c10::Device resolve_device(const DeviceSpec& spec) {
   return c10::Device(c10::kCPU);
 }
 
+bool cpu_has_bfloat16_instructions() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return true;
+#endif
+}
+
 int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);

@@ -22,8 +22,15 @@ c10::Device activate_runtime(const RuntimeSection& runtime, uint64_t seed) {
   seed_everything(seed);
   log::debug("device {}, {} CPU threads, deterministic {}, cuDNN benchmark {}, seed {}", device.str(), threads,
              runtime.deterministic, runtime.cudnn_benchmark, seed);
-  if (runtime.mixed_precision && !device.is_cuda())
-    log::info("runtime.mixed_precision applies to CUDA only; computing in float32 on the {}", device.str());
+  if (runtime.mixed_precision && !device.is_cuda()) {
+    if (runtime.mixed_precision_dtype == "float16")
+      log::info("runtime.mixed_precision in float16 applies to CUDA only; computing in float32 on the {} "
+                "(runtime.mixed_precision_dtype=bfloat16 runs CPU autocast)",
+                device.str());
+    else if (!cpu_has_bfloat16_instructions())
+      log::warn("runtime.mixed_precision in bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16), so "
+                "LibTorch emulates them and training is likely slower than in float32");
+  }
   return device;
 }
 

@@ -1,6 +1,6 @@
 // RAdam against torch.optim.RAdam (reference_optimizers.py), its state through save/load,
-// the gradient scaler's algorithm, and what mixed precision and channels-last leave alone on
-// the CPU.
+// the gradient scaler's algorithm, autocast scopes (bfloat16 on the CPU, what CUDA's leaves
+// alone) and channels-last.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/core/sections.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/network.h"
 #include "pneumo/models/weights.h"
@@ -138,16 +139,73 @@ TEST_CASE("a disabled scaler and autocast scope change nothing") {
   scaler.update(false);
   CHECK(scaler.current_scale() == 65536);
 
-  // CUDA autocast leaves CPU computations in float32.
+  // CUDA autocast leaves CPU computations in float32, and a disabled scope does nothing.
   const torch::Tensor x = torch::randn({4, 4});
+  train::MixedPrecision cuda_half;
+  cuda_half.enabled = true;
+  cuda_half.device = c10::DeviceType::CUDA;
   {
-    train::AutocastScope autocast(true);
+    train::AutocastScope autocast(cuda_half);
     CHECK(torch::mm(x, x).scalar_type() == torch::kFloat32);
     {
-      train::AutocastScope inner(true);
+      train::AutocastScope inner(cuda_half);
     }
     CHECK(torch::mm(x, x).scalar_type() == torch::kFloat32);
+    train::AutocastScope off(train::MixedPrecision{});
+    CHECK(torch::mm(x, x).scalar_type() == torch::kFloat32);
   }
+}
+
+TEST_CASE("bfloat16 autocast on the CPU: matrix products in bfloat16 inside the scope, the state restored after it") {
+  const torch::Tensor x = torch::randn({8, 8});
+  train::MixedPrecision bf16;
+  bf16.enabled = true;
+  bf16.device = c10::DeviceType::CPU;
+  bf16.dtype = torch::kBFloat16;
+  CHECK_FALSE(bf16.needs_loss_scaling());
+  CHECK(bf16.str() == "bfloat16 autocast on cpu");
+  CHECK(torch::mm(x, x).scalar_type() == torch::kFloat32);
+  {
+    train::AutocastScope autocast(bf16);
+    const torch::Tensor y = torch::mm(x, x);
+    CHECK(y.scalar_type() == torch::kBFloat16);
+    CHECK(torch::allclose(y.to(torch::kFloat32), torch::mm(x.to(torch::kDouble), x.to(torch::kDouble)).to(torch::kFloat32),
+                          2e-2, 5e-2));
+    // Reductions stay in float32 (PyTorch's CPU list): a loss is not computed in 8 bits of mantissa.
+    CHECK(torch::binary_cross_entropy_with_logits(y, torch::zeros_like(x)).scalar_type() == torch::kFloat32);
+    {
+      train::AutocastScope inner(bf16);
+      CHECK(torch::mm(x, x).scalar_type() == torch::kBFloat16);
+    }
+    CHECK(torch::mm(x, x).scalar_type() == torch::kBFloat16);  // the outer scope is still open
+  }
+  CHECK(torch::mm(x, x).scalar_type() == torch::kFloat32);
+
+  train::MixedPrecision cuda_half;
+  cuda_half.enabled = true;
+  cuda_half.device = c10::DeviceType::CUDA;
+  CHECK(cuda_half.needs_loss_scaling());
+  CHECK(cuda_half.str() == "float16 autocast on cuda");
+  CHECK(train::MixedPrecision{}.str() == "float32");
+  train::MixedPrecision other = bf16;
+  other.device = c10::DeviceType::Meta;
+  CHECK_THROWS_AS(train::AutocastScope(other), core::DeviceError);
+}
+
+TEST_CASE("the runtime section's mixed precision on each device") {
+  core::RuntimeSection runtime;
+  const c10::Device cpu("cpu"), cuda("cuda");
+  CHECK_FALSE(train::mixed_precision_for(runtime, cpu).enabled);  // off by default
+  runtime.mixed_precision = true;
+  CHECK_FALSE(train::mixed_precision_for(runtime, cpu).enabled);  // float16 on the CPU: float32
+  const auto half = train::mixed_precision_for(runtime, cuda);
+  CHECK((half.enabled && half.dtype == torch::kHalf && half.device == c10::DeviceType::CUDA));
+  runtime.mixed_precision_dtype = "bfloat16";
+  const auto on_cpu = train::mixed_precision_for(runtime, cpu);
+  CHECK((on_cpu.enabled && on_cpu.dtype == torch::kBFloat16 && on_cpu.device == c10::DeviceType::CPU));
+  CHECK(train::mixed_precision_for(runtime, cuda).dtype == torch::kBFloat16);
+  runtime.mixed_precision = false;
+  CHECK_FALSE(train::mixed_precision_for(runtime, cpu).enabled);
 }
 
 TEST_CASE("channels-last weights give the same outputs") {

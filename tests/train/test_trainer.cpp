@@ -303,6 +303,32 @@ TEST_CASE("RAdam trains, mixed precision asked on the CPU changes nothing, chann
   CHECK(channels_last.epochs.at(0).train_loss == Approx(plain.epochs.at(0).train_loss).epsilon(1e-3));
 }
 
+TEST_CASE("bfloat16 mixed precision on the CPU trains close to float32, and an unknown type is refused") {
+  pneumo::testing::TempDir a, b, c;
+  const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1"};
+  std::vector<std::string> bf16 = sets;
+  bf16.push_back("runtime.mixed_precision=true");
+  bf16.push_back("runtime.mixed_precision_dtype=bfloat16");
+  const auto plain = train::train_experiment(tiny(a, sets));
+  const auto half = train::train_experiment(tiny(b, bf16));
+  REQUIRE(std::isfinite(half.epochs.at(0).train_loss));
+  // Autocast was on (the weights differ from float32's), and training went the same way.
+  CHECK(half.epochs.at(0).train_loss != plain.epochs.at(0).train_loss);
+  CHECK(half.epochs.at(0).train_loss == Approx(plain.epochs.at(0).train_loss).epsilon(0.05));
+  const train::Checkpoint x = train::read_checkpoint(a / "runs/tiny/run/last.ckpt");
+  const train::Checkpoint y = train::read_checkpoint(b / "runs/tiny/run/last.ckpt");
+  REQUIRE(x.model.size() == y.model.size());
+  bool any_differs = false;
+  for (size_t i = 0; i < x.model.size(); ++i) {
+    INFO(x.model[i].first);
+    CHECK(y.model[i].second.scalar_type() == x.model[i].second.scalar_type());  // weights stay float32
+    if (!torch::equal(x.model[i].second, y.model[i].second)) any_differs = true;
+  }
+  CHECK(any_differs);
+  CHECK_THROWS_WITH(tiny(c, {"runtime.mixed_precision_dtype=float8"}),
+                    Contains("runtime.mixed_precision_dtype") && Contains("bfloat16"));
+}
+
 TEST_CASE("spatial augmentation on the device trains, reproducibly, and bad ops are refused before training") {
   pneumo::testing::TempDir a, b, c, d;
   const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1", "augment.train=null"};
@@ -337,6 +363,10 @@ TEST_CASE("training on a GPU: mixed precision, channels-last, pinned batches and
     CHECK(tensor.device().is_cpu());  // checkpoints hold CPU tensors whatever the device
     CHECK(torch::isfinite(tensor).all().item<bool>());
   }
+  pneumo::testing::TempDir bf16;
+  const auto b = train::train_experiment(tiny(bf16, {"runtime.device=cuda", "runtime.mixed_precision=true",
+                                                      "runtime.mixed_precision_dtype=bfloat16", "train.epochs=1"}));
+  CHECK(std::isfinite(b.epochs.at(0).train_loss));
 }
 
 TEST_CASE("cuDNN benchmarking and determinism together are refused") {

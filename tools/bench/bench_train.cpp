@@ -5,11 +5,13 @@
 //
 //   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--channels-last]
 //               [--models unet,unet++,attention_unet,double_unet,classifier]
-//               [--device cpu|cuda] [--amp] [--compile] [--python /usr/bin/python3]
+//               [--device cpu|cuda] [--amp [--amp-dtype float16|bfloat16]] [--compile]
+//               [--python /usr/bin/python3]
 //
 // On a GPU (--device cuda) both sides synchronise the device at each phase boundary; --amp runs
-// forward passes under float16 autocast with a loss scaler on both sides (pneumo's
-// runtime.mixed_precision, torch.amp in Python); --compile adds torch.compile on the Python side.
+// forward passes under autocast on both sides (pneumo's runtime.mixed_precision, torch.autocast
+// in Python): float16 with a loss scaler (CUDA), or bfloat16 without one (CUDA or the CPU);
+// --compile adds torch.compile on the Python side.
 // Memory is the processes' resident peak (host memory) on any device.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -29,6 +31,7 @@
 
 #include "bench_summary.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/core/sections.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/network.h"
 #include "pneumo/models/weights.h"
@@ -75,6 +78,7 @@ struct Setup {
   int size = 256, batch = 4, steps = 5, threads = 2;
   bool channels_last = false, amp = false, compile = false;
   std::string device = "cpu";
+  std::string amp_dtype = "float16";
   std::string python = "/usr/bin/python3";
 };
 
@@ -95,7 +99,11 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
   if (setup.channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
   net->train();
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-4));
-  train::GradScaler scaler(setup.amp);
+  core::RuntimeSection runtime;  // as a run's runtime section would ask
+  runtime.mixed_precision = setup.amp;
+  runtime.mixed_precision_dtype = setup.amp_dtype;
+  const train::MixedPrecision precision = train::mixed_precision_for(runtime, device);
+  train::GradScaler scaler(precision.needs_loss_scaling());
   torch::Tensor x = torch::rand({batch, 3, size, size}).to(device);
   if (setup.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32).to(device);
@@ -106,7 +114,7 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
     const auto start = std::chrono::steady_clock::now();
     models::ModelOutput out;
     {
-      train::AutocastScope autocast(setup.amp);
+      train::AutocastScope autocast(precision);
       out = net->forward(x);
     }
     const double after_network = since(start);
@@ -167,7 +175,7 @@ Timing python_timing(const std::string& name, const Setup& setup, const fs::path
   const std::string command =
       fmt::format("{} {}/tools/bench/train_python.py {} {} {} {} {} {} {} {} {}", setup.python, PNEUMO_SOURCE_DIR, name,
                   weights.string(), setup.size, setup.batch, setup.steps, setup.threads, setup.device,
-                  setup.amp ? 1 : 0, setup.compile ? 1 : 0);
+                  setup.amp ? setup.amp_dtype : "0", setup.compile ? 1 : 0);
   FILE* pipe = ::popen(command.c_str(), "r");
   std::string output;
   for (char buffer[4096]; pipe && std::fgets(buffer, sizeof buffer, pipe);) output += buffer;
@@ -199,7 +207,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(families));
   app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
   app.add_option("--device", setup.device, "cpu or cuda (both sides)")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_flag("--amp", setup.amp, "float16 autocast and a loss scaler on both sides (CUDA)");
+  app.add_flag("--amp", setup.amp, "autocast on both sides (a loss scaler with float16)");
+  app.add_option("--amp-dtype", setup.amp_dtype, "--amp's type: float16 (CUDA) or bfloat16 (CUDA or CPU)")
+      ->check(CLI::IsMember({"float16", "bfloat16"}))
+      ->capture_default_str();
   app.add_flag("--compile", setup.compile, "Python side: torch.compile the network (PyTorch 2.x)");
   app.add_option("--python", setup.python, "the Python interpreter with torch and torchvision")->capture_default_str();
   std::string summary_path;
@@ -209,8 +220,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: --device cuda, but this LibTorch build or machine has no CUDA\n");
     return 1;
   }
-  if (setup.amp && setup.device != "cuda") {
-    fmt::print(stderr, "error: --amp needs --device cuda (autocast here is CUDA's)\n");
+  if (setup.amp && setup.device != "cuda" && setup.amp_dtype != "bfloat16") {
+    fmt::print(stderr, "error: --amp in float16 needs --device cuda; on the CPU use --amp-dtype bfloat16\n");
     return 1;
   }
   const bench::Summary summary(summary_path);
@@ -218,7 +229,7 @@ int main(int argc, char** argv) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
   fs::create_directories(dir);
   const std::string variant = fmt::format("{}{}{}{}", setup.device == "cuda" ? ", CUDA" : "",
-                                          setup.amp ? ", float16 autocast" : "", channels_last ? ", channels-last" : "",
+                                          setup.amp ? ", " + setup.amp_dtype + " autocast" : "", channels_last ? ", channels-last" : "",
                                           setup.compile ? ", Python torch.compile" : "");
   fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}\n", size, batch,
              threads, steps, core::describe_torch_runtime(), variant);

@@ -5,8 +5,9 @@ logit) and the same
 initial weights, loss BCE + soft Dice (segmenters) or BCE (classifier).
 
 usage: train_python.py MODEL WEIGHTS.pth SIZE BATCH STEPS THREADS [DEVICE [AMP [COMPILE]]]
-DEVICE: cpu (default) or cuda, synchronised at each phase boundary; AMP 1: float16 autocast with
-torch's GradScaler (CUDA); COMPILE 1: torch.compile the network (PyTorch 2.x).
+DEVICE: cpu (default) or cuda, synchronised at each phase boundary; AMP: 0 (float32), float16
+(autocast with torch's GradScaler, CUDA) or bfloat16 (autocast, no scaler; CUDA or CPU);
+COMPILE 1: torch.compile the network (PyTorch 2.x).
 prints one JSON line: medians of the step and its phases (ms), "peak_rss_mb"
 """
 import contextlib
@@ -39,7 +40,8 @@ def build(name):
 def main():
     name, weights, size, batch, steps, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
     device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
-    amp = len(sys.argv) > 8 and sys.argv[8] == "1"
+    amp = sys.argv[8] if len(sys.argv) > 8 and sys.argv[8] != "0" else None
+    amp_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[amp] if amp else None
     compile_network = len(sys.argv) > 9 and sys.argv[9] == "1"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -49,7 +51,7 @@ def main():
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     network_of = torch.compile(model) if compile_network else model
-    scaler = torch.cuda.amp.GradScaler(enabled=amp)
+    scaler = torch.cuda.amp.GradScaler(enabled=amp == "float16")
     x = torch.rand(batch, 3, size, size).to(device)
     masks = (torch.rand(batch, 1, size, size) > 0.7).float().to(device)
     labels = (torch.rand(batch, 1) > 0.5).float().to(device)
@@ -64,7 +66,7 @@ def main():
     warmup = 5 if compile_network else 2
     for step in range(steps + warmup):
         start = now()
-        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+        with torch.autocast(device, dtype=amp_dtype) if amp else contextlib.nullcontext():
             out = network_of(x)
         network = now()
         if name == "classifier":

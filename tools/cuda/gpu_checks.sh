@@ -38,6 +38,7 @@ models=unet,unet++,attention_unet,double_unet,classifier steps=10
 common=(--device cuda --size 256 --batch 16 --steps "$steps" --models "$models" --python "$python" --threads 8)
 step bench_train_fp32 "$bin/bench_train" "${common[@]}" --summary "$out/summary.jsonl"
 step bench_train_amp "$bin/bench_train" "${common[@]}" --amp --summary "$out/summary.jsonl"
+step bench_train_bf16 "$bin/bench_train" "${common[@]}" --amp --amp-dtype bfloat16 --summary "$out/summary.jsonl"
 step bench_train_amp_nhwc "$bin/bench_train" "${common[@]}" --amp --channels-last --summary "$out/summary.jsonl"
 step bench_train_compile "$bin/bench_train" "${common[@]}" --amp --compile --summary "$out/summary.jsonl"
 step bench_augment "$bin/bench_augment" --size 512 --seconds 3 --device cuda --batch 32

@@ -479,16 +479,17 @@ TrainSummary train_experiment(const ExperimentConfig& config, const TrainOptions
   net->to(device);
   const bool channels_last = config.runtime.channels_last;
   if (channels_last) models::use_channels_last(*net);
-  // Mixed precision: forward passes under CUDA autocast, losses in float32, scaled gradients.
-  const bool amp = config.runtime.mixed_precision && device.is_cuda();
-  GradScaler scaler(amp);
+  // Mixed precision: forward passes under autocast, losses in float32, scaled gradients in float16.
+  const MixedPrecision precision = mixed_precision_for(config.runtime, device);
+  if (precision.enabled) core::log::info("computing in {}", precision.str());
+  GradScaler scaler(precision.needs_loss_scaling());
   auto run_model = [&](models::Network& model, const torch::Tensor& images) {
     models::ModelOutput out;
     {
-      AutocastScope autocast(amp);
+      AutocastScope autocast(precision);
       out = model.forward(channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast) : images);
     }
-    if (amp) {
+    if (precision.enabled) {
       const auto to_float = [](const torch::Tensor& x) { return x.defined() ? x.to(torch::kFloat32) : x; };
       out.masks = to_float(out.masks);
       out.logits = to_float(out.logits);

@@ -31,6 +31,11 @@ int configure_threads(int requested);
 // The number of hardware threads (at least 1).
 int hardware_threads();
 
+// Whether the CPU has bfloat16 arithmetic instructions (x86 AVX512-BF16). Without them LibTorch
+// emulates bfloat16 and CPU autocast in that type is slower than float32. True on other
+// architectures, where this is not checked.
+bool cpu_has_bfloat16_instructions();
+
 // How one process's share of the cores is divided when the experiment leaves it to pneumo
 // (runtime.threads: 0, data.workers: auto). On the CPU the network's arithmetic is nearly all
 // of a step (reading from the preprocessing cache and augmenting a batch take a few percent of

@@ -34,6 +34,7 @@ struct RuntimeSection {
   bool deterministic = false;
   bool cudnn_benchmark = false;
   bool mixed_precision = false;
+  std::string mixed_precision_dtype = "float16";
   bool channels_last = false;
   std::string log_level = "info";
 
@@ -53,7 +54,12 @@ struct RuntimeSection {
       "CUDA: let cuDNN time its convolution algorithms and keep the fastest (fixed input sizes; "
       "not with deterministic)");
     v("mixed_precision", mixed_precision,
-      "CUDA: compute in float16 where safe (autocast) with dynamic loss scaling; the CPU ignores it");
+      "compute in a 16-bit float type where safe (autocast): float16 on CUDA with dynamic loss "
+      "scaling, or bfloat16 on CUDA or the CPU (see mixed_precision_dtype)");
+    v("mixed_precision_dtype", mixed_precision_dtype,
+      "the autocast type: float16 (CUDA only; the CPU computes in float32) or bfloat16 (CUDA and "
+      "CPU; no loss scaling, float32's range; fast on CPUs with AVX512-BF16 or AMX)",
+      one_of({"float16", "bfloat16"}));
     v("channels_last", channels_last, "keep images and convolution weights in NHWC memory order");
     v("log_level", log_level, "console and run-log verbosity",
       one_of({"debug", "info", "warn", "error"}));

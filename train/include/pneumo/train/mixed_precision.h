@@ -1,26 +1,49 @@
-// Mixed precision on CUDA: an autocast scope and a dynamic loss scaler (the algorithm of
-// PyTorch's torch.cuda.amp.GradScaler). Both do nothing when disabled, which is how the CPU
-// path runs.
+// Mixed precision: an autocast scope (PyTorch's torch.autocast) and a dynamic loss scaler (the
+// algorithm of torch.cuda.amp.GradScaler). Both do nothing when disabled, which is how float32
+// training runs.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
 
+namespace pneumo::core {
+struct RuntimeSection;
+}
+
 namespace pneumo::train {
 
-// While alive, CUDA operations run under autocast (float16 where it is safe).
+// What a run computes in: autocast on one device type in float16 or bfloat16, or nothing.
+struct MixedPrecision {
+  bool enabled = false;
+  c10::DeviceType device = c10::DeviceType::CPU;
+  at::ScalarType dtype = at::kHalf;
+
+  // float16's narrow range needs loss scaling; bfloat16 has float32's exponent range.
+  bool needs_loss_scaling() const { return enabled && dtype == at::kHalf; }
+  std::string str() const;  // "float32", "float16 autocast on cuda", ...
+};
+
+// The mixed precision a runtime section asks for on `device`: float16 on CUDA; bfloat16 on CUDA
+// or the CPU; off otherwise (float16 on the CPU computes in float32, as activate_runtime says).
+MixedPrecision mixed_precision_for(const core::RuntimeSection& runtime, const c10::Device& device);
+
+// While alive, operations on the scope's device type run under autocast in its type (matrix
+// products and convolutions in 16 bits, reductions and losses in float32, PyTorch's lists);
+// the previous autocast state of that device type comes back at the end. Scopes nest.
 class AutocastScope {
  public:
-  explicit AutocastScope(bool enabled);
+  explicit AutocastScope(const MixedPrecision& precision);
   ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool enabled_;
-  bool previous_ = false;
+  MixedPrecision precision_;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kHalf;
 };
 
 struct GradScalerOptions {
