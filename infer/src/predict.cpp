@@ -44,6 +44,7 @@ Predictor load_predictor(const EnsembleOptions& options) {
   const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
   PredictorOptions predictor_options;
   predictor_options.hflip = options.hflip;
+  predictor_options.cuda_graphs = options.cuda_graphs;
   return Predictor(std::move(members), postprocess, predictor_options, device);
 }
 
@@ -70,7 +71,8 @@ PredictSummary predict(const PredictOptions& options) {
   if (options.dicom_overlay && options.dicom_out.empty()) throw core::UsageError("--dicom-overlay needs --dicom-out DIR");
 
   const Predictor predictor = load_predictor(
-      {options.models, options.members, options.overrides, options.postprocess, options.hflip, options.device});
+      {options.models, options.members, options.overrides, options.postprocess, options.hflip, options.device,
+       options.cuda_graphs});
   PredictSummary summary;
   summary.postprocess = predictor.postprocess();
   core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), predictor.members().size(),

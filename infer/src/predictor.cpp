@@ -7,7 +7,9 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "cuda_graphs.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
 #include "pneumo/core/ordered_workers.h"
 #include "pneumo/core/progress.h"
 #include "pneumo/data/loader.h"
@@ -49,6 +51,24 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
     resizer_of_.push_back(found);
     if (m.segmenter) segment_size_ = std::max(segment_size_, d.size);
   }
+  if (options_.cuda_graphs && !device_.is_cuda())
+    core::log::info("CUDA graphs apply to CUDA devices only; running the models eagerly on the {}", device_.str());
+  if (options_.cuda_graphs && device_.is_cuda())
+    for (const Member& m : members_) {
+      CudaGraphCache::Forward forward;
+      if (m.script)
+        forward = [script = m.script](const torch::Tensor& x) {
+          const auto out = script->forward({x}).toTuple();
+          return std::vector<torch::Tensor>{out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+        };
+      else
+        forward = [network = m.network](const torch::Tensor& x) {
+          models::ModelOutput out = network->forward(x);
+          std::vector<torch::Tensor> flat = {out.masks, out.logits};  // deep-supervision outputs are not used here
+          return flat;
+        };
+      graphs_.push_back(std::make_shared<CudaGraphCache>(std::move(forward)));
+    }
 }
 
 PreparedInput Predictor::prepare(InputImage input) const {
@@ -94,6 +114,10 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
       }
       x = x.to(device_);
       const auto run = [&](const torch::Tensor& input) {
+        if (!graphs_.empty()) {
+          std::vector<torch::Tensor> out = (*graphs_[k])(input);
+          return std::make_pair(out[0], out[1]);
+        }
         const auto out = m.script->forward({input}).toTuple();
         return std::make_pair(out->elements()[0].toTensor(), out->elements()[1].toTensor());
       };
@@ -113,9 +137,17 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     normalise.std = m.config.data.std;
     torch::Tensor x = data::image_tensor(images, normalise).to(device_);
     if (options_.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    const models::ModelOutput out = m.network->forward(x);
+    const auto run = [&](const torch::Tensor& input) {
+      if (graphs_.empty()) return m.network->forward(input);
+      std::vector<torch::Tensor> flat = (*graphs_[k])(input);
+      models::ModelOutput out;
+      out.masks = flat[0];
+      out.logits = flat[1];
+      return out;
+    };
+    const models::ModelOutput out = run(x);
     std::optional<models::ModelOutput> mirrored;
-    if (options_.hflip) mirrored = m.network->forward(x.flip({3}));
+    if (options_.hflip) mirrored = run(x.flip({3}));
 
     if (m.segmenter) {
       torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));

@@ -172,6 +172,7 @@ json model_description(const Predictor& predictor, const ServeOptions& options) 
               {"segments", predictor.has_segmenter()},
               {"window", predictor.window()},
               {"hflip", options.ensemble.hflip},
+              {"cuda_graphs", options.ensemble.cuda_graphs && predictor.device().is_cuda()},
               {"device", predictor.device().str()},
               {"postprocess",
                {{"threshold", p.threshold},

@@ -11,6 +11,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/rle.h"
+#include "pneumo/infer/export.h"
 #include "pneumo/infer/inputs.h"
 #include "pneumo/infer/postprocess.h"
 #include "pneumo/infer/predict.h"
@@ -184,6 +185,56 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
     CHECK(cv::norm(back, out[0].probability, cv::NORM_INF) < 1e-5);
     CHECK(*out[1].image_probability == Approx(*out[0].image_probability).epsilon(1e-5));
   }
+}
+
+TEST_CASE("CUDA graphs: ignored on the CPU; on a GPU they answer as the eager models do") {
+  pneumo::testing::TempDir dir;
+  write_demo(dir / "set", 4, 80);
+  testing::ModelRecipe classifier;
+  classifier.name = "classifier";
+  classifier.encoder = "densenet121";
+  classifier.aux_head = false;
+  const fs::path segmenter = testing::write_random_checkpoint(dir / "unet.ckpt", {});
+  const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
+  infer::ExportOptions exported;
+  exported.models = {{segmenter, 1.0}};
+  exported.out = dir / "model.pt";
+  infer::export_torchscript(exported);
+  const auto inputs = infer::collect_inputs({dir / "set/dicom"});
+  // Batches of 3, 1 and 3 images again: two shapes captured, the first replayed again.
+  auto run = [&](const std::vector<infer::ModelSpec>& specs, const c10::Device& device, bool graphs) {
+    infer::PredictorOptions options;
+    options.hflip = true;
+    options.cuda_graphs = graphs;
+    infer::Predictor predictor(infer::load_members(specs, "best", {}, device), {}, options, device);
+    std::vector<infer::Prediction> all;
+    for (const auto& [from, to] : {std::pair{0, 3}, std::pair{3, 4}, std::pair{1, 4}}) {
+      std::vector<infer::PreparedInput> batch;
+      for (int i = from; i < to; ++i) batch.push_back(predictor.prepare(infer::read_input(inputs[i], "none")));
+      for (auto& p : predictor.predict(std::move(batch))) all.push_back(std::move(p));
+    }
+    return all;
+  };
+  const auto same = [](const std::vector<infer::Prediction>& a, const std::vector<infer::Prediction>& b, double tol) {
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("prediction " << i);
+      CHECK(cv::norm(a[i].probability, b[i].probability, cv::NORM_INF) <= tol);
+      REQUIRE(a[i].image_probability.has_value() == b[i].image_probability.has_value());
+      if (a[i].image_probability) CHECK(std::abs(*a[i].image_probability - *b[i].image_probability) <= tol);
+    }
+  };
+  const std::vector<infer::ModelSpec> ensemble{{segmenter, 1.0}, {cc, 1.0}};
+  const c10::Device cpu(c10::kCPU);
+  same(run(ensemble, cpu, true), run(ensemble, cpu, false), 0.0);  // the CPU runs eagerly either way
+  if (!torch::cuda::is_available()) {
+    WARN("skipped the GPU part: LibTorch sees no CUDA device");
+    return;
+  }
+  const c10::Device gpu(c10::kCUDA, 0);
+  same(run(ensemble, gpu, true), run(ensemble, gpu, false), 1e-5);
+  const std::vector<infer::ModelSpec> script{{dir / "model.pt", 1.0}};
+  same(run(script, gpu, true), run(script, gpu, false), 1e-5);
 }
 
 TEST_CASE("a classifier alone decides without a mask, with a segmenter it gates the mask") {

@@ -45,10 +45,11 @@ TEST_CASE("predict, evaluate, tune and export run from the command line") {
   make_run(dir);
   const std::string run = (dir / "run").string();
   const auto predicted = run_pneumo({"predict", "--model", run, (dir / "set/dicom").string(), "--out",
-                                     (dir / "pred").string(), "--device", "cpu", "--tta"});
+                                     (dir / "pred").string(), "--device", "cpu", "--tta", "--cuda-graphs"});
   INFO(predicted.err);
   CHECK(predicted.exit_code == 0);
   CHECK_THAT(predicted.out, Contains("8 image(s) predicted"));
+  CHECK_THAT(predicted.out + predicted.err, Contains("CUDA graphs apply to CUDA devices only"));
   CHECK(fs::exists(dir / "pred/submission.csv"));
   CHECK(fs::is_directory(dir / "pred/overlays"));
 

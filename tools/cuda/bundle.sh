@@ -13,6 +13,7 @@
 # - the shared libraries pneumo's build loads through them: the closure (ldd) of the libraries
 #   build/bin/pneumo needs, apart from LibTorch's and the C/C++ runtime's (glibc, libstdc++,
 #   libgcc_s: the GPU machine's own are newer);
+# - pydicom's Python package (deps/python), for bench_infer's Python side;
 # - Debian's CMake package files check that every file their targets name exists (OpenCV names
 #   all its modules, GDCM its programs). Files named there that pneumo neither links nor loads
 #   are packed as empty files and listed in deps/PLACEHOLDERS.txt.
@@ -111,8 +112,13 @@ grep -rhoE '"\$\{_IMPORT_PREFIX\}/[^"]+"' "$stage/usr/lib/x86_64-linux-gnu/cmake
   echo "$path" >>"$stage/PLACEHOLDERS.txt"
 done
 
+# 3b. pydicom (pure Python) for bench_infer's Python side: the GPU machine's Python lacks it.
+mkdir -p "$stage/python"
+cp -a /usr/lib/python3/dist-packages/pydicom "$stage/python/"
+rm -rf "$stage/python/pydicom/tests" "$stage/python/pydicom/data/test_files"
+
 # 4. Provenance: the packages and their versions.
-dpkg-query -W -f='${Package} ${Version}\n' "${dev_packages[@]}" >"$stage/PACKAGES.txt"
+dpkg-query -W -f='${Package} ${Version}\n' "${dev_packages[@]}" python3-pydicom >"$stage/PACKAGES.txt"
 {
   echo "made by tools/cuda/bundle.sh on $(date -u +%Y-%m-%dT%H:%MZ) from $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "libraries: $(find "$libdir" -maxdepth 1 -name '*.so*' -type f | wc -l), placeholders: $(wc -l <"$stage/PLACEHOLDERS.txt")"

@@ -44,6 +44,7 @@ CPU_TORCH_DEFINITIONS = ["GFLAGS_IS_A_DLL", "GLOG_CUSTOM_PREFIX_SUPPORT"]
 # path relative to the repository root -> (extra definitions, uses the shared precompiled header).
 CUDA_VARIANTS = {
     "train/src/distributed.cpp": (["PNEUMO_WITH_NCCL", "USE_C10D_NCCL"], False),
+    "infer/src/cuda_graphs.cpp": (["PNEUMO_WITH_CUDA"], True),
 }
 
 

@@ -21,10 +21,11 @@ struct PacsCommandOptions {
 
 void run_pacs_command(const PacsCommandOptions& o) {
   infer::PacsOptions options = o.pacs;
-  const infer::EnsembleOptions chosen = options.ensemble;  // --tta and --device
+  const infer::EnsembleOptions chosen = options.ensemble;  // --tta, --device and --cuda-graphs
   options.ensemble = o.model.ensemble();
   options.ensemble.hflip = chosen.hflip;
   options.ensemble.device = chosen.device;
+  options.ensemble.cuda_graphs = chosen.cuda_graphs;
   // Credentials on the command line show in `ps`; the environment does not.
   if (options.credentials.empty())
     if (const char* c = std::getenv("PNEUMO_ORTHANC_CREDENTIALS"); c != nullptr) options.credentials = c;
@@ -50,6 +51,7 @@ void setup_pacs(CLI::App& app) {
                 "also store a Secondary Capture with the overlay burned in, for viewers without SEG support");
   cmd->add_flag("--tta", p.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", p.ensemble.device, "auto, cpu, cuda or cuda:N");
+  cmd->add_flag("--cuda-graphs", p.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
   cmd->add_option("--timeout", p.timeout_s, "seconds per HTTP request to Orthanc")->capture_default_str();
   cmd->callback([options] { run_pacs_command(*options); });
 }

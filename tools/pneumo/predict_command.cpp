@@ -19,7 +19,7 @@ struct PredictCommandOptions {
   std::vector<std::string> inputs;
   std::string labels, images, out, dicom_out;
   bool dicom_overlay = false;
-  bool no_masks = false, no_overlays = false, hflip = false;
+  bool no_masks = false, no_overlays = false, hflip = false, cuda_graphs = false;
   int batch_size = 0, workers = 2;
   std::string device = "auto";
 };
@@ -42,6 +42,7 @@ void run_predict(const PredictCommandOptions& o) {
   options.batch_size = o.batch_size;
   options.workers = o.workers;
   options.device = o.device;
+  options.cuda_graphs = o.cuda_graphs;
   const infer::PredictSummary s = infer::predict(options);
   const infer::PostprocessSection& p = s.postprocess;
   fmt::print("post-processing: threshold {} top_threshold {} min_area {} min_component_area {} classifier_threshold {}\n",
@@ -81,6 +82,7 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--batch-size", options->batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
   cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
+  cmd->add_flag("--cuda-graphs", options->cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
   cmd->callback([options] { run_predict(*options); });
 }
 

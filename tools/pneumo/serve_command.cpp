@@ -20,10 +20,11 @@ struct ServeCommandOptions {
 
 void run_serve(const ServeCommandOptions& o) {
   infer::ServeOptions options = o.serve;
-  const infer::EnsembleOptions chosen = options.ensemble;  // --tta and --device
+  const infer::EnsembleOptions chosen = options.ensemble;  // --tta, --device and --cuda-graphs
   options.ensemble = o.model.ensemble();
   options.ensemble.hflip = chosen.hflip;
   options.ensemble.device = chosen.device;
+  options.ensemble.cuda_graphs = chosen.cuda_graphs;
   // A token on the command line shows in `ps`; the environment does not.
   if (options.token.empty())
     if (const char* token = std::getenv("PNEUMO_SERVE_TOKEN"); token != nullptr) options.token = token;
@@ -40,6 +41,7 @@ void setup_serve(CLI::App& app) {
   add_model_options(*cmd, options->model);
   cmd->add_flag("--tta", s.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", s.ensemble.device, "auto, cpu, cuda or cuda:N");
+  cmd->add_flag("--cuda-graphs", s.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
   cmd->add_option("--host", s.host, "address to listen on (127.0.0.1: this machine only)")->capture_default_str();
   cmd->add_option("--port", s.port, "TCP port (0: any free port, printed)")->capture_default_str();
   cmd->add_option("--token", s.token,

@@ -34,6 +34,7 @@ struct EnsembleOptions {
   PostprocessOverrides postprocess;
   bool hflip = false;
   std::string device = "auto";
+  bool cuda_graphs = false;  // PredictorOptions::cuda_graphs
 };
 
 // Loads the members on the device and resolves their post-processing (resolve_postprocess).
@@ -54,6 +55,7 @@ struct PredictOptions {
   bool dicom_overlay = false;       // and Secondary Captures of the overlays
   int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
   std::string device = "auto";
+  bool cuda_graphs = false;  // PredictorOptions::cuda_graphs
   PostprocessOverrides postprocess;
 };
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,11 +20,17 @@
 
 namespace pneumo::infer {
 
+class CudaGraphCache;
+
 struct PredictorOptions {
   bool hflip = false;  // average with the prediction on the mirrored image
   // NHWC weights and inputs: the same values, about 1.3x faster convolutions on the CPU
   // (measured by bench_infer) and the layout tensor cores want on the GPU.
   bool channels_last = true;
+  // CUDA: replay each member's forward pass as a CUDA graph captured per batch shape (one
+  // launch instead of one per kernel; the first batch of each shape is slower). Ignored on the
+  // CPU, with a notice.
+  bool cuda_graphs = false;
 };
 
 struct Prediction {
@@ -70,6 +77,7 @@ class Predictor {
   std::vector<data::Preprocessor> resizers_;  // distinct (size, interpolation)
   std::vector<size_t> resizer_of_;             // per member
   int segment_size_ = 0;                       // the largest segmenter input: probabilities average there
+  std::vector<std::shared_ptr<CudaGraphCache>> graphs_;  // per member, with cuda_graphs on a GPU
 };
 
 }  // namespace pneumo::infer
