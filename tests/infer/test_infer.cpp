@@ -187,7 +187,7 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
   }
 }
 
-TEST_CASE("CUDA graphs: ignored on the CPU; on a GPU they answer as the eager models do") {
+TEST_CASE("CUDA graphs: ignored on the CPU, on a GPU the same answers as the eager models") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 4, 80);
   testing::ModelRecipe classifier;
