@@ -38,6 +38,7 @@ summary="$work/summary.jsonl"
 logs="$work/logs"
 [ -n "$out" ] && logs="$out.logs"
 mkdir -p "$logs"
+rm -f "$logs"/bench_*.log  # a benchmark that runs twice appends to its log
 
 if [ "$quick" = 1 ]; then
   decode_args=(--seconds 1); augment_args=(--seconds 1 --size 256)
@@ -59,13 +60,17 @@ run() {
   local name="$1"; shift
   if [[ "$skip" == *",${name#bench_},"* ]]; then echo "== $name: skipped"; return; fi
   echo "== $name $*"
-  if ! "$bin/$name" "$@" --summary "$summary" 2>&1 | tee "$logs/$name.log"; then
+  if ! "$bin/$name" "$@" --summary "$summary" 2>&1 | tee -a "$logs/$name.log"; then
     failed+=("$name")
   fi
 }
 run bench_decode "${decode_args[@]}"
 run bench_augment "${augment_args[@]}"
 run bench_train "${train_args[@]}"
+# bfloat16 autocast on both sides, where the CPU has bfloat16 instructions (else both emulate it).
+if grep -q -w avx512_bf16 /proc/cpuinfo; then
+  run bench_train "${train_args[@]}" --models unet,classifier --amp --amp-dtype bfloat16
+fi
 run bench_infer "${infer_args[@]}"
 if command -v wrk > /dev/null; then
   run bench_serve "${serve_args[@]}"
