@@ -17,6 +17,16 @@
 
 namespace pneumo::infer {
 
+namespace {
+
+// An exported file's forward pass: (mask probabilities [N, 1, S, S], image probabilities [N]).
+std::pair<torch::Tensor, torch::Tensor> run_script(torch::jit::Module& script, const torch::Tensor& x) {
+  const auto out = script.forward({x}).toTuple();
+  return {out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+}
+
+}  // namespace
+
 double Prediction::score() const {
   if (image_probability) return *image_probability;
   if (probability.empty()) return 0.0;
@@ -58,8 +68,8 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
       CudaGraphCache::Forward forward;
       if (m.script)
         forward = [script = m.script](const torch::Tensor& x) {
-          const auto out = script->forward({x}).toTuple();
-          return std::vector<torch::Tensor>{out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+          auto [masks, image_probability] = run_script(*script, x);
+          return std::vector<torch::Tensor>{masks, image_probability};
         };
       else
         forward = [network = m.network](const torch::Tensor& x) {
@@ -118,8 +128,7 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
           std::vector<torch::Tensor> out = (*graphs_[k])(input);
           return std::make_pair(out[0], out[1]);
         }
-        const auto out = m.script->forward({input}).toTuple();
-        return std::make_pair(out->elements()[0].toTensor(), out->elements()[1].toTensor());
+        return run_script(*m.script, input);
       };
       auto [mask, image_probability] = run(x);
       if (options_.hflip) {
