@@ -22,6 +22,15 @@ struct ModelRecipe {
   uint64_t seed = 1;
 };
 
+// A CheXNet-style classifier: DenseNet121, one logit, no auxiliary head.
+inline ModelRecipe chexnet_recipe() {
+  ModelRecipe r;
+  r.name = "classifier";
+  r.encoder = "densenet121";
+  r.aux_head = false;
+  return r;
+}
+
 inline train::ExperimentConfig recipe_config(const ModelRecipe& r) {
   train::ExperimentConfig c;
   c.model.name = r.name;

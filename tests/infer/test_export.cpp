@@ -121,11 +121,8 @@ TEST_CASE("an exported U-Net ensemble gives the native outputs in C++ and in Pyt
 
 TEST_CASE("a two-stage export gates with the classifier, a classifier alone exports too") {
   pneumo::testing::TempDir dir;
-  testing::ModelRecipe segmenter, classifier;
-  classifier.name = "classifier";
-  classifier.encoder = "densenet121";
+  testing::ModelRecipe segmenter, classifier = testing::chexnet_recipe();
   classifier.channels = 3;
-  classifier.aux_head = false;
   const fs::path cs = testing::write_random_checkpoint(dir / "unet.ckpt", segmenter);
   const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
   torch::manual_seed(4);

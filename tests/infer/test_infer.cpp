@@ -190,10 +190,7 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
 TEST_CASE("CUDA graphs: ignored on the CPU, on a GPU the same answers as the eager models") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 4, 80);
-  testing::ModelRecipe classifier;
-  classifier.name = "classifier";
-  classifier.encoder = "densenet121";
-  classifier.aux_head = false;
+  const testing::ModelRecipe classifier = testing::chexnet_recipe();
   const fs::path segmenter = testing::write_random_checkpoint(dir / "unet.ckpt", {});
   const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
   infer::ExportOptions exported;
@@ -240,10 +237,7 @@ TEST_CASE("CUDA graphs: ignored on the CPU, on a GPU the same answers as the eag
 TEST_CASE("a classifier alone decides without a mask, with a segmenter it gates the mask") {
   pneumo::testing::TempDir dir;
   write_demo(dir / "set", 3, 64);
-  testing::ModelRecipe classifier;
-  classifier.name = "classifier";
-  classifier.encoder = "densenet121";
-  classifier.aux_head = false;
+  const testing::ModelRecipe classifier = testing::chexnet_recipe();
   const fs::path cc = testing::write_random_checkpoint(dir / "chexnet.ckpt", classifier);
   const fs::path cs = testing::write_random_checkpoint(dir / "unet.ckpt", {});
   const c10::Device cpu(c10::kCPU);
