@@ -120,17 +120,25 @@ class DynamicBatcher {
       std::vector<Request> requests;
       requests.reserve(live.size());
       for (Job& job : live) requests.push_back(std::move(job.request));
+      std::vector<Result> results;
+      std::exception_ptr error;
       try {
-        std::vector<Result> results = process_(std::move(requests));
+        results = process_(std::move(requests));
         if (results.size() != live.size())
           throw std::logic_error("DynamicBatcher: the model returned " + std::to_string(results.size()) +
                                  " results for " + std::to_string(live.size()) + " requests");
-        for (size_t i = 0; i < live.size(); ++i) live[i].promise.set_value(std::move(results[i]));
       } catch (...) {
-        for (Job& job : live) job.promise.set_exception(std::current_exception());
+        error = std::current_exception();
       }
+      // Counted before the answers go out, so that a client holding its answer sees its batch.
       batches_.fetch_add(1);
       processed_.fetch_add(live.size());
+      for (size_t i = 0; i < live.size(); ++i) {
+        if (error)
+          live[i].promise.set_exception(error);
+        else
+          live[i].promise.set_value(std::move(results[i]));
+      }
     }
   }
 
