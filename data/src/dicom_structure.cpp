@@ -176,6 +176,11 @@ void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta
       }
       length = c.u32();
       if (element == 0xE00D || element == 0xE0DD) {
+        if (length != 0) {  // PS3.5 7.5; GDCM reads such a delimiter's "value" (gigabytes, see tests/fuzz)
+          result.error = fmt::format("a delimiter (FFFE,{:04X}) at byte {} declares length {}; delimiters have length 0",
+                                     element, start, length);
+          return;
+        }
         if (!open.empty()) open.pop_back();
         continue;
       }
