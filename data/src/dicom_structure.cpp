@@ -114,6 +114,9 @@ std::string check_jpeg_header(std::string_view jpeg) {
     const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (frame) {
       if (length < 8) return "a JPEG frame header too short";
+      const unsigned precision = byte(i + 4);  // GDCM's codec asserts (aborts) on other sample precisions
+      if (precision != 8 && precision != 12 && precision != 16)
+        return fmt::format("a JPEG frame of {} bits per sample; expected 8, 12 or 16", precision);
       const unsigned components = byte(i + 9);
       if (components != 1 && components != 3)
         return fmt::format("a JPEG frame with {} components; expected 1 (grey) or 3 (colour)", components);
