@@ -43,6 +43,33 @@ struct CapturedGraph {
 // choice and lazy initialisations must not happen inside the capture.
 constexpr int kWarmupPasses = 3;
 
+// Warms `forward` up on a side stream, then captures it on `input` into `pool`.
+std::unique_ptr<CapturedGraph> capture(const CudaGraphCache::Forward& forward, const at::Tensor& input,
+                                       c10::cuda::MempoolId_t pool) {
+  auto captured = std::make_unique<CapturedGraph>();
+  captured->input = at::empty_like(input);
+  captured->input.copy_(input);
+  // Captures run on a stream of their own, after everything queued on the current one.
+  c10::cuda::getCurrentCUDAStream(input.device().index()).synchronize();
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, input.device().index());
+  const c10::cuda::CUDAStreamGuard on_side(side);
+  for (int i = 0; i < kWarmupPasses; ++i) forward(captured->input);
+  side.synchronize();
+  captured->graph.capture_begin(pool);
+  try {
+    captured->outputs = forward(captured->input);
+  } catch (...) {
+    try {
+      captured->graph.capture_end();
+    } catch (...) {  // the capture is invalid either way; the first error says why
+    }
+    throw;
+  }
+  captured->graph.capture_end();
+  side.synchronize();
+  return captured;
+}
+
 }  // namespace
 
 struct CudaGraphCache::State {
@@ -53,8 +80,6 @@ struct CudaGraphCache::State {
   // every output is copied out before the next replay, so their intermediates may share memory.
   c10::cuda::MempoolId_t pool = at::cuda::graph_pool_handle();
 };
-
-bool CudaGraphCache::available() { return true; }
 
 CudaGraphCache::CudaGraphCache(Forward forward) : state_(std::make_unique<State>()) {
   state_->forward = std::move(forward);
@@ -70,37 +95,14 @@ std::vector<at::Tensor> CudaGraphCache::operator()(const at::Tensor& input) {
   std::lock_guard<std::mutex> lock(state_->mutex);
   auto found = state_->graphs.find(key);
   if (found == state_->graphs.end()) {
-    auto captured = std::make_unique<CapturedGraph>();
-    captured->input = at::empty_like(input);
-    captured->input.copy_(input);
-    // Captures run on a stream of their own, after everything queued on the current one.
-    c10::cuda::getCurrentCUDAStream(input.device().index()).synchronize();
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, input.device().index());
-    {
-      const c10::cuda::CUDAStreamGuard on_side(side);
-      try {
-        for (int i = 0; i < kWarmupPasses; ++i) state_->forward(captured->input);
-        side.synchronize();
-        captured->graph.capture_begin(state_->pool);
-        try {
-          captured->outputs = state_->forward(captured->input);
-        } catch (...) {
-          try {
-            captured->graph.capture_end();
-          } catch (...) {  // the capture is invalid either way; the first error says why
-          }
-          throw;
-        }
-        captured->graph.capture_end();
-        side.synchronize();
-      } catch (const core::Error&) {
-        throw;
-      } catch (const std::exception& e) {
-        throw core::DeviceError(fmt::format("capturing a CUDA graph for input [{}] failed (run without CUDA graphs): {}",
-                                            fmt::join(key.sizes, ", "), e.what()));
-      }
+    try {
+      found = state_->graphs.emplace(key, capture(state_->forward, input, state_->pool)).first;
+    } catch (const core::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw core::DeviceError(fmt::format("capturing a CUDA graph for input [{}] failed (run without CUDA graphs): {}",
+                                          fmt::join(key.sizes, ", "), e.what()));
     }
-    found = state_->graphs.emplace(key, std::move(captured)).first;
   }
   CapturedGraph& g = *found->second;
   g.input.copy_(input);
@@ -111,16 +113,9 @@ std::vector<at::Tensor> CudaGraphCache::operator()(const at::Tensor& input) {
   return outputs;
 }
 
-size_t CudaGraphCache::graphs() const {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  return state_->graphs.size();
-}
-
 #else  // a LibTorch without CUDA
 
 struct CudaGraphCache::State {};
-
-bool CudaGraphCache::available() { return false; }
 
 CudaGraphCache::CudaGraphCache(Forward) {
   throw core::DeviceError("CUDA graphs need a CUDA build of LibTorch; this one has no CUDA");
@@ -128,11 +123,9 @@ CudaGraphCache::CudaGraphCache(Forward) {
 
 CudaGraphCache::~CudaGraphCache() = default;
 
-std::vector<at::Tensor> CudaGraphCache::operator()(const at::Tensor&) {
+std::vector<at::Tensor> CudaGraphCache::operator()(const at::Tensor&) {  // never constructed here
   throw core::DeviceError("CUDA graphs need a CUDA build of LibTorch; this one has no CUDA");
 }
-
-size_t CudaGraphCache::graphs() const { return 0; }
 
 #endif
 

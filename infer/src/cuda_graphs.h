@@ -4,8 +4,8 @@
 // the input into the static tensor and replay the whole graph with one launch instead of one
 // per kernel. That launch overhead is most of the time of a small batch on a fast GPU.
 //
-// Built only with a CUDA LibTorch (PNEUMO_WITH_CUDA); elsewhere available() is false and the
-// predictor runs eagerly.
+// Built only with a CUDA LibTorch (PNEUMO_WITH_CUDA); elsewhere the constructor throws
+// DeviceError (the predictor creates one only on a CUDA device).
 #pragma once
 
 #include <functional>
@@ -24,10 +24,6 @@ class CudaGraphCache {
  public:
   using Forward = std::function<std::vector<at::Tensor>(const at::Tensor&)>;
 
-  // Whether this build can capture CUDA graphs.
-  static bool available();
-
-  // Throws DeviceError when !available().
   explicit CudaGraphCache(Forward forward);
   ~CudaGraphCache();
   CudaGraphCache(const CudaGraphCache&) = delete;
@@ -36,9 +32,6 @@ class CudaGraphCache {
   // forward(input), through the graph captured for input's shape, dtype, device and memory
   // format (capturing it on first use). Outputs may include undefined tensors.
   std::vector<at::Tensor> operator()(const at::Tensor& input);
-
-  // Graphs captured so far (one per distinct input shape).
-  size_t graphs() const;
 
  private:
   struct State;

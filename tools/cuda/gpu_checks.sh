@@ -43,11 +43,10 @@ step bench_train_bf16 "$bin/bench_train" "${common[@]}" --amp --amp-dtype bfloat
 step bench_train_amp_nhwc "$bin/bench_train" "${common[@]}" --amp --channels-last --summary "$out/summary.jsonl"
 step bench_train_compile "$bin/bench_train" "${common[@]}" --amp --compile --summary "$out/summary.jsonl"
 # bench_infer's Python side reads DICOMs with pydicom, which the bundle brings (deps/python).
-step bench_infer env PYTHONPATH="/tmp/pneumo-deps/deps/python${PYTHONPATH:+:$PYTHONPATH}" "$bin/bench_infer" \
-  --device cuda --python "$python" --threads 8 --repeats 20 --batch 8 --workers 4 --summary "$out/summary.jsonl"
-step bench_infer_graphs env PYTHONPATH="/tmp/pneumo-deps/deps/python${PYTHONPATH:+:$PYTHONPATH}" "$bin/bench_infer" \
-  --device cuda --cuda-graphs --python "$python" --threads 8 --repeats 20 --batch 8 --workers 4 \
-  --summary "$out/summary.jsonl"
+infer=(env PYTHONPATH="/tmp/pneumo-deps/deps/python${PYTHONPATH:+:$PYTHONPATH}" "$bin/bench_infer" --device cuda
+       --python "$python" --threads 8 --repeats 20 --batch 8 --workers 4 --summary "$out/summary.jsonl")
+step bench_infer "${infer[@]}"
+step bench_infer_graphs "${infer[@]}" --cuda-graphs
 step bench_augment "$bin/bench_augment" --size 512 --seconds 3 --device cuda --batch 32
 "$python" "$root/tools/bench/summary_table.py" "$out/summary.jsonl" >"$out/summary.md" 2>&1 && cat "$out/summary.md"
 if [ -n "${OUT:-}" ]; then
