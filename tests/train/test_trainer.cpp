@@ -470,3 +470,82 @@ TEST_CASE("every shipped experiment loads and builds its network") {
   }
   CHECK(built >= 9);
 }
+
+// tests/train/fixtures/c0189b9-run/last.ckpt was written by pneumo at commit c0189b9, before the
+// trainer state carried its own version: `pneumo make-demo --count 8 --size 64`, then
+// `pneumo train fixture.yaml --stop-after 1` with the config below (every kind of state filled:
+// Adam moments, cosine-restart snapshots, SWA, EMA, top-k).
+TEST_CASE("a checkpoint written before the trainer state had a version still loads and resumes") {
+  const fs::path fixture = fs::path(PNEUMO_SOURCE_DIR) / "tests/train/fixtures/c0189b9-run/last.ckpt";
+  const train::Checkpoint old = train::read_checkpoint(fixture);
+  REQUIRE(old.state);
+  CHECK_FALSE(models::pickle_get(old.state, "version"));  // the old layout
+  const train::TrainingState s = train::TrainingState::from_checkpoint(old, fixture.string());
+  CHECK(s.epoch == 1);
+  CHECK(s.step == 2);  // 6 training images, batches of 3
+  CHECK(s.optimizer.size() > 100);
+  CHECK(s.rng_cpu.numel() > 0);
+  CHECK(s.has_scaler);
+  REQUIRE(s.history.size() == 1);
+  CHECK(s.history[0].epoch == 1);
+  CHECK(std::isfinite(s.history[0].train_loss));
+  CHECK(s.best_epoch == 1);
+  CHECK(s.snapshots.size() == 1);
+  CHECK(s.swa_count == 1);
+  CHECK(s.swa.size() == s.ema.size());
+  const auto net = models::build_model(core::read_section<models::ModelSection>(
+      core::parse_yaml("{name: attention_unet, widths: [2, 4, 4, 8, 8]}", "model"), "model"));
+  CHECK(s.swa.size() == net->parameters().size());  // one average per parameter
+  REQUIRE(s.top.size() == 1);
+  CHECK(s.top[0].epoch == 1);
+
+  // Resume it in a run folder of this machine, on a demo set made alike.
+  pneumo::testing::TempDir dir;
+  data::DemoSetOptions demo;
+  demo.count = 8;
+  demo.size = 64;
+  data::write_demo_set(dir / "set", demo);
+  const fs::path run = dir / "runs/fixture/run";
+  fs::create_directories(run);
+  pneumo::testing::write_file(run / "config.yaml", fmt::format(R"(
+experiment: {{name: fixture, output_dir: {0}/runs, run_name: run, seed: 5}}
+runtime: {{device: cpu, threads: 1, deterministic: true}}
+data: {{labels: {0}/set/train-rle.csv, images: {0}/set/dicom, size: 32, folds: 4, cache: none, workers: 1}}
+model: {{name: attention_unet, widths: [2, 4, 4, 8, 8]}}
+train: {{epochs: 2, batch_size: 3, keep_top: 1, ema: 0.9, swa: {{start_epoch: 1}},
+        optimizer: {{lr: 0.003}}, schedule: {{name: cosine_restarts, cycle_epochs: 1}}}}
+)", dir.path().string()));
+  fs::copy_file(fixture, run / "last.ckpt");
+  train::TrainOptions resume;
+  resume.resume = run;
+  const train::TrainSummary summary = train::train_experiment(train::load_run_config(run), resume);
+  CHECK(summary.epochs_run == 2);
+  REQUIRE(summary.epochs.size() == 2);
+  CHECK(summary.epochs[0].train_loss == s.history[0].train_loss);  // the history came along
+  const train::Checkpoint last = train::read_checkpoint(run / "last.ckpt");
+  CHECK(last.epoch == 2);
+  CHECK(models::pickle_get(last.state, "version")->integer == train::TrainingState::kVersion);
+  const train::TrainingState now = train::TrainingState::from_checkpoint(last, "last.ckpt");
+  CHECK(now.step == 4);
+  CHECK(now.swa_count == 2);
+  CHECK(now.snapshots.size() == 2);
+  CHECK(fs::exists(run / "swa.ckpt"));
+  CHECK(fs::exists(run / "ema.ckpt"));
+}
+
+TEST_CASE("a trainer state from a newer pneumo, or with a key missing, is refused naming the file") {
+  const fs::path fixture = fs::path(PNEUMO_SOURCE_DIR) / "tests/train/fixtures/c0189b9-run/last.ckpt";
+  train::Checkpoint c = train::read_checkpoint(fixture);
+  train::TrainingState s = train::TrainingState::from_checkpoint(c, "x.ckpt");
+  s.to_checkpoint(c);
+  CHECK(train::TrainingState::from_checkpoint(c, "x.ckpt").history.size() == 1);  // round trip
+  models::pickle_get(c.state, "version")->integer = train::TrainingState::kVersion + 1;
+  CHECK_THROWS_WITH(train::TrainingState::from_checkpoint(c, "x.ckpt"), Contains("x.ckpt") && Contains("newer"));
+  s.to_checkpoint(c);
+  auto& entries = c.state->entries;
+  entries.erase(std::remove_if(entries.begin(), entries.end(), [](const auto& e) { return e.first->text == "best_epoch"; }),
+                entries.end());
+  CHECK_THROWS_WITH(train::TrainingState::from_checkpoint(c, "x.ckpt"), Contains("x.ckpt") && Contains("best_epoch"));
+  c.state = nullptr;
+  CHECK_THROWS_WITH(train::TrainingState::from_checkpoint(c, "x.ckpt"), Contains("no trainer state"));
+}

@@ -115,7 +115,8 @@ torch::Tensor classification_loss(const torch::Tensor& logits, const torch::Tens
 
 torch::Tensor combo_loss(const torch::Tensor& logits, const torch::Tensor& targets, const ComboLossOptions& o) {
   torch::Tensor loss = torch::zeros({}, logits.options());
-  if (o.bce != 0) loss = loss + o.bce * bce_loss(logits, targets, o.pos_weight);
+  if (o.bce != 0)
+    loss = loss + o.bce * bce_loss(logits, targets, o.pos_weight == 1.0 ? std::nullopt : std::optional<double>(o.pos_weight));
   if (o.dice != 0) loss = loss + o.dice * soft_dice_loss(logits, targets, o.dice_per_image, o.dice_smooth);
   if (o.focal != 0) loss = loss + o.focal * focal_loss(logits, targets, o.focal_gamma);
   if (o.lovasz != 0) loss = loss + o.lovasz * lovasz_hinge_loss(logits, targets, o.lovasz_per_image);

@@ -49,7 +49,7 @@ struct ComboLossOptions {
   double dice_smooth = 1.0;
   bool lovasz_per_image = true;
   double focal_gamma = 2.0;
-  std::optional<double> pos_weight;
+  double pos_weight = 1.0;  // BCE weight of positive pixels; 1: unweighted
 };
 torch::Tensor combo_loss(const torch::Tensor& logits, const torch::Tensor& targets, const ComboLossOptions& options);
 

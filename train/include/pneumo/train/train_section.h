@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pneumo/core/config_schema.h"
+#include "pneumo/train/losses.h"
 
 namespace pneumo::train {
 
@@ -68,15 +69,9 @@ struct ScheduleSection {
   }
 };
 
-struct LossSection {
-  double bce = 1.0;
-  double dice = 1.0;
-  double focal = 0.0;
-  double lovasz = 0.0;
-  double weighted_bce_dice = 0.0;
-  bool dice_per_image = false;
-  double dice_smooth = 1.0;
-  double pos_weight = 1.0;
+// The loss: the mask terms are ComboLossOptions itself (the library reads this section as it
+// is), plus the terms around them.
+struct LossSection : ComboLossOptions {
   double aux_weight = 0.2;
   std::vector<double> extra_mask_weights{0.5};
   double label_smoothing = 0.0;
@@ -94,6 +89,8 @@ struct LossSection {
     v("dice_smooth", dice_smooth, "Dice smoothing: 1 as the Keras seeds, 1e-5 as the SIIM winner",
       core::at_least(0.0));
     v("pos_weight", pos_weight, "BCE weight of positive pixels", core::Check<double>{"> 0", [](const double& x) { return x > 0; }});
+    v("focal_gamma", focal_gamma, "focal term: the exponent of (1 - pt)", core::at_least(0.0));
+    v("lovasz_per_image", lovasz_per_image, "Lovasz hinge per image (averaged) instead of over the batch");
     v("aux_weight", aux_weight, "weight of the auxiliary head's image-level BCE", core::at_least(0.0));
     v("extra_mask_weights", extra_mask_weights,
       "weights of extra masks (deep supervision, Double U-Net's first output); the last repeats");

@@ -33,13 +33,6 @@ ExperimentConfig load_run_config(const std::filesystem::path& run);
 // snapshots), saying so. Throws CheckpointError when there is none.
 std::pair<Checkpoint, std::filesystem::path> resume_checkpoint(const std::filesystem::path& run);
 
-// One epoch's figures, as metrics.csv holds them (NaN where a metric does not apply).
-struct EpochResult {
-  int epoch = 0;  // 1-based
-  double lr = 0, train_loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, val_auc = 0;
-  double seconds = 0;
-};
-
 struct TrainSummary {
   std::filesystem::path run;
   int epochs_run = 0;
