@@ -85,6 +85,14 @@ AttentionUNetImpl::AttentionUNetImpl(const AttentionUNetOptions& options) : opti
   if (options.aux_head) classification_head_ = register_module("classification_head", classification_head(bottom, 1));
 }
 
+std::vector<torch::Tensor> AttentionUNetImpl::encoder_parameters() {
+  if (encoder_) return encoder_->parameters();
+  std::vector<torch::Tensor> out;
+  for (const auto& stage : down_)
+    for (const auto& p : stage->parameters()) out.push_back(p);
+  return out;
+}
+
 ModelOutput AttentionUNetImpl::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> skips;
   torch::Tensor y;

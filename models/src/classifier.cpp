@@ -5,6 +5,8 @@
 #include "densenet.h"
 #include "layers.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+#include "pneumo/models/weights.h"
 
 namespace pneumo::models {
 
@@ -30,6 +32,19 @@ torch::Tensor ClassifierImpl::logits(const torch::Tensor& x) {
   if (options_.pooling == "avgmax")
     pooled = torch::cat({pooled, f.amax({2, 3})}, 1);
   return classifier_(pooled);
+}
+
+std::shared_ptr<torch::nn::Module> ClassifierImpl::encoder() { return features_; }
+
+void ClassifierImpl::load_encoder_weights(const std::string& file) {
+  NamedTensors features;
+  for (auto& [k, t] : read_weights(file))
+    if (k.rfind("features.", 0) == 0 || k.rfind("densenet121.features.", 0) == 0) features.emplace_back(k, t);
+  const LoadReport report = load_weights(*this, features, /*strict=*/false, file);
+  for (const std::string& missing : report.missing)
+    if (missing.rfind("features.", 0) == 0)
+      throw core::CheckpointError(fmt::format("{}: does not fit the DenseNet121 features: {}", file, report.summary()));
+  core::log::info("encoder weights {}: {}", file, report.summary());
 }
 
 torch::Tensor ClassifierImpl::pneumothorax_logit(const torch::Tensor& logits) const {

@@ -143,6 +143,12 @@ DoubleUNetImpl::DoubleUNetImpl(const DoubleUNetOptions& options) {
     classification_head_ = register_module("classification_head", classification_head(c[4], 1));
 }
 
+std::vector<torch::Tensor> DoubleUNetImpl::encoder_parameters() {
+  std::vector<torch::Tensor> out = encoder1_->parameters();
+  for (const auto& p : encoder2_->parameters()) out.push_back(p);
+  return out;
+}
+
 ModelOutput DoubleUNetImpl::forward(const torch::Tensor& x) {
   if (x.dim() == 4 && (x.size(2) % 16 || x.size(3) % 16))
     throw core::ModelError(fmt::format("input of shape {}; expected H and W divisible by 16", shape_string(x)));

@@ -1,8 +1,29 @@
 #include "pneumo/models/network.h"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+#include "pneumo/models/weights.h"
+
 namespace pneumo::models {
+
+std::vector<torch::Tensor> Network::encoder_parameters() {
+  const std::shared_ptr<torch::nn::Module> e = encoder();
+  return e ? e->parameters() : std::vector<torch::Tensor>{};
+}
+
+void Network::load_encoder_weights(const std::string& file) {
+  const std::shared_ptr<torch::nn::Module> e = encoder();
+  if (!e) throw core::ConfigError(
+        "model.encoder.weights: this network has no pretrained encoder to load weights into (the plain "
+        "attention_unet; its resnet34 encoder has one)");
+  const LoadReport report = load_weights(*e, read_weights(file), /*strict=*/false, file);
+  if (!report.missing.empty() || !report.mismatched.empty())
+    throw core::CheckpointError(fmt::format("{}: does not fit the encoder: {}", file, report.summary()));
+  core::log::info("encoder weights {}: {}", file, report.summary());
+}
 
 torch::Tensor pneumothorax_logit(const ModelOutput& out, bool segmenter) {
   if (!out.logits.defined()) return {};

@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -14,6 +17,7 @@
 #include "pneumo/models/classifier.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/weights.h"
+#include "pneumo_test_paths.h"
 #include "test_support.h"
 
 using namespace pneumo;
@@ -202,4 +206,115 @@ TEST_CASE("CheXNet-style checkpoints load: module. and densenet121. prefixes, le
   const torch::Tensor logits = classifier->logits(torch::randn({1, 3, 64, 64}));
   CHECK(logits.sizes() == torch::IntArrayRef({1, 14}));
   CHECK(classifier->pneumothorax_logit(logits).item<float>() == logits[0][7].item<float>());
+}
+
+namespace {
+
+// What a built network is: its module tree with every module's options, and its tensors' names
+// and shapes. Two sections that build the same thing give the same text.
+std::string structure_of(const models::ModelSection& m) {
+  auto net = models::build_model(m);
+  std::ostringstream out;
+  out << *net;
+  for (const auto& p : net->named_parameters()) out << p.key() << p.value().sizes() << "\n";
+  for (const auto& b : net->named_buffers()) out << b.key() << b.value().sizes() << "\n";
+  return out.str();
+}
+
+// Every key path of the model: section, e.g. "encoder.depth".
+std::vector<std::string> model_keys(const core::ConfigNode& node, const std::string& prefix = "") {
+  std::vector<std::string> keys;
+  for (const core::ConfigEntry& entry : node.entries()) {
+    if (entry.value.is_map())
+      for (const std::string& inner : model_keys(entry.value, prefix + entry.key + ".")) keys.push_back(inner);
+    else
+      keys.push_back(prefix + entry.key);
+  }
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("the network registry: every model key is read by a network, and each key a network reads changes it") {
+  // A valid non-default value for every key a network may read (per network where it differs).
+  const std::map<std::string, std::string> other_value = {
+      {"encoder.in_channels", "3"}, {"encoder.depth", "4"},       {"decoder_channels", "[32, 16, 16, 8, 8]"},
+      {"upsampling", "transposed"}, {"batch_norm", "false"},      {"attention", "scse"},
+      {"classes", "14"},            {"aux_head", "true"},         {"aux_dropout", "0.5"},
+      {"deep_supervision", "true"}, {"widths", "[4, 8, 8, 16, 16]"}, {"pooling", "avgmax"}};
+  const std::map<std::string, std::string> per_network = {
+      {"unet encoder.name", "resnet18"},        {"unet++ encoder.name", "resnet18"},
+      {"attention_unet encoder.name", "resnet34"}, {"double_unet encoder.name", "vgg19_bn"},
+      {"classifier encoder.name", "resnet34"},  {"unet aux_head", "false"},  // their bases have the head
+      {"unet++ aux_head", "false"}};
+  // Small defaults, so that every variant builds quickly.
+  const std::map<std::string, std::string> base = {
+      {"unet", "{name: unet, encoder: {name: resnet34}, decoder_channels: [16, 16, 8, 8, 8], aux_head: true}"},
+      {"unet++", "{name: unet++, encoder: {name: resnet34}, decoder_channels: [16, 16, 8, 8, 8], aux_head: true}"},
+      {"attention_unet", "{name: attention_unet, widths: [4, 4, 8, 8, 16]}"},
+      {"double_unet", "{name: double_unet}"},
+      {"classifier", "{name: classifier}"}};
+  const std::vector<std::string> handled_by_build_model = {"name", "weights", "encoder.weights"};
+  std::set<std::string> read_by_some_network(handled_by_build_model.begin(), handled_by_build_model.end());
+  REQUIRE(models::network_names() == std::vector<std::string>{"attention_unet", "classifier", "double_unet", "unet", "unet++"});
+  for (const std::string& name : models::network_names()) {
+    const models::NetworkEntry& entry = models::networks().at(name);
+    CHECK_FALSE(entry.summary.empty());
+    for (const std::string& example : entry.examples) CHECK_NOTHROW(models::build_model(section(example)));
+    const std::string reference = structure_of(section(base.at(name)));
+    for (const std::string& key : entry.keys) {
+      INFO(name << ": " << key);
+      read_by_some_network.insert(key);
+      const auto special = per_network.find(name + " " + key);
+      const std::string value = special != per_network.end() ? special->second : other_value.at(key);
+      const std::string assignment = key + "=" + value;
+      core::ConfigNode node = core::parse_yaml(base.at(name), "model.yaml");
+      core::apply_override(node, assignment);
+      // The key is carried to the network: it builds something else, or refuses the value.
+      bool changed = true;
+      try {
+        changed = structure_of(core::read_section<models::ModelSection>(node, "model")) != reference;
+      } catch (const core::ConfigError&) {
+      }
+      CHECK(changed);
+    }
+  }
+  for (const std::string& key : model_keys(core::write_section(models::ModelSection{}))) {
+    INFO("model." << key << " is read by no network in the registry");
+    CHECK(read_by_some_network.count(key) == 1);
+  }
+}
+
+TEST_CASE("networks name their encoder parameters, and missing weight files say how to bring them") {
+  for (const char* yaml : {"{name: unet, encoder: {name: resnet18}}", "{name: classifier}",
+                                  "{name: attention_unet, widths: [4, 4, 8, 8, 16]}", "{name: double_unet}"}) {
+    INFO(yaml);
+    auto net = models::build_model(section(yaml));
+    std::set<const void*> encoder;
+    for (const auto& p : net->encoder_parameters()) encoder.insert(p.unsafeGetTensorImpl());
+    CHECK(encoder.size() > 4);
+    CHECK(encoder.size() < net->parameters().size());  // the decoder and head are not the encoder
+    // The old rule the trainer matched names with: the same parameters.
+    const std::regex old_rule("^(encoder|features\\.|Conv[0-9]).*");
+    for (const auto& p : net->named_parameters())
+      CHECK(encoder.count(p.value().unsafeGetTensorImpl()) == (std::regex_match(p.key(), old_rule) ? 1u : 0u));
+  }
+  CHECK_THROWS_WITH(models::build_model(section("{name: unet, encoder: {name: resnet34, weights: /nowhere/resnet34.pth}}")),
+                    Contains("model.encoder.weights") && Contains("/nowhere/resnet34.pth") && Contains("not found") &&
+                        Contains("Bringing pretrained weights") && Contains("weights: \"\""));
+  CHECK_THROWS_WITH(models::build_model(section("{name: attention_unet, encoder: {weights: " PNEUMO_SOURCE_DIR "/README.md}}")),
+                    Contains("model.encoder.weights") && Contains("no pretrained"));
+  // An empty value clears a string key, in a file and from --set.
+  core::ConfigNode node = core::parse_yaml("{name: unet, encoder: {weights: x.pth}}", "model.yaml");
+  core::apply_override(node, "encoder.weights=");
+  CHECK(core::read_section<models::ModelSection>(node, "model").encoder.weights.empty());
+  CHECK(section("{name: unet, weights: }").weights.empty());
+}
+
+TEST_CASE("the README's table of networks lists every registered network") {
+  const std::string readme = pneumo::testing::read_file(std::filesystem::path(PNEUMO_SOURCE_DIR) / "README.md");
+  for (const std::string& name : models::network_names()) {
+    INFO(name);
+    CHECK(readme.find("| `" + name + "` |") != std::string::npos);
+  }
 }

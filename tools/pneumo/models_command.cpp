@@ -27,19 +27,14 @@ int64_t parameter_count(const torch::nn::Module& m) {
 std::string millions(int64_t n) { return fmt::format("{:.2f} M", static_cast<double>(n) / 1e6); }
 
 void run_models() {
-  fmt::print("networks (one grey input channel, one output, default options):\n");
-  fmt::print("  {:<50} {:>12}\n", "model: section", "parameters");
-  const std::vector<std::pair<std::string, std::string>> networks = {
-      {"classifier", "{name: classifier}"},
-      {"unet", "{name: unet, encoder: {name: resnet34}}"},
-      {"unet++", "{name: unet++, encoder: {name: resnet34}}"},
-      {"attention_unet", "{name: attention_unet}"},
-      {"attention_unet", "{name: attention_unet, encoder: {name: resnet34}}"},
-      {"double_unet", "{name: double_unet}"},
-  };
-  for (const auto& [name, yaml] : networks) {
-    const auto section = core::read_section<models::ModelSection>(core::parse_yaml(yaml, "models"), "model");
-    fmt::print("  {:<50} {:>12}\n", yaml, millions(parameter_count(*models::build_model(section))));
+  fmt::print("networks (model.name; one grey input channel, one output, default options):\n");
+  for (const std::string& name : models::network_names()) {
+    const models::NetworkEntry& entry = models::networks().at(name);
+    fmt::print("  {}: {}\n    reads: {}\n", name, entry.summary, fmt::join(entry.keys, ", "));
+    for (const std::string& yaml : entry.examples) {
+      const auto section = core::read_section<models::ModelSection>(core::parse_yaml(yaml, "models"), "model");
+      fmt::print("    {:<52} {:>12}\n", yaml, millions(parameter_count(*models::build_model(section))));
+    }
   }
   fmt::print("\nencoders (unet, unet++; name as in model.encoder.name):\n");
   fmt::print("  {:<14} {:>12}  {}\n", "encoder", "parameters", "feature channels, finest first");

@@ -42,6 +42,9 @@ class AttentionUNetImpl : public Network {
  public:
   explicit AttentionUNetImpl(const AttentionUNetOptions& options);
   ModelOutput forward(const torch::Tensor& x) override;
+  std::shared_ptr<torch::nn::Module> encoder() override { return encoder_; }  // null for the plain encoder
+  // The ResNet34 encoder's, or the plain encoder's Conv1..Conv5.
+  std::vector<torch::Tensor> encoder_parameters() override;
 
  private:
   struct Level {

@@ -30,6 +30,10 @@ class ClassifierImpl : public Network {
   torch::Tensor logits(const torch::Tensor& x);
   ModelOutput forward(const torch::Tensor& x) override { return {{}, {}, logits(x)}; }
   bool is_segmenter() const override { return false; }
+  std::shared_ptr<torch::nn::Module> encoder() override;  // the DenseNet121 `features`
+  // torchvision's DenseNet121 files name the encoder `features.*` (CheXNet's
+  // `densenet121.features.*`): loaded into the whole classifier, its head ignored.
+  void load_encoder_weights(const std::string& file) override;
   // The pneumothorax logit [N]: the only output, or index 7 of the 14.
   torch::Tensor pneumothorax_logit(const torch::Tensor& logits) const;
 

@@ -24,6 +24,9 @@ class DoubleUNetImpl : public Network {
  public:
   explicit DoubleUNetImpl(const DoubleUNetOptions& options);
   ModelOutput forward(const torch::Tensor& x) override;
+  std::shared_ptr<torch::nn::Module> encoder() override { return encoder1_; }  // the pretrainable VGG19
+  // Both encoders: the VGG19 and the second, squeeze-excite one.
+  std::vector<torch::Tensor> encoder_parameters() override;
 
  private:
   std::shared_ptr<Encoder> encoder1_;

@@ -1,20 +1,38 @@
 // The `model:` section of an experiment file and the network it builds:
 //
 //   model:
-//     name: unet                 # classifier | unet | unet++ | attention_unet | double_unet
+//     name: unet                 # a registered network: networks() below, `pneumo models`
 //     encoder: {name: resnet34, in_channels: 1, weights: imagenet-resnet34.pth}
 //     decoder_channels: [256, 128, 64, 32, 16]
 //     aux_head: true
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "pneumo/core/config_schema.h"
+#include "pneumo/core/registry.h"
 #include "pneumo/models/network.h"
 
 namespace pneumo::models {
+
+struct ModelSection;
+
+// A network as the registry knows it: the `model:` keys it reads (besides name, weights and
+// encoder.weights, which build_model handles for all) and how it builds from them.
+struct NetworkEntry {
+  std::string summary;                // one line, for `pneumo models` and the docs
+  std::vector<std::string> keys;      // e.g. "encoder.depth", "decoder_channels"
+  std::vector<std::string> examples;  // model: sections `pneumo models` builds and counts
+  // Reads its options from the section; ConfigError for a value it does not support.
+  std::function<std::shared_ptr<Network>(const ModelSection&)> build;
+};
+
+// Every network by model.name (network_registry.cpp).
+const core::Registry<NetworkEntry>& networks();
+std::vector<std::string> network_names();
 
 struct EncoderSection {
   std::string name;  // empty: the network's default (see network_defaults in the docs)
@@ -54,7 +72,7 @@ struct ModelSection {
 
   template <class V>
   void visit(V& v) {
-    v("name", name, "network", core::one_of({"classifier", "unet", "unet++", "attention_unet", "double_unet"}));
+    v("name", name, "network", networks().check());
     v("encoder", encoder, "the encoder");
     v("decoder_channels", decoder_channels, "decoder block widths, deepest first, one per encoder stage (unet, unet++)");
     v("upsampling", upsampling, "decoder upsampling (unet, unet++)", core::one_of({"nearest", "bilinear", "transposed"}));
@@ -71,11 +89,9 @@ struct ModelSection {
   }
 };
 
-// Builds the network, then loads encoder and model weights when given. Throws ConfigError for
-// an option the network does not support, CheckpointError naming the file when weights do not
-// fit.
+// Builds the registered network, then loads encoder and model weights when given. Throws
+// ConfigError for an option the network does not support, CheckpointError naming the file when
+// weights are missing (saying how to bring them) or do not fit.
 std::shared_ptr<Network> build_model(const ModelSection& model);
-
-std::vector<std::string> network_names();
 
 }  // namespace pneumo::models

@@ -1,7 +1,8 @@
 // What every network returns, so training and inference treat classifiers and segmenters
-// alike.
+// alike, and what every network says about its encoder.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,17 @@ class Network : public torch::nn::Module {
  public:
   virtual ModelOutput forward(const torch::Tensor& x) = 0;
   virtual bool is_segmenter() const { return true; }
+
+  // The pretrained encoder, the module `model.encoder.weights` loads into; null when the
+  // network has none (the plain Attention U-Net).
+  virtual std::shared_ptr<torch::nn::Module> encoder() = 0;
+  // The parameters of the downsampling path, which train.optimizer's encoder_lr_multiplier
+  // and freeze_encoder_epochs apply to: encoder()'s unless a network says otherwise.
+  virtual std::vector<torch::Tensor> encoder_parameters();
+  // Loads an encoder weights file (e.g. torchvision's ImageNet weights) into encoder(): every
+  // encoder tensor must be present, a source's classifier head is ignored. Throws
+  // CheckpointError naming the file when it does not fit, ConfigError when there is no encoder.
+  virtual void load_encoder_weights(const std::string& file);
 };
 
 // The image-level pneumothorax logit [N] a network gives: a segmenter's auxiliary head, or

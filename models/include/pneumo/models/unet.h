@@ -34,7 +34,7 @@ class UNetImpl : public Network {
   explicit UNetImpl(const UNetOptions& options);
   // masks, and logits [N, 1] from the auxiliary head when it has one.
   ModelOutput forward(const torch::Tensor& x) override;
-  const Encoder& encoder() const { return *encoder_; }
+  std::shared_ptr<torch::nn::Module> encoder() override { return encoder_; }
 
  private:
   std::shared_ptr<Encoder> encoder_;

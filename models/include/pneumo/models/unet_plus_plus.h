@@ -22,6 +22,7 @@ class UNetPlusPlusImpl : public Network {
  public:
   explicit UNetPlusPlusImpl(const UNetPlusPlusOptions& options);
   ModelOutput forward(const torch::Tensor& x) override;
+  std::shared_ptr<torch::nn::Module> encoder() override { return encoder_; }
 
  private:
   std::shared_ptr<Encoder> encoder_;
