@@ -132,181 +132,251 @@ std::string check_jpeg_header(std::string_view jpeg) {
   return {};
 }
 
+// One element header as the walk reads it.
+struct Element {
+  size_t start = 0;  // byte offset of its tag
+  uint16_t group = 0, element = 0;
+  char vr[2] = {0, 0};  // explicit VR only
+  uint32_t length = 0;
+  bool is_item = false;  // a sequence item (not a pixel-data fragment)
+
+  bool is(uint16_t g, uint16_t e) const { return group == g && element == e; }
+  bool vr_is(const char* v) const { return vr[0] == v[0] && vr[1] == v[1]; }
+};
+
+// Values of the image pixel module GDCM asserts on (aborting the process) when they are not
+// what DICOM allows; each is refused with the rule's message.
+struct ValueRule {
+  uint16_t element;  // (0028,element), US
+  bool jpeg_only;    // applies only with a JPEG transfer syntax
+  bool (*accepts)(uint16_t value);
+  const char* message;  // with {} for the value
+};
+
+const ValueRule kPixelModuleRules[] = {
+    {0x0002, false, [](uint16_t v) { return v == 1 || v == 3 || v == 4; },
+     "Samples per Pixel (0028,0002) is {}; expected 1, 3 or 4"},
+    {0x0100, false, [](uint16_t v) { return v == 1 || (v != 0 && v % 8 == 0 && v <= 64); },
+     "Bits Allocated (0028,0100) is {}; expected 1 or a multiple of 8 up to 64"},
+    {0x0100, true, [](uint16_t v) { return v == 8 || v == 16; },
+     "Bits Allocated (0028,0100) is {} with JPEG pixel data; expected 8 or 16"},
+    {0x0006, false, [](uint16_t v) { return v <= 1; }, "Planar Configuration (0028,0006) is {}; expected 0 or 1"},
+};
+
 // Walks elements from the cursor to `end`. Top-level tags of interest are noted. The values of
 // sequences and items with a defined length are walked too (`nesting` deep), so that no length
 // anywhere exceeds its container: GDCM allocates whatever a length declares, and aborts on
 // item tags where elements belong. `sequence_value`: the range holds items, not elements.
-void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta_only,
-          bool sequence_value = false, int nesting = 0) {
-  if (nesting > kMaxNesting) {
-    result.error = fmt::format("sequences nested more than {} deep", kMaxNesting);
-    return;
+// Each check names the GDCM failure it prevents.
+class Walker {
+ public:
+  Walker(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta_only, bool sequence_value, int nesting)
+      : c_(c), end_(end), explicit_vr_(explicit_vr), result_(result), meta_only_(meta_only),
+        sequence_value_(sequence_value), nesting_(nesting) {}
+
+  void run() {
+    if (nesting_ > kMaxNesting) return fail(fmt::format("sequences nested more than {} deep", kMaxNesting));
+    while (c_.offset < end_) {
+      Element e;
+      e.start = c_.offset;
+      if (!c_.has(8) || end_ - c_.offset < 8)
+        return fail(fmt::format("truncated inside an element header at byte {}", e.start));
+      e.group = c_.u16();
+      e.element = c_.u16();
+      if (meta_only_ && e.group != 0x0002) {
+        c_.offset = e.start;
+        return;
+      }
+      const Next next = e.group == 0xFFFE ? read_item_tag(e) : read_header(e);
+      if (next == Next::kStop) return;
+      if (next == Next::kNextElement) continue;
+      note_top_level(e);
+      if (e.length == kUndefinedLength) {
+        if (!open_undefined(e)) return;
+        continue;
+      }
+      if (!check_value(e)) return;
+      if (e.is_item || is_sequence(e)) {  // walk the value: an item's elements, or a sequence's items
+        Cursor inner = c_;
+        Walker(inner, c_.offset + e.length, explicit_vr_, result_, false, !e.is_item, nesting_ + 1).run();
+        if (!result_.error.empty()) return;
+      }
+      c_.offset += e.length;
+    }
+    if (!open_.empty() && !meta_only_) fail("truncated: a sequence or encapsulated pixel data is not closed");
   }
-  // Undefined-length sequences, items and encapsulated pixel data currently open; true for
-  // pixel data, whose items are compressed fragments rather than elements.
-  std::vector<bool> open;
-  int fragments = 0;  // items seen inside encapsulated pixel data (the first is the offset table)
-  while (c.offset < end) {
-    const size_t depth = open.size();
-    const size_t start = c.offset;
-    if (!c.has(8) || end - c.offset < 8) {
-      result.error = fmt::format("truncated inside an element header at byte {}", start);
-      return;
+
+ private:
+  enum class Next { kValue, kNextElement, kStop };
+
+  void fail(std::string why) { result_.error = std::move(why); }
+  bool top_level() const { return nesting_ == 0 && open_.empty(); }
+  bool in_pixel_data() const { return !open_.empty() && open_.back(); }
+
+  // Items and delimiters (FFFE,xxxx) carry no VR.
+  Next read_item_tag(Element& e) {
+    if (open_.empty() && !sequence_value_ && !meta_only_) {  // GDCM asserts (aborts the process) on these
+      fail(fmt::format("an item or delimiter tag (FFFE,{:04X}) at byte {} outside any sequence", e.element, e.start));
+      return Next::kStop;
     }
-    const uint16_t group = c.u16();
-    const uint16_t element = c.u16();
-    if (meta_only && group != 0x0002) {
-      c.offset = start;
-      return;
+    if (e.element != 0xE000 && e.element != 0xE00D && e.element != 0xE0DD) {  // GDCM then guesses (see tests/fuzz)
+      fail(fmt::format("an unknown item tag (FFFE,{:04X}) at byte {}; expected (FFFE,E000), (FFFE,E00D) or (FFFE,E0DD)",
+                       e.element, e.start));
+      return Next::kStop;
     }
-    uint32_t length = 0;
-    char vr[2] = {0, 0};
-    bool is_item = false;
-    if (group == 0xFFFE) {  // item and delimiters carry no VR
-      if (depth == 0 && !sequence_value && !meta_only) {  // GDCM asserts (aborts the process) on these
-        result.error = fmt::format("an item or delimiter tag (FFFE,{:04X}) at byte {} outside any sequence",
-                                   element, start);
-        return;
-      }
-      if (element != 0xE000 && element != 0xE00D && element != 0xE0DD) {  // GDCM then guesses (see tests/fuzz)
-        result.error = fmt::format("an unknown item tag (FFFE,{:04X}) at byte {}; expected (FFFE,E000), (FFFE,E00D) "
-                                   "or (FFFE,E0DD)", element, start);
-        return;
-      }
-      if (element == 0xE00D && !open.empty() && open.back()) {  // pixel data holds fragments, not items
-        result.error = fmt::format("an item delimiter (FFFE,E00D) at byte {} inside encapsulated pixel data", start);
-        return;
-      }
-      length = c.u32();
-      if (element == 0xE00D || element == 0xE0DD) {
-        if (length != 0) {  // PS3.5 7.5; GDCM reads such a delimiter's "value" (gigabytes, see tests/fuzz)
-          result.error = fmt::format("a delimiter (FFFE,{:04X}) at byte {} declares length {}; delimiters have length 0",
-                                     element, start, length);
-          return;
-        }
-        if (!open.empty()) open.pop_back();
-        continue;
-      }
-      if (element == 0xE000 && length == kUndefinedLength) {
-        open.push_back(false);
-        continue;
-      }
-      is_item = element == 0xE000 && (open.empty() || !open.back());  // not a pixel-data fragment
-      if (element == 0xE000 && !open.empty() && open.back() && ++fragments == 2 &&
-          is_jpeg_syntax(result.transfer_syntax) && c.has(length) && length <= end - c.offset) {
-        // The first fragment after the offset table starts the first frame's JPEG stream.
-        if (const std::string problem = check_jpeg_header(c.bytes.substr(c.offset, length)); !problem.empty()) {
-          result.error = fmt::format("pixel data at byte {}: {}", start, problem);
-          return;
-        }
-      }
-    } else if (explicit_vr) {
-      std::memcpy(vr, c.bytes.data() + c.offset, 2);
-      c.offset += 2;
-      if (!is_vr(vr)) {
-        result.error = fmt::format("element ({:04X},{:04X}) at byte {} has no valid VR", group,
-                                   element, start);
-        return;
-      }
-      if (has_long_length(vr)) {
-        if (!c.has(6)) {
-          result.error = fmt::format("truncated inside element ({:04X},{:04X})", group, element);
-          return;
-        }
-        c.offset += 2;
-        length = c.u32();
-      } else {
-        length = c.u16();
-      }
-    } else {
-      length = c.u32();
+    if (e.element == 0xE00D && in_pixel_data()) {  // pixel data holds fragments, not items
+      fail(fmt::format("an item delimiter (FFFE,E00D) at byte {} inside encapsulated pixel data", e.start));
+      return Next::kStop;
     }
-    if (nesting == 0 && depth == 0 && group == 0x7FE0 && (element == 0x0008 || element == 0x0009 || element == 0x0010))
-      result.pixel_data = true;
-    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0008) result.number_of_frames = true;
-    if (nesting == 0 && depth == 0 && group == 0x0028 && element == 0x0009) result.frame_increment_pointer = true;
-    if (length == kUndefinedLength) {  // a sequence or encapsulated pixel data: its items follow
-      const bool is_pixel_data_tag = group == 0x7FE0 && element == 0x0010;
-      const bool sequence = vr[0] == 'S' && vr[1] == 'Q', unknown = vr[0] == 'U' && vr[1] == 'N';
-      const bool ob_ow = vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W');
-      // GDCM asserts on anything else: sequences and UN anywhere, OB/OW/UN for encapsulated pixel data.
-      if (explicit_vr && group != 0xFFFE && (is_pixel_data_tag ? !(ob_ow || unknown) : !(sequence || unknown))) {
-        result.error = fmt::format("element ({:04X},{:04X}) at byte {} has an undefined length with VR {}{}; "
-                                   "expected SQ or UN, or OB/OW for pixel data",
-                                   group, element, start, vr[0], vr[1]);
-        return;
+    e.length = c_.u32();
+    if (e.element != 0xE000) {  // a delimiter
+      if (e.length != 0) {  // PS3.5 7.5; GDCM reads such a delimiter's "value" (gigabytes, see tests/fuzz)
+        fail(fmt::format("a delimiter (FFFE,{:04X}) at byte {} declares length {}; delimiters have length 0",
+                         e.element, e.start, e.length));
+        return Next::kStop;
       }
-      const bool pixel_data = is_pixel_data_tag || (explicit_vr && vr[0] == 'O' && (vr[1] == 'B' || vr[1] == 'W'));
-      open.push_back(pixel_data);
-      continue;
+      if (!open_.empty()) open_.pop_back();
+      return Next::kNextElement;
     }
-    if (!c.has(length) || length > end - c.offset) {
-      result.error = fmt::format("truncated: element ({:04X},{:04X}) at byte {} declares {} "
-                                 "bytes but its {} ends {} bytes later",
-                                 group, element, start, length, nesting == 0 ? "file" : "sequence",
-                                 std::min(end, c.bytes.size()) - c.offset);
-      return;
+    if (e.length == kUndefinedLength) {
+      open_.push_back(false);
+      return Next::kNextElement;
     }
-    if (group == 0x0002 && element == 0x0000 && length == 4) {
-      Cursor value = c;
-      result.meta_group_end = c.offset + 4 + value.u32();
-      result.meta_group_length_at = c.offset;
+    e.is_item = !in_pixel_data();  // else a pixel-data fragment
+    if (in_pixel_data() && ++fragments_ == 2 && !check_first_frame(e)) return Next::kStop;
+    return Next::kValue;
+  }
+
+  // The first fragment after the offset table starts the first frame's JPEG stream.
+  bool check_first_frame(const Element& e) {
+    if (!is_jpeg_syntax(result_.transfer_syntax) || !c_.has(e.length) || e.length > end_ - c_.offset) return true;
+    if (const std::string problem = check_jpeg_header(c_.bytes.substr(c_.offset, e.length)); !problem.empty()) {
+      fail(fmt::format("pixel data at byte {}: {}", e.start, problem));
+      return false;
     }
-    // GDCM reads the image's US attributes through gdcm::Attribute, which asserts (aborts the
-    // process) when an explicit VR says otherwise.
-    if (explicit_vr && nesting == 0 && depth == 0 && group == 0x0028 && is_us_image_attribute(element) &&
-        !(vr[0] == 'U' && vr[1] == 'S')) {
-      result.error = fmt::format("element (0028,{:04X}) at byte {} has VR {}{}; expected US", element, start,
-                                 vr[0], vr[1]);
-      return;
+    return true;
+  }
+
+  Next read_header(Element& e) {
+    if (!explicit_vr_) {
+      e.length = c_.u32();
+      return Next::kValue;
+    }
+    std::memcpy(e.vr, c_.bytes.data() + c_.offset, 2);
+    c_.offset += 2;
+    if (!is_vr(e.vr)) {
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has no valid VR", e.group, e.element, e.start));
+      return Next::kStop;
+    }
+    if (!has_long_length(e.vr)) {
+      e.length = c_.u16();
+      return Next::kValue;
+    }
+    if (!c_.has(6)) {
+      fail(fmt::format("truncated inside element ({:04X},{:04X})", e.group, e.element));
+      return Next::kStop;
+    }
+    c_.offset += 2;
+    e.length = c_.u32();
+    return Next::kValue;
+  }
+
+  void note_top_level(const Element& e) {
+    if (!top_level()) return;
+    if (e.group == 0x7FE0 && (e.element == 0x0008 || e.element == 0x0009 || e.element == 0x0010))
+      result_.pixel_data = true;
+    if (e.is(0x0028, 0x0008)) result_.number_of_frames = true;
+    if (e.is(0x0028, 0x0009)) result_.frame_increment_pointer = true;
+  }
+
+  // A sequence or encapsulated pixel data of undefined length: its items follow.
+  bool open_undefined(const Element& e) {
+    const bool is_pixel_data_tag = e.is(0x7FE0, 0x0010);
+    const bool ob_ow = e.vr[0] == 'O' && (e.vr[1] == 'B' || e.vr[1] == 'W');
+    const bool accepted = is_pixel_data_tag ? ob_ow || e.vr_is("UN") : e.vr_is("SQ") || e.vr_is("UN");
+    // GDCM asserts on anything else: sequences and UN anywhere, OB/OW/UN for encapsulated pixel data.
+    if (explicit_vr_ && e.group != 0xFFFE && !accepted) {
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has an undefined length with VR {}{}; expected SQ or UN, "
+                       "or OB/OW for pixel data",
+                       e.group, e.element, e.start, e.vr[0], e.vr[1]));
+      return false;
+    }
+    open_.push_back(is_pixel_data_tag || (explicit_vr_ && ob_ow));
+    return true;
+  }
+
+  // A value of defined length: it fits its container, and what GDCM asserts on is refused.
+  bool check_value(const Element& e) {
+    if (!c_.has(e.length) || e.length > end_ - c_.offset) {
+      fail(fmt::format("truncated: element ({:04X},{:04X}) at byte {} declares {} bytes but its {} ends {} bytes later",
+                       e.group, e.element, e.start, e.length, nesting_ == 0 ? "file" : "sequence",
+                       std::min(end_, c_.bytes.size()) - c_.offset));
+      return false;
+    }
+    if (e.is(0x0002, 0x0000) && e.length == 4) {
+      Cursor value = c_;
+      result_.meta_group_end = c_.offset + 4 + value.u32();
+      result_.meta_group_length_at = c_.offset;
+    }
+    // GDCM reads the image's US attributes through gdcm::Attribute, which asserts when an
+    // explicit VR says otherwise.
+    if (explicit_vr_ && top_level() && e.group == 0x0028 && is_us_image_attribute(e.element) && !e.vr_is("US")) {
+      fail(fmt::format("element (0028,{:04X}) at byte {} has VR {}{}; expected US", e.element, e.start, e.vr[0], e.vr[1]));
+      return false;
     }
     // GDCM asserts that a sequence item's elements add up to an even length; DICOM values have
     // even lengths.
-    const bool inside_item = (nesting > 0 && !sequence_value) || (!open.empty() && !open.back());
-    if (group != 0xFFFE && inside_item && length != kUndefinedLength && length % 2 != 0) {
-      result.error = fmt::format("element ({:04X},{:04X}) at byte {} inside a sequence item has the odd length {}; "
-                                 "DICOM values have even lengths",
-                                 group, element, start, length);
-      return;
+    const bool inside_item = (nesting_ > 0 && !sequence_value_) || (!open_.empty() && !open_.back());
+    if (e.group != 0xFFFE && inside_item && e.length % 2 != 0) {
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} inside a sequence item has the odd length {}; DICOM values "
+                       "have even lengths",
+                       e.group, e.element, e.start, e.length));
+      return false;
     }
-    if (nesting == 0 && depth == 0 && group == 0x0028 && length == 2) {  // values GDCM asserts on
-      Cursor value = c;
-      const uint16_t v = value.u16();
-      if (element == 0x0002 && v != 1 && v != 3 && v != 4) {
-        result.error = fmt::format("Samples per Pixel (0028,0002) is {}; expected 1, 3 or 4", v);
-        return;
-      }
-      if (element == 0x0100 && v != 1 && (v == 0 || v % 8 != 0 || v > 64)) {
-        result.error = fmt::format("Bits Allocated (0028,0100) is {}; expected 1 or a multiple of 8 up to 64", v);
-        return;
-      }
-      if (element == 0x0100 && is_jpeg_syntax(result.transfer_syntax) && v != 8 && v != 16) {  // GDCM asserts
-        result.error = fmt::format("Bits Allocated (0028,0100) is {} with JPEG pixel data; expected 8 or 16", v);
-        return;
-      }
-      if (element == 0x0006 && v > 1) {
-        result.error = fmt::format("Planar Configuration (0028,0006) is {}; expected 0 or 1", v);
-        return;
-      }
-    }
-    if (group == 0x0002 && element == 0x0010) {
-      std::string uid(c.bytes.substr(c.offset, length));
-      while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
-      result.transfer_syntax = uid;
-      result.transfer_syntax_at = start;
-      result.transfer_syntax_end = c.offset + length;
-    }
-    const bool is_sequence = !meta_only && !is_item &&
-                             ((explicit_vr && vr[0] == 'S' && vr[1] == 'Q') || (!explicit_vr && starts_with_item(c, length)));
-    if (is_item || is_sequence) {  // walk the value: an item's elements, or a sequence's items
-      Cursor inner = c;
-      walk(inner, c.offset + length, explicit_vr, result, false, /*sequence_value=*/is_sequence, nesting + 1);
-      if (!result.error.empty()) return;
-    }
-    c.offset += length;
+    if (top_level() && e.group == 0x0028 && e.length == 2 && !check_pixel_module_value(e)) return false;
+    if (e.is(0x0002, 0x0010)) note_transfer_syntax(e);
+    return true;
   }
-  if (!open.empty() && !meta_only)
-    result.error = "truncated: a sequence or encapsulated pixel data is not closed";
+
+  bool check_pixel_module_value(const Element& e) {
+    Cursor value = c_;
+    const uint16_t v = value.u16();
+    for (const ValueRule& rule : kPixelModuleRules) {
+      if (rule.element != e.element || (rule.jpeg_only && !is_jpeg_syntax(result_.transfer_syntax))) continue;
+      if (!rule.accepts(v)) {
+        fail(fmt::format(fmt::runtime(rule.message), v));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void note_transfer_syntax(const Element& e) {
+    std::string uid(c_.bytes.substr(c_.offset, e.length));
+    while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
+    result_.transfer_syntax = uid;
+    result_.transfer_syntax_at = e.start;
+    result_.transfer_syntax_end = c_.offset + e.length;
+  }
+
+  bool is_sequence(const Element& e) const {
+    return !meta_only_ && !e.is_item && ((explicit_vr_ && e.vr_is("SQ")) || (!explicit_vr_ && starts_with_item(c_, e.length)));
+  }
+
+  Cursor& c_;
+  size_t end_;
+  bool explicit_vr_;
+  WalkResult& result_;
+  bool meta_only_, sequence_value_;
+  int nesting_;
+  // Undefined-length sequences, items and encapsulated pixel data currently open; true for
+  // pixel data, whose items are compressed fragments rather than elements.
+  std::vector<bool> open_;
+  int fragments_ = 0;  // items seen inside encapsulated pixel data (the first is the offset table)
+};
+
+void walk(Cursor& c, size_t end, bool explicit_vr, WalkResult& result, bool meta_only) {
+  Walker(c, end, explicit_vr, result, meta_only, /*sequence_value=*/false, /*nesting=*/0).run();
 }
 
 // Raw deflate (RFC 1951, no zlib header), as DICOM's deflated transfer syntax stores the data

@@ -181,6 +181,103 @@ std::string derived_uid(std::string_view source, std::string_view kind) {
   return "2.25." + digits;
 }
 
+namespace {
+
+// Series, instance UID and lossy-compression flag of a SEG made from `source`.
+void identify_segmentation(DcmSegmentation& seg, const Source& source, const std::string& sop_instance,
+                           const std::string& name) {
+  check(seg.getSOPCommon().setSOPInstanceUID(sop_instance.c_str()), name, "setting the SOP Instance UID");
+  check(seg.getSeries().setSeriesInstanceUID(derived_uid(source.series, "pneumo SEG").c_str()), name, "the series UID");
+  check(seg.getSeries().setSeriesNumber(kSegSeriesNumber), name, "the series number");
+  check(seg.getSeries().setSeriesDescription("pneumo: pneumothorax segmentation"), name, "the series description");
+  if (lossy(*source.dataset)) {
+    const std::string ratio = text(*source.dataset, DCM_LossyImageCompressionRatio);
+    const std::string method = text(*source.dataset, DCM_LossyImageCompressionMethod);
+    check(seg.setLossyImageCompressionFlag(ratio.c_str(), method.empty() ? "ISO_10918_1" : method.c_str(), OFFalse),
+          name, "the lossy compression flag");
+  }
+}
+
+// The one segment, Pneumothorax (SNOMED CT); returns its number.
+Uint16 add_pneumothorax_segment(DcmSegmentation& seg, const std::string& algorithm, const std::string& name) {
+  DcmSegment* segment = nullptr;
+  check(DcmSegment::create(segment, "Pneumothorax", CodeSequenceMacro("49755003", "SCT", "Morphologically Altered Structure"),
+                           CodeSequenceMacro("36118008", "SCT", "Pneumothorax"), DcmSegTypes::SAT_AUTOMATIC, algorithm.c_str()),
+        name, "creating the segment");
+  Uint16 segment_number = 0;
+  if (OFCondition added = seg.addSegment(segment, segment_number); added.bad()) {
+    delete segment;
+    check(added, name, "adding the segment");
+  }
+  return segment_number;
+}
+
+// Pixel spacing when the source gives it (Pixel Spacing, else Imager Pixel Spacing), and the
+// placeholders DCMTK needs without a frame of reference. Returns whether the source had a spacing.
+bool add_geometry(DcmSegmentation& seg, const Source& source, bool frame_of_reference, const std::string& name) {
+  std::string spacing = text(*source.dataset, DCM_PixelSpacing);
+  if (spacing.empty()) spacing = text(*source.dataset, DCM_ImagerPixelSpacing);
+  FGPixelMeasures measures;
+  const bool has_spacing = !spacing.empty() && measures.setPixelSpacing(spacing.c_str(), OFFalse).good();
+  if (has_spacing || !frame_of_reference) {
+    if (!has_spacing) check(measures.setPixelSpacing("1\\1"), name, "pixel measures");  // a placeholder
+    check(seg.addForAllFrames(measures), name, "pixel measures");
+  }
+  if (!frame_of_reference) {
+    FGPlanePosPatient position;
+    check(position.setImagePositionPatient("0", "0", "0"), name, "the plane position");
+    check(seg.addForAllFrames(position), name, "the plane position");
+    FGPlaneOrientationPatient orientation;
+    check(orientation.setImageOrientationPatient("1", "0", "0", "0", "1", "0"), name, "the plane orientation");
+    check(seg.addForAllFrames(orientation), name, "the plane orientation");
+  }
+  return has_spacing;
+}
+
+// The mask as the segment's one frame, derived from the source image, which the SEG references.
+void add_mask_frame(DcmSegmentation& seg, const Source& source, const cv::Mat& mask, Uint16 segment_number,
+                    const std::string& name) {
+  const std::string organisation = new_uid();
+  check(seg.getDimensions().addDimensionIndex(DCM_ReferencedSegmentNumber, organisation.c_str(),
+                                              DCM_SegmentIdentificationSequence, "Segment"),
+        name, "the dimension index");
+  FGFrameContent frame_content;
+  check(frame_content.setDimensionIndexValues(segment_number, 0), name, "the frame content");
+  FGSegmentation frame_segment;
+  check(frame_segment.setReferencedSegmentNumber(segment_number), name, "the frame's segment");
+  ImageSOPInstanceReferenceMacro reference;
+  check(reference.setReferencedSOPClassUID(source.sop_class.c_str()), name, "the source's SOP Class UID");
+  check(reference.setReferencedSOPInstanceUID(source.sop_instance.c_str()), name, "the source's SOP Instance UID");
+  std::unique_ptr<FGDerivationImage> derivation(DcmSegmentation::createDerivationImageFG(
+      OFVector<ImageSOPInstanceReferenceMacro>(1, reference), "Pneumothorax segmented automatically by pneumo"));
+  if (!derivation) fail(name, "could not describe the source image (Derivation Image Sequence)");
+  OFVector<FGBase*> per_frame;
+  per_frame.push_back(&frame_content);
+  per_frame.push_back(&frame_segment);
+  per_frame.push_back(derivation.get());
+  cv::Mat pixels = mask.isContinuous() ? mask : mask.clone();
+  check(seg.addFrame(pixels.data, segment_number, per_frame), name, "adding the mask");
+
+  IODReferences references;
+  references.add(new IODImageReference(text(*source.dataset, DCM_PatientID).c_str(), source.study.c_str(),
+                                       source.series.c_str(), source.sop_instance.c_str(), source.sop_class.c_str()));
+  seg.getCommonInstanceReference().addReferences(references, source.study.c_str());
+}
+
+// Takes the frame-of-reference placeholders out of the written dataset again.
+void remove_placeholders(DcmDataset& ds, bool has_spacing) {
+  ds.findAndDeleteElement(DCM_FrameOfReferenceUID);
+  ds.findAndDeleteElement(DCM_PositionReferenceIndicator);
+  DcmItem* shared = nullptr;
+  if (ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).good() && shared != nullptr) {
+    shared->findAndDeleteElement(DCM_PlanePositionSequence);
+    shared->findAndDeleteElement(DCM_PlaneOrientationSequence);
+    if (!has_spacing) shared->findAndDeleteElement(DCM_PixelMeasuresSequence);
+  }
+}
+
+}  // namespace
+
 DicomResult make_segmentation(std::string_view bytes, const std::string& name, const cv::Mat& mask,
                               const std::string& algorithm, const std::string& instance_uid) {
   if (mask.type() != CV_8UC1) fail(name, "the mask must be 8-bit single channel");
@@ -202,84 +299,14 @@ DicomResult make_segmentation(std::string_view bytes, const std::string& name, c
   if (!frame_of_reference)
     check(seg->getFrameOfReference().setFrameOfReferenceUID(new_uid().c_str()), name, "the frame of reference");
   const std::string sop_instance = instance_uid.empty() ? new_uid() : instance_uid;
-  check(seg->getSOPCommon().setSOPInstanceUID(sop_instance.c_str()), name, "setting the SOP Instance UID");
-  check(seg->getSeries().setSeriesInstanceUID(derived_uid(source.series, "pneumo SEG").c_str()), name, "the series UID");
-  check(seg->getSeries().setSeriesNumber(kSegSeriesNumber), name, "the series number");
-  check(seg->getSeries().setSeriesDescription("pneumo: pneumothorax segmentation"), name, "the series description");
-  if (lossy(*source.dataset)) {
-    const std::string ratio = text(*source.dataset, DCM_LossyImageCompressionRatio);
-    const std::string method = text(*source.dataset, DCM_LossyImageCompressionMethod);
-    check(seg->setLossyImageCompressionFlag(ratio.c_str(), method.empty() ? "ISO_10918_1" : method.c_str(), OFFalse),
-          name, "the lossy compression flag");
-  }
-
-  DcmSegment* segment = nullptr;
-  check(DcmSegment::create(segment, "Pneumothorax", CodeSequenceMacro("49755003", "SCT", "Morphologically Altered Structure"),
-                           CodeSequenceMacro("36118008", "SCT", "Pneumothorax"), DcmSegTypes::SAT_AUTOMATIC, algorithm.c_str()),
-        name, "creating the segment");
-  Uint16 segment_number = 0;
-  if (OFCondition added = seg->addSegment(segment, segment_number); added.bad()) {
-    delete segment;
-    check(added, name, "adding the segment");
-  }
-
-  // Pixel spacing when the source gives it (Pixel Spacing, else Imager Pixel Spacing).
-  std::string spacing = text(*source.dataset, DCM_PixelSpacing);
-  if (spacing.empty()) spacing = text(*source.dataset, DCM_ImagerPixelSpacing);
-  FGPixelMeasures measures;
-  const bool has_spacing = !spacing.empty() && measures.setPixelSpacing(spacing.c_str(), OFFalse).good();
-  if (has_spacing || !frame_of_reference) {
-    if (!has_spacing) check(measures.setPixelSpacing("1\\1"), name, "pixel measures");  // a placeholder
-    check(seg->addForAllFrames(measures), name, "pixel measures");
-  }
-  if (!frame_of_reference) {
-    FGPlanePosPatient position;
-    check(position.setImagePositionPatient("0", "0", "0"), name, "the plane position");
-    check(seg->addForAllFrames(position), name, "the plane position");
-    FGPlaneOrientationPatient orientation;
-    check(orientation.setImageOrientationPatient("1", "0", "0", "0", "1", "0"), name, "the plane orientation");
-    check(seg->addForAllFrames(orientation), name, "the plane orientation");
-  }
-
-  const std::string organisation = new_uid();
-  check(seg->getDimensions().addDimensionIndex(DCM_ReferencedSegmentNumber, organisation.c_str(),
-                                               DCM_SegmentIdentificationSequence, "Segment"),
-        name, "the dimension index");
-  FGFrameContent frame_content;
-  check(frame_content.setDimensionIndexValues(segment_number, 0), name, "the frame content");
-  FGSegmentation frame_segment;
-  check(frame_segment.setReferencedSegmentNumber(segment_number), name, "the frame's segment");
-  ImageSOPInstanceReferenceMacro reference;
-  check(reference.setReferencedSOPClassUID(source.sop_class.c_str()), name, "the source's SOP Class UID");
-  check(reference.setReferencedSOPInstanceUID(source.sop_instance.c_str()), name, "the source's SOP Instance UID");
-  std::unique_ptr<FGDerivationImage> derivation(DcmSegmentation::createDerivationImageFG(
-      OFVector<ImageSOPInstanceReferenceMacro>(1, reference), "Pneumothorax segmented automatically by pneumo"));
-  if (!derivation) fail(name, "could not describe the source image (Derivation Image Sequence)");
-  OFVector<FGBase*> per_frame;
-  per_frame.push_back(&frame_content);
-  per_frame.push_back(&frame_segment);
-  per_frame.push_back(derivation.get());
-  cv::Mat pixels = mask.isContinuous() ? mask : mask.clone();
-  check(seg->addFrame(pixels.data, segment_number, per_frame), name, "adding the mask");
-
-  IODReferences references;
-  references.add(new IODImageReference(text(*source.dataset, DCM_PatientID).c_str(), source.study.c_str(),
-                                       source.series.c_str(), source.sop_instance.c_str(), source.sop_class.c_str()));
-  seg->getCommonInstanceReference().addReferences(references, source.study.c_str());
+  identify_segmentation(*seg, source, sop_instance, name);
+  const Uint16 segment_number = add_pneumothorax_segment(*seg, algorithm, name);
+  const bool has_spacing = add_geometry(*seg, source, frame_of_reference, name);
+  add_mask_frame(*seg, source, mask, segment_number, name);
 
   DcmFileFormat out;
   check(seg->writeDataset(*out.getDataset()), name, "writing the segmentation");
-  if (!frame_of_reference) {  // the placeholders out again
-    DcmDataset& ds = *out.getDataset();
-    ds.findAndDeleteElement(DCM_FrameOfReferenceUID);
-    ds.findAndDeleteElement(DCM_PositionReferenceIndicator);
-    DcmItem* shared = nullptr;
-    if (ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).good() && shared != nullptr) {
-      shared->findAndDeleteElement(DCM_PlanePositionSequence);
-      shared->findAndDeleteElement(DCM_PlaneOrientationSequence);
-      if (!has_spacing) shared->findAndDeleteElement(DCM_PixelMeasuresSequence);
-    }
-  }
+  if (!frame_of_reference) remove_placeholders(*out.getDataset(), has_spacing);
   return {as_bytes(out, name), sop_instance};
 }
 

@@ -106,67 +106,75 @@ std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& score
   });
 }
 
-EvaluationReport evaluate(const EvaluateOptions& options) {
-  if (options.out.empty()) throw core::UsageError("no report folder; expected --out DIR");
-  EvaluationReport report;
-  std::vector<ImageRow> rows;
-  std::vector<std::pair<double, cv::Mat>> worst;  // (dice, tile), at most options.worst
-  const LabelledRunSummary run = run_labelled(options.run, "evaluate", false, [&](Prediction& p, const cv::Mat& truth) {
-    ImageRow row;
-    row.id = p.input.file.id;
-    row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
-    row.score = p.score();
-    row.predicted_positive = p.positive;
-    row.dice = mask_dice(p.mask, truth);
-    row.iou = mask_iou(p.mask, truth);
-    row.truth_area = cv::countNonZero(truth);
-    row.predicted_area = p.area_pixels();
-    rows.push_back(row);
-    if (options.worst > 0 && row.dice < 1.0) {  // keep the `worst` lowest Dice values
-      const auto by_dice = [](const auto& x, const auto& y) { return x.first < y.first; };
-      const auto highest = std::max_element(worst.begin(), worst.end(), by_dice);
-      if (static_cast<int>(worst.size()) < options.worst)
-        worst.emplace_back(row.dice, thumbnail(p, truth, row.dice, 192));
-      else if (row.dice < highest->first)
-        *highest = {row.dice, thumbnail(p, truth, row.dice, 192)};
-    }
-  });
-  report.set = run.set;
-  report.postprocess = run.postprocess;
-  report.failures = run.failures;
-  fs::create_directories(options.out);
+namespace {
 
-  std::vector<double> scores;
+// The `limit` lowest Dice values seen, with their thumbnails, for worst.png.
+class WorstCases {
+ public:
+  explicit WorstCases(int limit) : limit_(limit) {}
+
+  void offer(const Prediction& p, const cv::Mat& truth, double dice) {
+    if (limit_ <= 0 || dice >= 1.0) return;
+    const auto by_dice = [](const auto& x, const auto& y) { return x.first < y.first; };
+    const auto highest = std::max_element(tiles_.begin(), tiles_.end(), by_dice);
+    if (static_cast<int>(tiles_.size()) < limit_)
+      tiles_.emplace_back(dice, thumbnail(p, truth, dice, 192));
+    else if (dice < highest->first)
+      *highest = {dice, thumbnail(p, truth, dice, 192)};
+  }
+
+  void write(const fs::path& file) { write_contact_sheet(file, std::move(tiles_)); }
+
+ private:
+  int limit_;
+  std::vector<std::pair<double, cv::Mat>> tiles_;  // (dice, tile)
+};
+
+ImageRow row_of(const Prediction& p, const cv::Mat& truth) {
+  ImageRow row;
+  row.id = p.input.file.id;
+  row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
+  row.score = p.score();
+  row.predicted_positive = p.positive;
+  row.dice = mask_dice(p.mask, truth);
+  row.iou = mask_iou(p.mask, truth);
+  row.truth_area = cv::countNonZero(truth);
+  row.predicted_area = p.area_pixels();
+  return row;
+}
+
+// Mean Dice and IoU, and the image-level metrics. The image-level decision is the
+// post-processed one: positive when a mask survives (or, for classifiers only, the gate),
+// expressed as scores 0/1 against threshold 0.5 for the counts; AUC and AP use the
+// continuous score.
+void summarise(const std::vector<ImageRow>& rows, EvaluationReport& report) {
+  std::vector<double> scores, decisions;
   std::vector<int> labels;
-  std::vector<int64_t> histogram(20, 0);
-  std::string csv = "ImageId,truth_positive,score,predicted_positive,dice,iou,truth_area,predicted_area\n";
   for (const ImageRow& r : rows) {
     report.dice += r.dice;
     report.iou += r.iou;
     scores.push_back(r.score);
+    decisions.push_back(r.predicted_positive ? 1.0 : 0.0);
     labels.push_back(r.truth_positive);
-    ++histogram[std::min<size_t>(19, static_cast<size_t>(r.dice * 20))];
-    csv += fmt::format("{},{},{:.6f},{},{:.6f},{:.6f},{},{}\n", r.id, r.truth_positive, r.score,
-                       r.predicted_positive ? 1 : 0, r.dice, r.iou, r.truth_area, r.predicted_area);
   }
   report.images = static_cast<int64_t>(rows.size());
   report.dice /= static_cast<double>(rows.size());
   report.iou /= static_cast<double>(rows.size());
-  // The image-level decision is the post-processed one: positive when a mask survives (or,
-  // for classifiers only, the gate). Expressed as scores 0/1 against threshold 0.5 for the
-  // counts; AUC and AP use the continuous score.
-  report.image = train::binary_metrics(scores, labels, 0.5);
-  {
-    std::vector<double> decisions;
-    for (const ImageRow& r : rows) decisions.push_back(r.predicted_positive ? 1.0 : 0.0);
-    const train::BinaryMetrics counted = train::binary_metrics(decisions, labels, 0.5);
-    const double auc = report.image.auc, ap = report.image.average_precision;
-    report.image = counted;
-    report.image.auc = auc;
-    report.image.average_precision = ap;
-  }
-  core::write_file_atomic(options.out / "per_image.csv", csv);
+  const train::BinaryMetrics continuous = train::binary_metrics(scores, labels, 0.5);
+  report.image = train::binary_metrics(decisions, labels, 0.5);
+  report.image.auc = continuous.auc;
+  report.image.average_precision = continuous.average_precision;
+}
 
+void write_per_image(const fs::path& file, const std::vector<ImageRow>& rows) {
+  std::string csv = "ImageId,truth_positive,score,predicted_positive,dice,iou,truth_area,predicted_area\n";
+  for (const ImageRow& r : rows)
+    csv += fmt::format("{},{},{:.6f},{},{:.6f},{:.6f},{},{}\n", r.id, r.truth_positive, r.score,
+                       r.predicted_positive ? 1 : 0, r.dice, r.iou, r.truth_area, r.predicted_area);
+  core::write_file_atomic(file, csv);
+}
+
+void write_metrics_json(const fs::path& file, const EvaluateOptions& options, const EvaluationReport& report) {
   const auto number = [](double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); };
   const train::BinaryMetrics& m = report.image;
   nlohmann::ordered_json j;
@@ -189,8 +197,20 @@ EvaluationReport evaluate(const EvaluateOptions& options) {
   j["models"] = models;
   j["members"] = options.run.members;
   j["tta"] = options.run.hflip;
-  core::write_file_atomic(options.out / "metrics.json", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+  core::write_file_atomic(file, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+}
 
+// roc.png, pr.png, confusion.png and dice_histogram.png.
+void write_charts(const fs::path& out, const std::vector<ImageRow>& rows, const EvaluationReport& report) {
+  std::vector<double> scores;
+  std::vector<int> labels;
+  std::vector<int64_t> histogram(20, 0);
+  for (const ImageRow& r : rows) {
+    scores.push_back(r.score);
+    labels.push_back(r.truth_positive);
+    ++histogram[std::min<size_t>(19, static_cast<size_t>(r.dice * 20))];
+  }
+  const train::BinaryMetrics& m = report.image;
   train::Series roc{fmt::format("AUC {:.3f}", m.auc), {}, {}}, pr{fmt::format("AP {:.3f}", m.average_precision), {}, {}};
   for (const auto& [x, y] : roc_curve(scores, labels)) roc.x.push_back(x), roc.values.push_back(y);
   for (const auto& [x, y] : pr_curve(scores, labels)) pr.x.push_back(x), pr.values.push_back(y);
@@ -200,16 +220,37 @@ EvaluationReport evaluate(const EvaluateOptions& options) {
   chart.title = "ROC of the image-level score (y: true-positive rate)";
   chart.x_label = "false-positive rate";
   chart.diagonal = true;
-  train::write_line_chart(options.out / "roc.png", chart, {roc});
+  train::write_line_chart(out / "roc.png", chart, {roc});
   chart.title = "precision-recall of the image-level score (y: precision)";
   chart.x_label = "recall";
   chart.diagonal = false;
-  train::write_line_chart(options.out / "pr.png", chart, {pr});
-  train::write_confusion_matrix(options.out / "confusion.png", "image-level decisions after post-processing", m.tp,
-                                m.fp, m.tn, m.fn);
-  train::write_histogram(options.out / "dice_histogram.png", fmt::format("per-image Kaggle Dice (mean {:.4f})", report.dice),
+  train::write_line_chart(out / "pr.png", chart, {pr});
+  train::write_confusion_matrix(out / "confusion.png", "image-level decisions after post-processing", m.tp, m.fp, m.tn,
+                                m.fn);
+  train::write_histogram(out / "dice_histogram.png", fmt::format("per-image Kaggle Dice (mean {:.4f})", report.dice),
                          "Dice", histogram, 0.0, 1.0);
-  write_contact_sheet(options.out / "worst.png", std::move(worst));
+}
+
+}  // namespace
+
+EvaluationReport evaluate(const EvaluateOptions& options) {
+  if (options.out.empty()) throw core::UsageError("no report folder; expected --out DIR");
+  std::vector<ImageRow> rows;
+  WorstCases worst(options.worst);
+  const LabelledRunSummary run = run_labelled(options.run, "evaluate", false, [&](Prediction& p, const cv::Mat& truth) {
+    rows.push_back(row_of(p, truth));
+    worst.offer(p, truth, rows.back().dice);
+  });
+  EvaluationReport report;
+  report.set = run.set;
+  report.postprocess = run.postprocess;
+  report.failures = run.failures;
+  fs::create_directories(options.out);
+  summarise(rows, report);
+  write_per_image(options.out / "per_image.csv", rows);
+  write_metrics_json(options.out / "metrics.json", options, report);
+  write_charts(options.out, rows, report);
+  worst.write(options.out / "worst.png");
   return report;
 }
 

@@ -84,12 +84,20 @@ nlohmann::ordered_json metadata(const std::vector<Member>& members, const Postpr
   return j;
 }
 
-}  // namespace
+// Grey values [N, 1, S, S] 0..255 -> the member's input, normalised as its loader does it (in
+// float32: pixel * (1/255/std) + (-mean/std)), the grey channel repeated for 3-channel members.
+torch::Tensor normalised(const torch::Tensor& x, const data::DataSection& d) {
+  std::vector<torch::Tensor> channels;
+  for (int c = 0; c < d.channels; ++c) {
+    const double mean = d.mean.size() == 1 ? d.mean[0] : d.mean[static_cast<size_t>(c)];
+    const double std = d.std.size() == 1 ? d.std[0] : d.std[static_cast<size_t>(c)];
+    channels.push_back(x * static_cast<float>(1.0 / 255.0 / std) + static_cast<float>(-mean / std));
+  }
+  return channels.size() == 1 ? channels.front() : torch::cat(channels, 1);
+}
 
-ExportSummary export_torchscript(const ExportOptions& options) {
-  if (options.out.empty()) throw core::UsageError("no output file; expected --out FILE.pt");
-  const c10::Device cpu(c10::kCPU);
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, cpu);
+// An exported file has one input: its members take images of one size and interpolation.
+void check_exportable(const std::vector<Member>& members) {
   for (const Member& m : members)
     if (m.script)
       throw core::UsageError(fmt::format("{} is already an exported file; export from checkpoints or run folders",
@@ -101,6 +109,16 @@ ExportSummary export_torchscript(const ExportOptions& options) {
           "{} takes {} px images resized with {}, {} takes {} px with {}; an exported ensemble has one input",
           members.front().checkpoint.string(), first.size, first.interpolation, m.checkpoint.string(),
           m.config.data.size, m.config.data.interpolation));
+}
+
+}  // namespace
+
+ExportSummary export_torchscript(const ExportOptions& options) {
+  if (options.out.empty()) throw core::UsageError("no output file; expected --out FILE.pt");
+  const c10::Device cpu(c10::kCPU);
+  std::vector<Member> members = load_members(options.models, options.members, options.overrides, cpu);
+  check_exportable(members);
+  const data::DataSection& first = members.front().config.data;
   const PostprocessSection post = resolve_postprocess(members, options.postprocess);
 
   // A deployed model does not train: no autograd bookkeeping in the file's outputs.
@@ -119,16 +137,7 @@ ExportSummary export_torchscript(const ExportOptions& options) {
     torch::Tensor mask, gate, aux;
     gate_weight = aux_weight = 0;
     for (const Member& m : members) {
-      const data::DataSection& d = m.config.data;
-      std::vector<torch::Tensor> channels;
-      for (int c = 0; c < d.channels; ++c) {
-        const double mean = d.mean.size() == 1 ? d.mean[0] : d.mean[static_cast<size_t>(c)];
-        const double std = d.std.size() == 1 ? d.std[0] : d.std[static_cast<size_t>(c)];
-        // The loader's arithmetic, in float32: pixel * (1/255/std) + (-mean/std).
-        channels.push_back(x * static_cast<float>(1.0 / 255.0 / std) + static_cast<float>(-mean / std));
-      }
-      const torch::Tensor input = channels.size() == 1 ? channels.front() : torch::cat(channels, 1);
-      const models::ModelOutput out = m.network->forward(input);
+      const models::ModelOutput out = m.network->forward(normalised(x, m.config.data));
       if (m.segmenter) {
         const torch::Tensor p = torch::sigmoid(out.masks.narrow(1, 0, 1)) * m.weight;
         mask = mask.defined() ? mask + p : p;

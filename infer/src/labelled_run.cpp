@@ -13,14 +13,10 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
   if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
   const LabelledSet set = labelled_set(options.labels, options.images, run_folder_of(options.models.front().path));
   if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to {}", set.description, verb));
-  const c10::Device device = core::resolve_device(core::parse_device(options.device));
-  std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  const Predictor predictor = load_predictor(options);
   LabelledRunSummary summary;
   summary.set = set.description;
-  summary.postprocess = resolve_postprocess(members, options.postprocess);
-  PredictorOptions predictor_options;
-  predictor_options.hflip = options.hflip;
-  const Predictor predictor(std::move(members), summary.postprocess, predictor_options, device);
+  summary.postprocess = predictor.postprocess();
   if (needs_segmenter && !predictor.has_segmenter())
     throw core::UsageError(fmt::format("{} needs masks; the ensemble has no segmenter", verb));
   core::log::info("{} on {}", verb, set.description);

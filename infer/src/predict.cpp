@@ -70,9 +70,7 @@ PredictSummary predict(const PredictOptions& options) {
   if (options.out.empty()) throw core::UsageError("no output folder; expected --out DIR");
   if (options.dicom_overlay && options.dicom_out.empty()) throw core::UsageError("--dicom-overlay needs --dicom-out DIR");
 
-  const Predictor predictor = load_predictor(
-      {options.models, options.members, options.overrides, options.postprocess, options.hflip, options.device,
-       options.cuda_graphs});
+  const Predictor predictor = load_predictor(options);
   PredictSummary summary;
   summary.postprocess = predictor.postprocess();
   core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), predictor.members().size(),

@@ -88,106 +88,76 @@ PreparedInput Predictor::prepare(InputImage input) const {
   return p;
 }
 
-std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
-  torch::NoGradGuard no_grad;  // (an exported file's forward records nothing either)
-  const auto n = static_cast<int64_t>(batch.size());
-  torch::Tensor probability_sum, gate_sum, aux_sum;  // weighted sums
-  double probability_weight = 0, gate_weight = 0, aux_weight = 0;
-  // Adds a member's pixel probabilities [N, S, S] (resized to the largest segmenter's size) and
-  // image probabilities [N] (a classifier's gate, or an auxiliary head's) to the weighted sums.
-  const auto add_pixels = [&](torch::Tensor p, double weight) {
+// The members' weighted sums over a batch: pixel probabilities [N, S, S] at the largest
+// segmenter's size, and image probabilities [N] (classifiers' gate, segmenters' auxiliary heads).
+class EnsembleSums {
+ public:
+  explicit EnsembleSums(int64_t segment_size) : segment_size_(segment_size) {}
+
+  void add_pixels(torch::Tensor p, double weight) {
     if (p.size(1) != segment_size_)
       p = torch::nn::functional::interpolate(p.unsqueeze(1), torch::nn::functional::InterpolateFuncOptions()
                                                                  .size(std::vector<int64_t>{segment_size_, segment_size_})
                                                                  .mode(torch::kBilinear)
                                                                  .align_corners(false))
               .squeeze(1);
-    probability_sum = probability_sum.defined() ? probability_sum + weight * p : weight * p;
-    probability_weight += weight;
-  };
-  const auto add_image = [&](const torch::Tensor& p, double weight, bool auxiliary) {
-    torch::Tensor& sum = auxiliary ? aux_sum : gate_sum;
+    add(pixels_, pixel_weight_, p, weight);
+  }
+
+  void add_image(const torch::Tensor& p, double weight, bool auxiliary) {
+    if (auxiliary)
+      add(aux_, aux_weight_, p, weight);
+    else
+      add(gate_, gate_weight_, p, weight);
+  }
+
+  // The gate [N] float64 on the CPU: classifiers when the ensemble has any, else the
+  // segmenters' auxiliary heads; undefined without either.
+  torch::Tensor gate() const {
+    if (gate_weight_ > 0) return (gate_ / gate_weight_).to(torch::kCPU, torch::kFloat64);
+    if (aux_weight_ > 0) return (aux_ / aux_weight_).to(torch::kCPU, torch::kFloat64);
+    return {};
+  }
+
+  // The averaged pixel probabilities [N, S, S] float32 on the CPU; undefined without segmenters.
+  torch::Tensor pixels() const {
+    if (pixel_weight_ == 0) return {};
+    return (pixels_ / pixel_weight_).to(torch::kCPU, torch::kFloat32).contiguous();
+  }
+
+ private:
+  static void add(torch::Tensor& sum, double& total, const torch::Tensor& p, double weight) {
     sum = sum.defined() ? sum + weight * p : weight * p;
-    (auxiliary ? aux_weight : gate_weight) += weight;
-  };
+    total += weight;
+  }
+
+  int64_t segment_size_;
+  torch::Tensor pixels_, gate_, aux_;
+  double pixel_weight_ = 0, gate_weight_ = 0, aux_weight_ = 0;
+};
+
+std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
+  torch::NoGradGuard no_grad;  // (an exported file's forward records nothing either)
+  EnsembleSums sums(segment_size_);
   for (size_t k = 0; k < members_.size(); ++k) {
-    const Member& m = members_[k];
     std::vector<cv::Mat> images;
     for (const PreparedInput& p : batch) images.push_back(p.resized[resizer_of_[k]]);
-    if (m.script) {  // an exported ensemble: grey values 0..255 in, probabilities out
-      const int size = m.config.data.size;
-      torch::Tensor x = torch::empty({n, 1, size, size}, torch::kFloat32);
-      for (int64_t i = 0; i < n; ++i) {
-        const cv::Mat& image = images[static_cast<size_t>(i)];
-        cv::Mat as_float(size, size, CV_32FC1, x[i][0].data_ptr<float>());
-        image.convertTo(as_float, CV_32F);
-      }
-      x = x.to(device_);
-      const auto run = [&](const torch::Tensor& input) {
-        if (!graphs_.empty()) {
-          std::vector<torch::Tensor> out = (*graphs_[k])(input);
-          return std::make_pair(out[0], out[1]);
-        }
-        return run_script(*m.script, input);
-      };
-      auto [mask, image_probability] = run(x);
-      if (options_.hflip) {
-        const auto [mirrored_mask, mirrored_probability] = run(x.flip({3}));
-        if (m.segmenter) mask = (mask + mirrored_mask.flip({3})) / 2;
-        image_probability = (image_probability + mirrored_probability) / 2;
-      }
-      if (m.segmenter) add_pixels(mask.select(1, 0), m.weight);
-      if (m.script_gate) add_image(image_probability, m.weight, false);
-      continue;
-    }
-    data::LoaderOptions normalise;
-    normalise.channels = m.config.data.channels;
-    normalise.mean = m.config.data.mean;
-    normalise.std = m.config.data.std;
-    torch::Tensor x = data::image_tensor(images, normalise).to(device_);
-    if (options_.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    const auto run = [&](const torch::Tensor& input) {
-      if (graphs_.empty()) return m.network->forward(input);
-      std::vector<torch::Tensor> flat = (*graphs_[k])(input);
-      models::ModelOutput out;
-      out.masks = flat[0];
-      out.logits = flat[1];
-      return out;
-    };
-    const models::ModelOutput out = run(x);
-    std::optional<models::ModelOutput> mirrored;
-    if (options_.hflip) mirrored = run(x.flip({3}));
-
-    if (m.segmenter) {
-      torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));
-      if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
-      add_pixels(p, m.weight);
-    }
-    torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
-    if (logit.defined()) {
-      torch::Tensor p = torch::sigmoid(logit);
-      if (mirrored) p = (p + torch::sigmoid(models::pneumothorax_logit(*mirrored, m.segmenter))) / 2;
-      add_image(p, m.weight, m.segmenter);
-    }
+    if (members_[k].script)
+      add_exported_member(k, images, sums);
+    else
+      add_network_member(k, images, sums);
   }
-  // The gate: classifiers when the ensemble has any, else the segmenters' auxiliary heads.
-  torch::Tensor gate;
-  if (gate_weight > 0)
-    gate = (gate_sum / gate_weight).to(torch::kCPU, torch::kFloat64);
-  else if (aux_weight > 0)
-    gate = (aux_sum / aux_weight).to(torch::kCPU, torch::kFloat64);
-  torch::Tensor probability;
-  if (probability_weight > 0) probability = (probability_sum / probability_weight).to(torch::kCPU, torch::kFloat32).contiguous();
-
+  const torch::Tensor gate = sums.gate(), probability = sums.pixels();
   std::vector<Prediction> out;
   out.reserve(batch.size());
-  for (int64_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < batch.size(); ++i) {
     Prediction pred;
-    pred.input = std::move(batch[static_cast<size_t>(i)].input);
-    if (gate.defined()) pred.image_probability = gate[i].item<double>();
+    pred.input = std::move(batch[i].input);
+    const auto row = static_cast<int64_t>(i);
+    if (gate.defined()) pred.image_probability = gate[row].item<double>();
     const cv::Size native = pred.input.pixels.size();
     if (probability.defined()) {
-      const cv::Mat small(segment_size_, segment_size_, CV_32FC1, probability[i].data_ptr<float>());
+      const cv::Mat small(segment_size_, segment_size_, CV_32FC1, probability[row].data_ptr<float>());
       if (small.size() == native)
         pred.probability = small.clone();
       else
@@ -201,6 +171,65 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     out.push_back(std::move(pred));
   }
   return out;
+}
+
+// An exported ensemble: grey values 0..255 in, (mask probabilities, image probability) out.
+void Predictor::add_exported_member(size_t k, const std::vector<cv::Mat>& images, EnsembleSums& sums) const {
+  const Member& m = members_[k];
+  const int size = m.config.data.size;
+  const auto n = static_cast<int64_t>(images.size());
+  torch::Tensor x = torch::empty({n, 1, size, size}, torch::kFloat32);
+  for (int64_t i = 0; i < n; ++i) {
+    cv::Mat as_float(size, size, CV_32FC1, x[i][0].data_ptr<float>());
+    images[static_cast<size_t>(i)].convertTo(as_float, CV_32F);
+  }
+  x = x.to(device_);
+  const auto run = [&](const torch::Tensor& input) {
+    if (graphs_.empty()) return run_script(*m.script, input);
+    std::vector<torch::Tensor> out = (*graphs_[k])(input);
+    return std::make_pair(out[0], out[1]);
+  };
+  auto [mask, image_probability] = run(x);
+  if (options_.hflip) {
+    const auto [mirrored_mask, mirrored_probability] = run(x.flip({3}));
+    if (m.segmenter) mask = (mask + mirrored_mask.flip({3})) / 2;
+    image_probability = (image_probability + mirrored_probability) / 2;
+  }
+  if (m.segmenter) sums.add_pixels(mask.select(1, 0), m.weight);
+  if (m.script_gate) sums.add_image(image_probability, m.weight, false);
+}
+
+// A network: normalised as it was trained, sigmoid of its mask and image logits (+ flip TTA).
+void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images, EnsembleSums& sums) const {
+  const Member& m = members_[k];
+  data::LoaderOptions normalise;
+  normalise.channels = m.config.data.channels;
+  normalise.mean = m.config.data.mean;
+  normalise.std = m.config.data.std;
+  torch::Tensor x = data::image_tensor(images, normalise).to(device_);
+  if (options_.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto run = [&](const torch::Tensor& input) {
+    if (graphs_.empty()) return m.network->forward(input);
+    std::vector<torch::Tensor> flat = (*graphs_[k])(input);
+    models::ModelOutput out;
+    out.masks = flat[0];
+    out.logits = flat[1];
+    return out;
+  };
+  const models::ModelOutput out = run(x);
+  std::optional<models::ModelOutput> mirrored;
+  if (options_.hflip) mirrored = run(x.flip({3}));
+  if (m.segmenter) {
+    torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));
+    if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
+    sums.add_pixels(p, m.weight);
+  }
+  const torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
+  if (logit.defined()) {
+    torch::Tensor p = torch::sigmoid(logit);
+    if (mirrored) p = (p + torch::sigmoid(models::pneumothorax_logit(*mirrored, m.segmenter))) / 2;
+    sums.add_image(p, m.weight, m.segmenter);
+  }
 }
 
 }  // namespace pneumo::infer

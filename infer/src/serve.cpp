@@ -240,37 +240,207 @@ class SignalWatcher {
   std::thread thread_;
 };
 
-}  // namespace
+// The running service: the models behind the batcher, the recent results and the decoder
+// workers, with one handler per route (kRoutes below).
+class Service {
+ public:
+  explicit Service(const ServeOptions& options)
+      : options_(options),
+        predictor_(load_predictor(options.ensemble)),
+        description_(model_description(predictor_, options)),
+        batcher_([this](std::vector<PreparedInput> batch) { return predictor_.predict(std::move(batch)); },
+                 batching_of(options)),
+        history_(static_cast<size_t>(options.history)),
+        decoder_(options.decoders > 0 ? std::make_unique<UploadDecoder>(options.program, options.decoders,
+                                                                         predictor_.window(), options.timeout_s)
+                                      : nullptr),
+        started_(Clock::now()) {}
 
-void serve(const ServeOptions& options) {
-  check_options(options);
-  core::StopSignals stop_signals;  // before any thread starts
-  const Predictor predictor = load_predictor(options.ensemble);
-  const json description = model_description(predictor, options);
+  const Predictor& predictor() const { return predictor_; }
+  int64_t requests() const { return request_count_.load(); }
 
-  BatcherOptions batching;
-  batching.capacity = static_cast<size_t>(options.queue);
-  batching.max_batch = static_cast<size_t>(options.max_batch);
-  batching.max_wait = std::chrono::microseconds(static_cast<int64_t>(std::llround(options.max_wait_ms * 1000)));
-  Batcher batcher([&predictor](std::vector<PreparedInput> batch) { return predictor.predict(std::move(batch)); },
-                  batching);
-  History history(static_cast<size_t>(options.history));
-  ::signal(SIGPIPE, SIG_IGN);  // a decoder that died shows as a failed write, not a dead server
-  std::unique_ptr<UploadDecoder> decoder;
-  if (options.decoders > 0)
-    decoder = std::make_unique<UploadDecoder>(options.program, options.decoders, predictor.window(), options.timeout_s);
-  std::atomic<int64_t> request_count{0};
-  const auto started = Clock::now();
+  void health(const httplib::Request&, httplib::Response& res) {
+    const json body{{"status", "ok"},
+                    {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()},
+                    {"requests", request_count_.load()},
+                    {"waiting", batcher_.waiting()},
+                    {"batches", batcher_.batches()},
+                    {"decoder_restarts", decoder_ ? decoder_->restarts() : 0},
+                    {"predicted", batcher_.processed()}};
+    res.set_content(body.dump(), kJson);
+  }
 
-  HttpServer server;
+  void model(const httplib::Request&, httplib::Response& res) { res.set_content(description_.dump(), kJson); }
+
+  void results(const httplib::Request&, httplib::Response& res) { res.set_content(history_.list().dump(), kJson); }
+
+  void result_overlay(const httplib::Request& req, httplib::Response& res) {
+    const std::optional<std::string> png = history_.overlay(std::stoll(req.matches[1]));
+    if (!png) return send_error(res, 404, "no such result (only the most recent are kept)");
+    res.set_content(*png, "image/png");
+  }
+
+  // Upload -> decode -> queue for the model -> the JSON answer (and the results page's entry).
+  void predict(const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    const int64_t id = ++request_count_;
+    size_t upload_size = 0;
+    std::optional<PreparedInput> prepared = decode_upload(req, res, id, upload_size);
+    if (!prepared) return;
+    const double decode_ms = milliseconds_since(start);
+    const std::optional<Prediction> p = wait_for_model(std::move(*prepared), res, id);
+    if (!p) return;
+    const double model_ms = milliseconds_since(start) - decode_ms;
+    json summary = summary_of(*p, id);
+    json answer = summary;
+    answer["rle"] = data::encode_rle(p->mask);
+    const auto overlay_start = Clock::now();
+    std::string overlay;
+    const bool overlay_wanted = wants_overlay(req);
+    if (overlay_wanted || options_.history > 0) overlay = overlay_png(*p, options_.overlay_max_side);
+    if (overlay_wanted) answer["overlay_png"] = base64(overlay);
+    answer["model"] = description_["members"];
+    answer["timing_ms"] = {{"decode", decode_ms},
+                           {"model", model_ms},
+                           {"overlay", milliseconds_since(overlay_start)},
+                           {"total", milliseconds_since(start)}};
+    history_.add(std::move(summary), std::move(overlay));
+    res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+    core::log::info("serve: #{} {} KB {}x{} -> p={:.3f} {} ({:.0f} ms)", id, (upload_size + 1023) / 1024,
+                    p->input.pixels.cols, p->input.pixels.rows, p->score(), p->positive ? "positive" : "negative",
+                    milliseconds_since(start));
+  }
+
+ private:
+  static BatcherOptions batching_of(const ServeOptions& o) {
+    BatcherOptions b;
+    b.capacity = static_cast<size_t>(o.queue);
+    b.max_batch = static_cast<size_t>(o.max_batch);
+    b.max_wait = std::chrono::microseconds(static_cast<int64_t>(std::llround(o.max_wait_ms * 1000)));
+    return b;
+  }
+
+  // The upload decoded and prepared for the models, or the 400/422 answered.
+  std::optional<PreparedInput> decode_upload(const httplib::Request& req, httplib::Response& res, int64_t id,
+                                             size_t& upload_size) {
+    std::optional<std::string> bytes = upload_of(req);
+    if (!bytes) {
+      send_error(res, 400, "the form has no \"file\" field; expected the image as the body or as field \"file\"");
+      return std::nullopt;
+    }
+    if (bytes->empty()) {
+      send_error(res, 400, "empty upload; expected DICOM, PNG or JPEG bytes");
+      return std::nullopt;
+    }
+    upload_size = bytes->size();
+    try {
+      const std::string name = fmt::format("upload #{}", id);
+      return predictor_.prepare(decoder_ ? decoder_->decode(std::move(*bytes), name)
+                                         : decode_input(std::move(*bytes), name, predictor_.window()));
+    } catch (const core::DataError& e) {
+      core::log::info("serve: #{} refused: {}", id, e.what());
+      send_error(res, 422, e.what());
+      return std::nullopt;
+    }
+  }
+
+  // The models' answer, or the 503 (queue full, or waited too long) answered.
+  std::optional<Prediction> wait_for_model(PreparedInput prepared, httplib::Response& res, int64_t id) {
+    std::optional<Batcher::Ticket> ticket = batcher_.submit(std::move(prepared));
+    if (!ticket) {
+      core::log::warn("serve: #{} refused: {} requests already waiting", id, options_.queue);
+      res.set_header("Retry-After", "1");
+      send_error(res, 503, fmt::format("busy: {} requests are waiting for the model; retry later", options_.queue));
+      return std::nullopt;
+    }
+    if (ticket->result.wait_for(std::chrono::duration<double>(options_.timeout_s)) != std::future_status::ready) {
+      ticket->abandon();
+      core::log::warn("serve: #{} timed out after {} s waiting for the model", id, options_.timeout_s);
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, fmt::format("timed out after {} s waiting for the model; retry later", options_.timeout_s));
+      return std::nullopt;
+    }
+    return ticket->result.get();
+  }
+
+  static json summary_of(const Prediction& p, int64_t id) {
+    const std::optional<double> mm2 = p.area_mm2();
+    return json{{"id", id},
+                {"time", utc_now()},
+                {"probability", p.score()},
+                {"image_probability", p.image_probability ? json(*p.image_probability) : json(nullptr)},
+                {"decision", p.positive ? "pneumothorax" : "no pneumothorax"},
+                {"positive", p.positive},
+                {"area_px", p.area_pixels()},
+                {"area_mm2", mm2 ? json(*mm2) : json(nullptr)},
+                {"width", p.input.pixels.cols},
+                {"height", p.input.pixels.rows}};
+  }
+
+  const ServeOptions& options_;
+  const Predictor predictor_;
+  const json description_;
+  Batcher batcher_;
+  History history_;
+  std::unique_ptr<UploadDecoder> decoder_;
+  std::atomic<int64_t> request_count_{0};
+  const Clock::time_point started_;
+};
+
+// The API's routes (the pages in web_assets() come on top).
+struct Route {
+  const char* method;  // GET | POST
+  const char* pattern;  // cpp-httplib's path pattern
+  const char* shown;    // how an error message names it
+  void (Service::*handle)(const httplib::Request&, httplib::Response&);
+};
+
+const Route kRoutes[] = {
+    {"GET", "/health", "/health", &Service::health},
+    {"GET", "/v1/model", "/v1/model", &Service::model},
+    {"POST", "/v1/predict", "/v1/predict", &Service::predict},
+    {"GET", "/v1/results", "/v1/results", &Service::results},
+    {"GET", R"(/v1/results/(\d{1,15})/overlay\.png)", "/v1/results/ID/overlay.png", &Service::result_overlay},
+};
+
+std::string known_routes() {
+  std::vector<std::string> names;
+  for (const Route& r : kRoutes) names.push_back(fmt::format("{} {}", r.method, r.shown));
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+void add_routes(HttpServer& server, Service& service) {
+  for (const WebAsset& asset : web_assets())
+    server.Get(asset.route, [&asset](const httplib::Request&, httplib::Response& res) {
+      res.set_content(asset.body.data(), asset.body.size(), asset.content_type);
+    });
+  for (const Route& route : kRoutes) {
+    auto handler = [&service, handle = route.handle](const httplib::Request& req, httplib::Response& res) {
+      (service.*handle)(req, res);
+    };
+    if (std::string_view(route.method) == "POST")
+      server.Post(route.pattern, handler);
+    else
+      server.Get(route.pattern, handler);
+  }
+}
+
+// Threads, limits and timeouts of the HTTP server.
+void configure(HttpServer& server, const ServeOptions& options) {
   const int threads = options.http_threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   server.set_payload_max_length(static_cast<size_t>(options.max_upload_mb * 1024 * 1024));
   server.set_read_timeout(30);
   server.set_write_timeout(30);
   server.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (req.path == "/health") return;
+    core::log::debug("serve: {} {} -> {}", req.method, req.path, res.status);
+  });
+}
 
-  // The token guards the API; the pages and /health hold nothing and stay open.
+// The token guards the API; the pages and /health hold nothing and stay open.
+void require_token(HttpServer& server, const ServeOptions& options) {
   server.set_pre_routing_handler([&options](const httplib::Request& req, httplib::Response& res) {
     if (options.token.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
     const std::string header = req.get_header_value("Authorization");
@@ -281,12 +451,16 @@ void serve(const ServeOptions& options) {
     send_error(res, 401, "missing or wrong bearer token; send the header Authorization: Bearer <token>");
     return httplib::Server::HandlerResponse::Handled;
   });
+}
+
+// Every error the server itself produces is JSON too.
+void answer_errors_as_json(HttpServer& server, const ServeOptions& options) {
   server.set_error_handler([&options](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)
       send_error(res, 413, fmt::format("the upload is larger than the {} MB allowed", options.max_upload_mb));
     else if (res.status == 404)
-      send_error(res, 404, "no such resource; see GET /v1/model, POST /v1/predict, GET /health");
+      send_error(res, 404, "no such resource; known: GET / (the page), GET /results, " + known_routes());
     else
       send_error(res, res.status, fmt::format("HTTP {}", res.status));
   });
@@ -301,100 +475,20 @@ void serve(const ServeOptions& options) {
     core::log::error("serve: {} {} failed: {}", req.method, req.path, message);
     send_error(res, 500, "internal error: " + message);
   });
-  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    if (req.path == "/health") return;
-    core::log::debug("serve: {} {} -> {}", req.method, req.path, res.status);
-  });
+}
 
-  for (const WebAsset& asset : web_assets()) {
-    server.Get(asset.route, [&asset](const httplib::Request&, httplib::Response& res) {
-      res.set_content(asset.body.data(), asset.body.size(), asset.content_type);
-    });
-  }
-  server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
-    const json body{{"status", "ok"},
-                    {"uptime_s", std::chrono::duration<double>(Clock::now() - started).count()},
-                    {"requests", request_count.load()},
-                    {"waiting", batcher.waiting()},
-                    {"batches", batcher.batches()},
-                    {"decoder_restarts", decoder ? decoder->restarts() : 0},
-                    {"predicted", batcher.processed()}};
-    res.set_content(body.dump(), kJson);
-  });
-  server.Get("/v1/model", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(description.dump(), kJson);
-  });
-  server.Get("/v1/results", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(history.list().dump(), kJson);
-  });
-  server.Get(R"(/v1/results/(\d{1,15})/overlay\.png)", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::optional<std::string> png = history.overlay(std::stoll(req.matches[1]));
-    if (!png) return send_error(res, 404, "no such result (only the most recent are kept)");
-    res.set_content(*png, "image/png");
-  });
+}  // namespace
 
-  server.Post("/v1/predict", [&](const httplib::Request& req, httplib::Response& res) {
-    const auto start = Clock::now();
-    const int64_t id = ++request_count;
-    std::optional<std::string> bytes = upload_of(req);
-    if (!bytes)
-      return send_error(res, 400, "the form has no \"file\" field; expected the image as the body or as field \"file\"");
-    if (bytes->empty()) return send_error(res, 400, "empty upload; expected DICOM, PNG or JPEG bytes");
-    const size_t upload_size = bytes->size();
-    PreparedInput prepared;
-    try {
-      const std::string name = fmt::format("upload #{}", id);
-      prepared = predictor.prepare(decoder ? decoder->decode(std::move(*bytes), name)
-                                           : decode_input(std::move(*bytes), name, predictor.window()));
-    } catch (const core::DataError& e) {
-      core::log::info("serve: #{} refused: {}", id, e.what());
-      return send_error(res, 422, e.what());
-    }
-    const double decode_ms = milliseconds_since(start);
-    std::optional<Batcher::Ticket> ticket = batcher.submit(std::move(prepared));
-    if (!ticket) {
-      core::log::warn("serve: #{} refused: {} requests already waiting", id, options.queue);
-      res.set_header("Retry-After", "1");
-      return send_error(res, 503, fmt::format("busy: {} requests are waiting for the model; retry later", options.queue));
-    }
-    const auto timeout = std::chrono::duration<double>(options.timeout_s);
-    if (ticket->result.wait_for(timeout) != std::future_status::ready) {
-      ticket->abandon();
-      core::log::warn("serve: #{} timed out after {} s waiting for the model", id, options.timeout_s);
-      res.set_header("Retry-After", "5");
-      return send_error(res, 503, fmt::format("timed out after {} s waiting for the model; retry later", options.timeout_s));
-    }
-    const Prediction p = ticket->result.get();
-    const double model_ms = milliseconds_since(start) - decode_ms;
-    const std::optional<double> mm2 = p.area_mm2();
-    json summary{{"id", id},
-                 {"time", utc_now()},
-                 {"probability", p.score()},
-                 {"image_probability", p.image_probability ? json(*p.image_probability) : json(nullptr)},
-                 {"decision", p.positive ? "pneumothorax" : "no pneumothorax"},
-                 {"positive", p.positive},
-                 {"area_px", p.area_pixels()},
-                 {"area_mm2", mm2 ? json(*mm2) : json(nullptr)},
-                 {"width", p.input.pixels.cols},
-                 {"height", p.input.pixels.rows}};
-    json answer = summary;
-    answer["rle"] = data::encode_rle(p.mask);
-    const auto overlay_start = Clock::now();
-    std::string overlay;
-    const bool overlay_wanted = wants_overlay(req);
-    if (overlay_wanted || options.history > 0) overlay = overlay_png(p, options.overlay_max_side);
-    if (overlay_wanted) answer["overlay_png"] = base64(overlay);
-    answer["model"] = description["members"];
-    answer["timing_ms"] = {{"decode", decode_ms},
-                           {"model", model_ms},
-                           {"overlay", milliseconds_since(overlay_start)},
-                           {"total", milliseconds_since(start)}};
-    history.add(std::move(summary), std::move(overlay));
-    res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
-    core::log::info("serve: #{} {} KB {}x{} -> p={:.3f} {} ({:.0f} ms)", id, (upload_size + 1023) / 1024,
-                    p.input.pixels.cols, p.input.pixels.rows, p.score(), p.positive ? "positive" : "negative",
-                    milliseconds_since(start));
-  });
+void serve(const ServeOptions& options) {
+  check_options(options);
+  core::StopSignals stop_signals;  // before any thread starts
+  ::signal(SIGPIPE, SIG_IGN);      // a decoder that died shows as a failed write, not a dead server
+  Service service(options);
+  HttpServer server;
+  configure(server, options);
+  require_token(server, options);
+  answer_errors_as_json(server, options);
+  add_routes(server, service);
 
   int port = options.port;
   const bool bound = port == 0 ? (port = server.bind_to_any_port(options.host)) > 0
@@ -405,13 +499,15 @@ void serve(const ServeOptions& options) {
   server.widen_backlog();
   SignalWatcher watcher(stop_signals, server);
   std::cout << fmt::format("serving on http://{}:{}", options.host, port) << std::endl;
+  const Predictor& predictor = service.predictor();
   core::log::info("serve: {} model(s) on {}, batches of up to {} (waiting {} ms), queue {}, {} HTTP threads, {} "
                   "decoder process(es){}",
-                  predictor.members().size(), predictor.device().str(), options.max_batch, options.max_wait_ms, options.queue,
-                  options.http_threads, options.decoders, options.token.empty() ? "" : ", bearer token required");
+                  predictor.members().size(), predictor.device().str(), options.max_batch, options.max_wait_ms,
+                  options.queue, options.http_threads, options.decoders,
+                  options.token.empty() ? "" : ", bearer token required");
   server.listen_after_bind();
   watcher.stop();
-  core::log::info("serve: stopped after {} request(s)", request_count.load());
+  core::log::info("serve: stopped after {} request(s)", service.requests());
 }
 
 }  // namespace pneumo::infer

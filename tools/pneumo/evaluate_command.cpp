@@ -48,10 +48,7 @@ void fail_on_unreadable(const std::vector<std::pair<std::string, std::string>>& 
 
 infer::LabelledRunOptions labelled_run(const SetOptions& o) {
   infer::LabelledRunOptions run;
-  run.models = o.model.specs();
-  run.members = o.model.members;
-  run.overrides = o.model.overrides;
-  run.postprocess = o.model.postprocess_overrides();
+  static_cast<infer::ModelSelection&>(run) = o.model.selection();
   run.labels = o.labels;
   run.images = o.images;
   run.hflip = o.hflip;

@@ -20,10 +20,7 @@ struct ExportCommandOptions {
 
 void run_export(const ExportCommandOptions& o) {
   infer::ExportOptions options;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
+  static_cast<infer::ModelSelection&>(options) = o.model.selection();
   options.out = o.out;
   const infer::ExportSummary s = infer::export_torchscript(options);
   fmt::print("wrote {}: TorchScript, {} member(s), input [N, 1, {}, {}] grey 0..255\n", o.out, s.members, s.input_size,

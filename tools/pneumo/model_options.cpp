@@ -7,33 +7,16 @@
 
 namespace pneumo::tools {
 
-std::vector<infer::ModelSpec> ModelOptions::specs() const {
+infer::ModelSelection ModelOptions::selection() const {
   if (!weights.empty() && weights.size() != models.size())
     throw core::UsageError(fmt::format("{} --weight value(s) for {} --model(s); give one weight per model or none",
                                        weights.size(), models.size()));
-  std::vector<infer::ModelSpec> out;
-  for (size_t i = 0; i < models.size(); ++i) out.push_back({models[i], weights.empty() ? 1.0 : weights[i]});
-  return out;
-}
-
-infer::PostprocessOverrides ModelOptions::postprocess_overrides() const {
-  infer::PostprocessOverrides o;
-  o.file = postprocess_file;
-  o.threshold = threshold;
-  o.top_threshold = top_threshold;
-  o.classifier_threshold = classifier_threshold;
-  o.min_area = min_area;
-  o.min_component_area = min_component_area;
-  return o;
-}
-
-infer::EnsembleOptions ModelOptions::ensemble() const {
-  infer::EnsembleOptions e;
-  e.models = specs();
-  e.members = members;
-  e.overrides = overrides;
-  e.postprocess = postprocess_overrides();
-  return e;
+  infer::ModelSelection s;
+  for (size_t i = 0; i < models.size(); ++i) s.models.push_back({models[i], weights.empty() ? 1.0 : weights[i]});
+  s.members = members;
+  s.overrides = overrides;
+  s.postprocess = postprocess;
+  return s;
 }
 
 void add_model_options(CLI::App& cmd, ModelOptions& o, bool with_postprocess) {
@@ -47,15 +30,15 @@ void add_model_options(CLI::App& cmd, ModelOptions& o, bool with_postprocess) {
       ->check(CLI::IsMember(infer::run_member_choices()));
   cmd.add_option("--set", o.overrides, "override the checkpoints' config: key.path=value (e.g. data.size=512)");
   if (!with_postprocess) return;
-  cmd.add_option("--postprocess", o.postprocess_file, "a postprocess.yaml (default: the run's own, from pneumo tune)");
-  cmd.add_option("--threshold", o.threshold, "bottom threshold: pixels above it form the mask")->check(CLI::Range(0.0, 1.0));
-  cmd.add_option("--top-threshold", o.top_threshold, "pixels above it count towards --min-area")
+  cmd.add_option("--postprocess", o.postprocess.file, "a postprocess.yaml (default: the run's own, from pneumo tune)");
+  cmd.add_option("--threshold", o.postprocess.threshold, "bottom threshold: pixels above it form the mask")->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--top-threshold", o.postprocess.top_threshold, "pixels above it count towards --min-area")
       ->check(CLI::Range(0.0, 1.0));
-  cmd.add_option("--min-area", o.min_area, "pixels above --top-threshold needed for a positive image")
+  cmd.add_option("--min-area", o.postprocess.min_area, "pixels above --top-threshold needed for a positive image")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--min-component-area", o.min_component_area, "drop mask components smaller than this")
+  cmd.add_option("--min-component-area", o.postprocess.min_component_area, "drop mask components smaller than this")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--classifier-threshold", o.classifier_threshold, "gate: image probability needed for a mask")
+  cmd.add_option("--classifier-threshold", o.postprocess.classifier_threshold, "gate: image probability needed for a mask")
       ->check(CLI::Range(0.0, 1.0));
 }
 

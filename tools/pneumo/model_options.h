@@ -20,15 +20,11 @@ struct ModelOptions {
   std::vector<double> weights;
   std::string members = "best";
   std::vector<std::string> overrides;
-  std::string postprocess_file;
-  std::optional<double> threshold, top_threshold, classifier_threshold;
-  std::optional<int64_t> min_area, min_component_area;
+  infer::PostprocessOverrides postprocess;  // the flags write into it directly
 
-  // Throws UsageError when --weight is given but not once per --model.
-  std::vector<infer::ModelSpec> specs() const;
-  infer::PostprocessOverrides postprocess_overrides() const;
-  // All of it (hflip and device stay at their defaults, for the command to set).
-  infer::EnsembleOptions ensemble() const;
+  // The models as the library takes them (each --model with its --weight). Throws UsageError
+  // when --weight is given but not once per --model.
+  infer::ModelSelection selection() const;
 };
 
 // `with_postprocess`: also the threshold and area options.

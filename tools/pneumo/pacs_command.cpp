@@ -21,11 +21,7 @@ struct PacsCommandOptions {
 
 void run_pacs_command(const PacsCommandOptions& o) {
   infer::PacsOptions options = o.pacs;
-  const infer::EnsembleOptions chosen = options.ensemble;  // --tta, --device and --cuda-graphs
-  options.ensemble = o.model.ensemble();
-  options.ensemble.hflip = chosen.hflip;
-  options.ensemble.device = chosen.device;
-  options.ensemble.cuda_graphs = chosen.cuda_graphs;
+  static_cast<infer::ModelSelection&>(options.ensemble) = o.model.selection();  // --tta, --device... stay
   // Credentials on the command line show in `ps`; the environment does not.
   if (options.credentials.empty())
     if (const char* c = std::getenv("PNEUMO_ORTHANC_CREDENTIALS"); c != nullptr) options.credentials = c;

@@ -26,10 +26,7 @@ struct PredictCommandOptions {
 
 void run_predict(const PredictCommandOptions& o) {
   infer::PredictOptions options;
-  options.models = o.model.specs();
-  options.members = o.model.members;
-  options.overrides = o.model.overrides;
-  options.postprocess = o.model.postprocess_overrides();
+  static_cast<infer::ModelSelection&>(options) = o.model.selection();
   for (const auto& i : o.inputs) options.inputs.emplace_back(i);
   options.labels = o.labels;
   options.images = o.images;

@@ -20,11 +20,7 @@ struct ServeCommandOptions {
 
 void run_serve(const ServeCommandOptions& o) {
   infer::ServeOptions options = o.serve;
-  const infer::EnsembleOptions chosen = options.ensemble;  // --tta, --device and --cuda-graphs
-  options.ensemble = o.model.ensemble();
-  options.ensemble.hflip = chosen.hflip;
-  options.ensemble.device = chosen.device;
-  options.ensemble.cuda_graphs = chosen.cuda_graphs;
+  static_cast<infer::ModelSelection&>(options.ensemble) = o.model.selection();  // --tta, --device... stay
   // A token on the command line shows in `ps`; the environment does not.
   if (options.token.empty())
     if (const char* token = std::getenv("PNEUMO_SERVE_TOKEN"); token != nullptr) options.token = token;

@@ -19,11 +19,7 @@
 
 namespace pneumo::infer {
 
-struct ExportOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;
+struct ExportOptions : ModelSelection {
   std::filesystem::path out;
 };
 

@@ -16,15 +16,9 @@
 
 namespace pneumo::infer {
 
-struct LabelledRunOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;
-  PostprocessOverrides postprocess;
+struct LabelledRunOptions : EnsembleOptions {
   std::filesystem::path labels, images;  // empty: the first model's run validation fold
-  bool hflip = false;
   int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
-  std::string device = "auto";
 };
 
 struct LabelledRunSummary {

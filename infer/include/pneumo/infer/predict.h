@@ -26,12 +26,17 @@ struct PostprocessOverrides {
 // then `overrides.file`, then each single override.
 PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& overrides);
 
-// The models and how to run them, as every command that runs an ensemble takes them.
-struct EnsembleOptions {
+// Which models, as every command that runs or exports an ensemble takes them. The option
+// structs below extend it rather than copy it, so a setting added here reaches them all.
+struct ModelSelection {
   std::vector<ModelSpec> models;
   std::string members = "best";
   std::vector<std::string> overrides;  // key=value on the checkpoints' configs
   PostprocessOverrides postprocess;
+};
+
+// The models and how to run them.
+struct EnsembleOptions : ModelSelection {
   bool hflip = false;
   std::string device = "auto";
   bool cuda_graphs = false;  // PredictorOptions::cuda_graphs
@@ -43,20 +48,14 @@ Predictor load_predictor(const EnsembleOptions& options);
 // How DICOM results and logs name the models: "pneumo 0.1.0 unet/resnet34+densenet121/...".
 std::string algorithm_name(const Predictor& predictor);
 
-struct PredictOptions {
-  std::vector<ModelSpec> models;
-  std::string members = "best";
-  std::vector<std::string> overrides;  // key=value on the checkpoints' configs
+struct PredictOptions : EnsembleOptions {
   std::vector<std::filesystem::path> inputs;
   std::filesystem::path labels, images;  // or a label table and its image folder
   std::filesystem::path out;
-  bool masks = true, overlays = true, hflip = false;
+  bool masks = true, overlays = true;
   std::filesystem::path dicom_out;  // DICOM Segmentations of DICOM inputs go here (empty: none)
   bool dicom_overlay = false;       // and Secondary Captures of the overlays
   int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
-  std::string device = "auto";
-  bool cuda_graphs = false;  // PredictorOptions::cuda_graphs
-  PostprocessOverrides postprocess;
 };
 
 struct PredictSummary {

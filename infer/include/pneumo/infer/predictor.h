@@ -52,6 +52,8 @@ struct PreparedInput {
   std::vector<cv::Mat> resized;  // one per distinct (size, interpolation) among the members
 };
 
+class EnsembleSums;
+
 class Predictor {
  public:
   Predictor(std::vector<Member> members, PostprocessSection postprocess, PredictorOptions options,
@@ -70,6 +72,10 @@ class Predictor {
   const c10::Device& device() const { return device_; }
 
  private:
+  // Adds member k's answers for the batch's resized images to the ensemble's sums.
+  void add_exported_member(size_t k, const std::vector<cv::Mat>& images, EnsembleSums& sums) const;
+  void add_network_member(size_t k, const std::vector<cv::Mat>& images, EnsembleSums& sums) const;
+
   std::vector<Member> members_;
   PostprocessSection postprocess_;
   PredictorOptions options_;
