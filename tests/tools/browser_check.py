@@ -44,9 +44,12 @@ def main():
             browser.find_element(By.ID, "token").send_keys(token)
             browser.find_element(By.ID, "token-save").click()
         wait.until(lambda b: not b.find_element(By.ID, "model").text.startswith("Loading"))
+        # Before the first upload the result panel (overlay, decision...) is not shown at all.
+        result_shown_before_upload = browser.find_element(By.ID, "result").is_displayed()
         browser.find_element(By.ID, "file").send_keys(image)
         wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
         shown = {
+            "result_shown_before_upload": result_shown_before_upload,
             "state": browser.find_element(By.TAG_NAME, "body").get_attribute("data-state"),
             "status": browser.find_element(By.ID, "status").text,
             "decision": browser.find_element(By.ID, "decision").text,

@@ -284,6 +284,9 @@ TEST_CASE("models lists networks and encoders, weights inspect reads Python's fi
   CHECK(models.exit_code == 0);
   CHECK_THAT(models.out, Contains("{name: unet++, encoder: {name: resnet34}}") && Contains("densenet121") &&
                              Contains("1, 64, 64, 128, 256, 512"));
+  for (const char* network : {"classifier:", "unet:", "unet++:", "attention_unet:", "double_unet:"})
+    CHECK_THAT(models.out, Contains(network));  // every registered network, with the keys it reads
+  CHECK_THAT(models.out, Contains("reads: encoder.name, encoder.in_channels, encoder.depth, decoder_channels"));
   TempDir dir;
   const auto python = pneumo::testing::run_command(
       {PNEUMO_REFERENCE_PYTHON, "-c",

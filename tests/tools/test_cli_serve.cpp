@@ -317,6 +317,7 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   INFO(r.out << r.err << server.log());
   REQUIRE(r.exit_code == 0);
   const json shown = json::parse(r.out);
+  CHECK(shown["result_shown_before_upload"] == false);  // no broken image, no empty fields
   CHECK(shown["state"] == "done");
   CHECK(shown["decision"] == api["decision"]);
   char percent[32];

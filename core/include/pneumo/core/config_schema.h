@@ -140,6 +140,8 @@ class ConfigReader {
       ConfigReader reader(node.is_null() ? nullptr : &node, path);
       value.visit(reader);
       reader.finish();
+    } else if (std::is_same_v<T, std::string> && node.is_null()) {
+      value = T{};  // `key:` or `--set key=`: an empty value clears a string
     } else {
       if (!node.is_scalar())
         fail(node.where(), path, std::string("expected ") + config_detail::type_name<T>() +
