@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded demo data: installs what is missing, builds, then runs pneumo
 # end to end as far as it goes today, printing where the outputs are.
-#   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv) in demo/data
-#   2. index the set, draw the folds, load every image and mask (filling the cache)
+#   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv, and the same images as
+#      PNGs with a mask folder; two images per patient) in demo/data
+#   2. index the set, draw the folds, load every image and mask (filling the cache); the same
+#      for the PNG layout with patient-grouped folds
 #   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
 #      demo experiment's augmentation on it
 #   4. train the demo experiment (configs/demo.yaml; about 2 minutes on 2 cores)
@@ -22,12 +24,13 @@ echo
 "$pneumo" version
 echo
 echo "== 1. synthetic demo set"
-"$pneumo" make-demo --out "$out/data" --count 200 --size 256 --seed 7
+"$pneumo" make-demo --out "$out/data" --count 200 --size 256 --seed 7 --png --images-per-patient 2
 
 echo
 echo "== 2. data check: index, folds, every image and mask loaded once"
 "$pneumo" data check configs/demo.yaml --folds-out "$out/folds.csv"
 "$pneumo" dicom info "$out"/data/dicom/*.dcm > "$out/dicom-info.txt"
+"$pneumo" data check configs/demo-png.yaml --folds-out "$out/folds-png.csv"
 
 echo
 echo "== 3. one positive image and its mask"
@@ -57,8 +60,8 @@ echo "== 7. export TorchScript"
 
 echo
 echo "outputs:"
-echo "  demo set:      $root/$out/data (dicom/, train-rle.csv)"
-echo "  folds:         $root/$out/folds.csv"
+echo "  demo set:      $root/$out/data (dicom/, train-rle.csv; png/, masks/, patients.csv)"
+echo "  folds:         $root/$out/folds.csv, $root/$out/folds-png.csv (patient-grouped)"
 echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"

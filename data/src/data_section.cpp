@@ -6,14 +6,23 @@
 
 #include "pneumo/core/error.h"
 #include "pneumo/data/folds.h"
+#include "pneumo/data/image_io.h"
 
 namespace pneumo::data {
 
 void validate(const DataSection& data) {
-  if (data.labels.empty())
-    throw core::ConfigError("data.labels: required; expected the label CSV (ImageId,EncodedPixels)");
+  if (data.labels.empty() && data.masks.empty())
+    throw core::ConfigError("data.labels: required; expected the label CSV (ImageId,EncodedPixels), or data.masks: "
+                            "a folder of <ImageId>.png masks");
+  if (!data.labels.empty() && !data.masks.empty())
+    throw core::ConfigError(fmt::format("data.masks: '{}' and data.labels: '{}' both given; expected one source of "
+                                        "masks (set the other to \"\")",
+                                        data.masks, data.labels));
+  if (!data.patients.empty() && data.group_by != "patient")
+    throw core::ConfigError(fmt::format("data.patients: '{}' is read only with data.group_by: patient (now '{}')",
+                                        data.patients, data.group_by));
   if (data.images.empty())
-    throw core::ConfigError("data.images: required; expected the folder holding <ImageId>.dcm files");
+    throw core::ConfigError("data.images: required; expected the folder holding the <ImageId>.dcm/.png/.jpg files");
   if (data.fold >= data.folds)
     throw core::ConfigError(fmt::format("data.fold: {} is not a fold of data.folds = {}; expected 0..{}",
                                         data.fold, data.folds, data.folds - 1));
@@ -50,15 +59,62 @@ NegativeShareSchedule negative_share_schedule(const DataSection& data) {
   return NegativeShareSchedule(std::move(points));
 }
 
+namespace {
+
+// data.group_by: patient: every entry's patient, from data.patients or its DICOM header.
+void read_patients(DatasetIndex& index, const std::string& patients_csv) {
+  if (!patients_csv.empty()) {
+    const auto patient_of = read_patients_csv(patients_csv);
+    for (IndexEntry& e : index.entries) {
+      const auto it = patient_of.find(e.image_id);
+      if (it == patient_of.end())
+        throw core::DataError(fmt::format("{}: no patient for ImageId '{}' (file {}); data.patients must list every "
+                                          "image", patients_csv, e.image_id, e.file.string()));
+      e.patient = it->second;
+    }
+    return;
+  }
+  for (IndexEntry& e : index.entries) {
+    if (is_png_or_jpeg(e.file))
+      throw core::ConfigError(fmt::format("data.group_by: patient needs each image's patient; {} is not a DICOM file "
+                                          "with a PatientID: give data.patients (a CSV of ImageId,PatientID)",
+                                          e.file.string()));
+    e.patient = read_dicom_patient_id(e.file);
+    if (e.patient.empty())
+      throw core::DataError(fmt::format("{}: no PatientID (0010,0020) to group by (data.group_by: patient); give "
+                                        "data.patients (a CSV of ImageId,PatientID)",
+                                        e.file.string()));
+  }
+}
+
+}  // namespace
+
 Dataset open_dataset(const DataSection& data) {
   validate(data);
-  LabelTable labels = LabelTable::read_csv(data.labels);
-  DatasetIndex index = build_dataset_index(labels, data.images);
-  return Dataset(std::move(labels), std::move(index), Preprocessor(preprocess_options(data)));
+  std::shared_ptr<const MaskSource> masks;
+  DatasetIndex index;
+  if (!data.masks.empty()) {
+    auto folder = std::make_shared<const MaskFolder>(
+        data.masks, image_ids_in(data.images),
+        data.missing_mask == "negative" ? MissingMask::kNegative : MissingMask::kError);
+    index = build_dataset_index(*folder, data.images);
+    masks = std::move(folder);
+  } else {
+    auto labels = std::make_shared<const LabelTable>(LabelTable::read_csv(data.labels));
+    index = build_dataset_index(*labels, data.images);
+    masks = std::move(labels);
+  }
+  if (data.group_by == "patient") read_patients(index, data.patients);
+  return Dataset(std::move(masks), std::move(index), Preprocessor(preprocess_options(data)));
 }
 
 std::vector<int> assign_folds(const DataSection& data, const DatasetIndex& index, uint64_t seed) {
   if (!data.folds_file.empty()) return read_folds_csv(data.folds_file, index, data.folds);
+  if (data.group_by == "patient") {
+    std::vector<std::string> patients;
+    for (const IndexEntry& e : index.entries) patients.push_back(e.patient);
+    return grouped_stratified_folds(index.positives(), patients, data.folds, seed);
+  }
   return stratified_folds(index.positives(), data.folds, seed);
 }
 

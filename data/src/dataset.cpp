@@ -7,8 +7,11 @@
 
 namespace pneumo::data {
 
+Dataset::Dataset(std::shared_ptr<const MaskSource> masks, DatasetIndex index, Preprocessor preprocessor)
+    : masks_(std::move(masks)), index_(std::move(index)), preprocessor_(std::move(preprocessor)) {}
+
 Dataset::Dataset(LabelTable labels, DatasetIndex index, Preprocessor preprocessor)
-    : labels_(std::move(labels)), index_(std::move(index)), preprocessor_(std::move(preprocessor)) {}
+    : Dataset(std::make_shared<const LabelTable>(std::move(labels)), std::move(index), std::move(preprocessor)) {}
 
 Sample Dataset::load(int64_t index) const {
   if (index < 0 || index >= size())
@@ -22,7 +25,7 @@ Sample Dataset::load(int64_t index) const {
   sample.image = std::move(prepared.pixels);
   sample.label = entry.positive ? 1.0f : 0.0f;
   if (entry.positive) {
-    const cv::Mat native = labels_.mask(entry.image_id, prepared.native_rows, prepared.native_columns);
+    const cv::Mat native = masks_->mask(entry.image_id, prepared.native_rows, prepared.native_columns);
     if (native.size() == sample.image.size())
       sample.mask = native;
     else

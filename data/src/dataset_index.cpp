@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/data/image_io.h"
 
 namespace pneumo::data {
 
@@ -14,14 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has_dcm_extension(const fs::path& file) {
-  std::string ext = file.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".dcm";
-}
-
-std::vector<fs::path> find_dicom_files(const fs::path& image_dir) {
+std::vector<fs::path> find_image_files(const fs::path& image_dir) {
   std::error_code ec;
   if (!fs::is_directory(image_dir, ec))
     throw core::DataError(fmt::format("{}: image folder not found{}", image_dir.string(),
@@ -33,10 +27,22 @@ std::vector<fs::path> find_dicom_files(const fs::path& image_dir) {
   if (ec) throw core::DataError(fmt::format("{}: cannot list: {}", image_dir.string(), ec.message()));
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) throw core::DataError(fmt::format("{}: cannot list: {}", image_dir.string(), ec.message()));
-    if (it->is_regular_file(ec) && has_dcm_extension(it->path())) files.push_back(it->path());
+    if (it->is_regular_file(ec) && is_image_file(it->path())) files.push_back(it->path());
   }
   std::sort(files.begin(), files.end());  // directory order differs between file systems
   return files;
+}
+
+// Image id -> file; two files with one id are an error naming both.
+std::unordered_map<std::string, fs::path> files_by_id(const std::vector<fs::path>& files, const fs::path& image_dir) {
+  std::unordered_map<std::string, fs::path> file_of;
+  for (const fs::path& file : files) {
+    auto [it, inserted] = file_of.emplace(file.stem().string(), file);
+    if (!inserted)
+      throw core::DataError(fmt::format("{}: ImageId '{}' found twice: {} and {}", image_dir.string(),
+                                        file.stem().string(), it->second.string(), file.string()));
+  }
+  return file_of;
 }
 
 }  // namespace
@@ -53,31 +59,47 @@ std::vector<bool> DatasetIndex::positives() const {
 }
 
 DatasetIndex build_dataset_index(const LabelTable& labels, const fs::path& image_dir) {
-  const std::vector<fs::path> files = find_dicom_files(image_dir);
+  const std::vector<fs::path> files = find_image_files(image_dir);
   DatasetIndex index;
   index.files_scanned = static_cast<int64_t>(files.size());
-
-  std::unordered_map<std::string, fs::path> file_of;
-  for (const fs::path& file : files) {
-    const std::string id = file.stem().string();
-    auto [it, inserted] = file_of.emplace(id, file);
-    if (!inserted)
-      throw core::DataError(fmt::format("{}: ImageId '{}' found twice: {} and {}",
-                                        image_dir.string(), id, it->second.string(), file.string()));
-    if (!labels.contains(id)) index.images_without_label.push_back(file);
-  }
+  const std::unordered_map<std::string, fs::path> file_of = files_by_id(files, image_dir);
+  for (const fs::path& file : files)
+    if (!labels.contains(file.stem().string())) index.images_without_label.push_back(file);
   for (const std::string& id : labels.image_ids()) {
     auto it = file_of.find(id);
     if (it == file_of.end()) {
       index.labels_without_image.push_back(id);
       continue;
     }
-    index.entries.push_back({id, it->second, labels.is_positive(id)});
+    index.entries.push_back({id, it->second, labels.is_positive(id), ""});
   }
   if (index.entries.empty())
     throw core::DataError(fmt::format(
-        "{}: none of the {} ImageIds of {} has a .dcm file here ({} .dcm files found)",
+        "{}: none of the {} ImageIds of {} has an image file here (.dcm, .png, .jpg or .jpeg; {} found)",
         image_dir.string(), labels.image_ids().size(), labels.source().string(), files.size()));
+  return index;
+}
+
+std::vector<std::string> image_ids_in(const fs::path& image_dir) {
+  const std::vector<fs::path> files = find_image_files(image_dir);
+  std::vector<std::string> ids;
+  for (const auto& [id, file] : files_by_id(files, image_dir)) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+DatasetIndex build_dataset_index(const MaskFolder& masks, const fs::path& image_dir) {
+  const std::vector<fs::path> files = find_image_files(image_dir);
+  files_by_id(files, image_dir);  // the duplicate check
+  if (files.empty())
+    throw core::DataError(fmt::format("{}: no image files here (.dcm, .png, .jpg or .jpeg)", image_dir.string()));
+  DatasetIndex index;
+  index.files_scanned = static_cast<int64_t>(files.size());
+  for (const fs::path& file : files) {
+    const std::string id = file.stem().string();
+    index.entries.push_back({id, file, masks.is_positive(id), ""});
+  }
+  index.labels_without_image = masks.masks_without_image();
   return index;
 }
 

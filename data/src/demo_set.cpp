@@ -14,6 +14,8 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/core/random.h"
+#include "pneumo/data/dicom.h"
+#include "pneumo/data/image_io.h"
 #include "pneumo/data/rle.h"
 
 namespace pneumo::data {
@@ -230,8 +232,9 @@ void write_demo_dicom(const fs::path& file, const cv::Mat& pixels, const std::st
   put(ds, 0x0008, 0x0060, gdcm::VR::CS, "CR");
   put(ds, 0x0008, 0x0064, gdcm::VR::CS, "WSD");
   put(ds, 0x0008, 0x103e, gdcm::VR::LO, "pneumo synthetic demo");
-  put(ds, 0x0010, 0x0010, gdcm::VR::PN, fmt::format("DEMO^{:05d}", index));
-  put(ds, 0x0010, 0x0020, gdcm::VR::LO, fmt::format("DEMO{:05d}", index));
+  const int patient = index / std::max(o.images_per_patient, 1);
+  put(ds, 0x0010, 0x0010, gdcm::VR::PN, fmt::format("DEMO^{:05d}", patient));
+  put(ds, 0x0010, 0x0020, gdcm::VR::LO, fmt::format("DEMO{:05d}", patient));
   put(ds, 0x0010, 0x0040, gdcm::VR::CS, index % 2 == 0 ? "M" : "F");
   put(ds, 0x0010, 0x1010, gdcm::VR::AS, fmt::format("{:03d}Y", 20 + index % 60));
   put(ds, 0x0018, 0x0015, gdcm::VR::CS, "CHEST");
@@ -267,24 +270,39 @@ DemoSetSummary write_demo_set(const fs::path& out, const DemoSetOptions& options
   if (!(options.positive_fraction >= 0.0 && options.positive_fraction <= 1.0))
     throw core::ConfigError(fmt::format("positive fraction {} is invalid; expected 0..1",
                                         options.positive_fraction));
+  if (options.images_per_patient < 1)
+    throw core::ConfigError(fmt::format("images per patient {} is invalid; expected >= 1", options.images_per_patient));
   DemoSetSummary summary;
   summary.dicom_dir = out / "dicom";
   summary.labels_csv = out / "train-rle.csv";
-  std::error_code ec;
-  fs::create_directories(summary.dicom_dir, ec);
-  if (ec) throw core::IoError(fmt::format("{}: cannot create folder: {}", summary.dicom_dir.string(), ec.message()));
+  if (options.png) {
+    summary.png_dir = out / "png";
+    summary.masks_dir = out / "masks";
+  }
+  for (const fs::path& dir : {summary.dicom_dir, summary.png_dir, summary.masks_dir}) {
+    std::error_code ec;
+    if (!dir.empty()) fs::create_directories(dir, ec);
+    if (ec) throw core::IoError(fmt::format("{}: cannot create folder: {}", dir.string(), ec.message()));
+  }
 
-  std::string csv = "ImageId,EncodedPixels\n";
+  std::string csv = "ImageId,EncodedPixels\n", patients = "ImageId,PatientID\n";
   for (int i = 0; i < options.count; ++i) {
     const DemoRadiograph r = render_demo_radiograph(options, i);
     const std::string uid = demo_uid(options.seed, i, 0);
-    write_demo_dicom(summary.dicom_dir / (uid + ".dcm"), r.image, uid, options, i);
+    const fs::path dicom = summary.dicom_dir / (uid + ".dcm");
+    write_demo_dicom(dicom, r.image, uid, options, i);
+    if (options.png) {
+      write_png(summary.png_dir / (uid + ".png"), read_dicom(dicom).pixels);
+      write_png(summary.masks_dir / (uid + ".png"), r.mask);
+      patients += fmt::format("{},DEMO{:05d}\n", uid, i / options.images_per_patient);
+    }
     const std::string rle = encode_rle(r.mask);
     csv += uid + "," + rle + "\n";
     summary.positives += rle != "-1";
     ++summary.images;
   }
   core::write_file_atomic(summary.labels_csv, csv);
+  if (options.png) core::write_file_atomic(out / "patients.csv", patients);
   return summary;
 }
 

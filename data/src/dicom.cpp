@@ -2,6 +2,7 @@
 
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
+#include <gdcmReader.h>
 #include <gdcmSequenceOfFragments.h>
 #include <gdcmUIDs.h>
 
@@ -142,6 +143,7 @@ DicomMetadata metadata_of(const gdcm::ImageReader& reader) {
   m.pixel_spacing_col_mm = nth_number(spacing, 1);
   m.modality = tag_string(ds, 0x0008, 0x0060);
   m.view_position = tag_string(ds, 0x0018, 0x5101);
+  m.patient_id = tag_string(ds, 0x0010, 0x0020);
   m.patient_sex = tag_string(ds, 0x0010, 0x0040);
   m.patient_age = tag_string(ds, 0x0010, 0x1010);
   return m;
@@ -321,6 +323,19 @@ DicomImage image_from_stored(cv::Mat stored, DicomMetadata meta, const fs::path&
 
 cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_jpeg) {
   return stored_from_bytes(read_bytes(file), file, meta, fast_jpeg);
+}
+
+std::string read_dicom_patient_id(const fs::path& file) {
+  detail::silence_gdcm_traces();
+  std::string bytes = read_bytes(file);
+  const detail::StructureCheck check = detail::check_dicom_structure(bytes);
+  if (!check.problem.empty()) fail(file, check.problem);
+  std::istringstream stream(check.implicit_vr_mislabelled ? detail::relabel_as_implicit_vr(bytes) : std::move(bytes));
+  gdcm::Reader reader;
+  reader.SetStream(stream);
+  if (!reader.ReadUpToTag(gdcm::Tag(0x0010, 0x0021)))
+    fail(file, "is not a readable DICOM file (GDCM could not parse its header)");
+  return tag_string(reader.GetFile().GetDataSet(), 0x0010, 0x0020);
 }
 
 DicomImage read_dicom(const fs::path& file, const DicomReadOptions& options) {

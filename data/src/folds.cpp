@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <string_view>
 #include <unordered_map>
 
@@ -49,6 +50,52 @@ std::vector<int> stratified_folds(const std::vector<bool>& positive, int k, uint
   return folds;
 }
 
+std::vector<int> grouped_stratified_folds(const std::vector<bool>& positive, const std::vector<std::string>& group,
+                                          int k, uint64_t seed) {
+  if (k < 2) throw core::ConfigError(fmt::format("folds: expected at least 2; got {}", k));
+  std::unordered_map<std::string, std::vector<int64_t>> members;
+  std::vector<std::string> order;  // groups in order of first appearance
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (group[i].empty()) throw core::DataError(fmt::format("image {} has no patient id to group by", i));
+    auto [it, fresh] = members.try_emplace(group[i]);
+    if (fresh) order.push_back(group[i]);
+    it->second.push_back(static_cast<int64_t>(i));
+  }
+  if (order.size() < static_cast<size_t>(k))
+    throw core::DataError(fmt::format("cannot split {} patients into {} folds; need at least one per fold",
+                                      order.size(), k));
+  std::vector<int64_t> strata[2];  // group numbers: without and with a positive image
+  for (size_t g = 0; g < order.size(); ++g) {
+    const auto& images = members[order[g]];
+    const bool any = std::any_of(images.begin(), images.end(), [&](int64_t i) { return positive[i]; });
+    strata[any ? 1 : 0].push_back(static_cast<int64_t>(g));
+  }
+  // Patients with a positive image are spread by their positive images, then the others fill
+  // the folds with the fewest images.
+  std::vector<int> folds(group.size(), 0);
+  std::vector<int64_t> positives(static_cast<size_t>(k), 0), images(static_cast<size_t>(k), 0);
+  const auto count_positive = [&](int64_t g) {
+    const auto& m = members[order[g]];
+    return std::count_if(m.begin(), m.end(), [&](int64_t i) { return positive[i]; });
+  };
+  for (int cls : {1, 0}) {
+    core::Rng rng(core::derive_seed(seed, kFoldStream, 2 + cls));
+    shuffle(strata[cls], rng);
+    const auto weight = [&](int64_t g) {
+      return cls == 1 ? count_positive(g) : static_cast<int64_t>(members[order[g]].size());
+    };
+    std::stable_sort(strata[cls].begin(), strata[cls].end(), [&](int64_t a, int64_t b) { return weight(a) > weight(b); });
+    std::vector<int64_t>& load = cls == 1 ? positives : images;
+    for (int64_t g : strata[cls]) {
+      const auto fold = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      for (int64_t i : members[order[g]]) folds[i] = fold;
+      positives[fold] += count_positive(g);
+      images[fold] += static_cast<int64_t>(members[order[g]].size());
+    }
+  }
+  return folds;
+}
+
 void write_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,
                      const std::vector<int>& folds) {
   if (folds.size() != index.entries.size())
@@ -61,39 +108,49 @@ void write_folds_csv(const std::filesystem::path& file, const DatasetIndex& inde
   core::write_file_atomic(file, text);
 }
 
-std::vector<int> read_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,
-                                int k) {
+namespace {
+
+// Calls `take(line, id, value)` for each `ImageId,<value>[,...]` row of a CSV (a UTF-8 byte
+// order mark, blank lines and an `ImageId,...` header skipped); `expected` names the columns in
+// messages.
+void for_each_id_row(const std::filesystem::path& file, const char* expected,
+                     const std::function<void(int, std::string_view, std::string_view)>& take) {
   const std::string text = core::read_text_file(file);
-  std::unordered_map<std::string, int> fold_of;
-  size_t start = 0;
-  if (text.rfind("\xEF\xBB\xBF", 0) == 0) start = 3;  // UTF-8 byte order mark
-  int line = 0;
-  while (start < text.size()) {
+  size_t start = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  for (int line = 1; start < text.size(); ++line) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
     const std::string_view row = trim(std::string_view(text).substr(start, end - start));
     start = end + 1;
-    ++line;
     if (row.empty()) continue;
     const size_t comma = row.find(',');
+    if (comma == std::string_view::npos)
+      throw core::DataError(fmt::format("{}:{}: no comma; expected '{}'", file.string(), line, expected));
+    const std::string_view id = trim(row.substr(0, comma));
+    const std::string_view rest = row.substr(comma + 1);
+    if (line == 1 && id == "ImageId") continue;  // header
+    if (id.empty()) throw core::DataError(fmt::format("{}:{}: empty ImageId; expected '{}'", file.string(), line, expected));
+    take(line, id, trim(rest.substr(0, rest.find(','))));
+  }
+}
+
+}  // namespace
+
+std::vector<int> read_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,
+                                int k) {
+  std::unordered_map<std::string, int> fold_of;
+  for_each_id_row(file, "ImageId,fold", [&](int line, std::string_view id, std::string_view fold_text) {
     const auto fail = [&](const std::string& why) {
       throw core::DataError(fmt::format("{}:{}: {}; expected 'ImageId,fold'", file.string(), line, why));
     };
-    if (comma == std::string_view::npos) fail("no comma");
-    const std::string_view id = trim(row.substr(0, comma));
-    std::string_view rest = row.substr(comma + 1);
-    const std::string_view fold_text = trim(rest.substr(0, rest.find(',')));
-    if (line == 1 && id == "ImageId") continue;  // header
     int fold = -1;
     const auto [ptr, ec] = std::from_chars(fold_text.data(), fold_text.data() + fold_text.size(), fold);
     if (ec != std::errc() || ptr != fold_text.data() + fold_text.size())
       fail(fmt::format("fold '{}' is not an integer", fold_text));
     if (fold < 0 || fold >= k) fail(fmt::format("fold {} outside 0..{}", fold, k - 1));
-    if (id.empty()) fail("empty ImageId");
     const auto [it, inserted] = fold_of.emplace(std::string(id), fold);
-    if (!inserted && it->second != fold)
-      fail(fmt::format("ImageId '{}' given two different folds", id));
-  }
+    if (!inserted && it->second != fold) fail(fmt::format("ImageId '{}' given two different folds", id));
+  });
   std::vector<int> folds;
   folds.reserve(index.entries.size());
   for (const IndexEntry& entry : index.entries) {
@@ -105,6 +162,20 @@ std::vector<int> read_folds_csv(const std::filesystem::path& file, const Dataset
     folds.push_back(it->second);
   }
   return folds;
+}
+
+std::unordered_map<std::string, std::string> read_patients_csv(const std::filesystem::path& file) {
+  std::unordered_map<std::string, std::string> patient_of;
+  for_each_id_row(file, "ImageId,PatientID", [&](int line, std::string_view id, std::string_view patient) {
+    if (patient.empty())
+      throw core::DataError(fmt::format("{}:{}: empty PatientID for '{}'; expected 'ImageId,PatientID'", file.string(),
+                                        line, id));
+    const auto [it, inserted] = patient_of.emplace(std::string(id), std::string(patient));
+    if (!inserted && it->second != patient)
+      throw core::DataError(fmt::format("{}:{}: ImageId '{}' given two patients, '{}' and '{}'", file.string(), line, id,
+                                        it->second, patient));
+  });
+  return patient_of;
 }
 
 }  // namespace pneumo::data

@@ -1,5 +1,7 @@
 #include "pneumo/data/image_io.h"
 
+#include <algorithm>
+#include <cctype>
 #include <utility>
 #include <vector>
 
@@ -14,18 +16,20 @@ namespace pneumo::data {
 
 namespace fs = std::filesystem;
 
-cv::Mat read_grey_image(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec))
-    throw core::DataError(fmt::format("{}: no such file", file.string()));
-  cv::Mat image = cv::imread(file.string(), cv::IMREAD_GRAYSCALE);
-  if (image.empty())
-    throw core::DataError(fmt::format("{}: not a readable image (expected PNG or JPEG)",
-                                      file.string()));
-  return image;
-}
-
 namespace {
+
+constexpr uint64_t kMaxImageFileBytes = uint64_t{1} << 30;
+
+// 16-bit grey as a DICOM without a window is read: its min..max stretched to 0..255.
+cv::Mat stretch_to_8bit(const cv::Mat& grey16) {
+  double low = 0, high = 0;
+  cv::minMaxLoc(grey16, &low, &high);
+  const double range = high > low ? high - low : 1.0;
+  cv::Mat unit, out;
+  grey16.convertTo(unit, CV_64F, 1.0 / range, -low / range);
+  unit.convertTo(out, CV_8U, 255.0);  // rounds and saturates
+  return out;
+}
 
 uint32_t big_endian(std::string_view b, size_t at, int bytes) {
   uint32_t v = 0;
@@ -64,7 +68,49 @@ std::pair<int64_t, int64_t> header_size(std::string_view b) {
   return {0, 0};
 }
 
+std::string lower_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
 }  // namespace
+
+bool is_png_or_jpeg(const fs::path& file) {
+  const std::string ext = lower_extension(file);
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+bool is_image_file(const fs::path& file) { return is_png_or_jpeg(file) || lower_extension(file) == ".dcm"; }
+
+cv::Mat read_mask_png(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) throw core::DataError(fmt::format("{}: no such mask file", file.string()));
+  std::string bytes;
+  try {
+    bytes = core::read_text_file(file, kMaxImageFileBytes);
+  } catch (const core::IoError& e) {
+    throw core::DataError(e.what());
+  }
+  const auto [width, height] = header_size(bytes);
+  if (width <= 0 || height <= 0 || width * height > (int64_t{1} << 26))
+    throw core::DataError(fmt::format("{}: not a readable mask (expected a PNG of at most 67 M pixels)", file.string()));
+  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
+  const cv::Mat mask = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
+  if (mask.empty()) throw core::DataError(fmt::format("{}: not a readable mask (a corrupt or truncated PNG)", file.string()));
+  if (mask.type() != CV_8UC1)
+    throw core::DataError(fmt::format("{}: a mask with {} channel(s) of {} bits; expected one 8-bit grey channel",
+                                      file.string(), mask.channels(), 8 * static_cast<int>(mask.elemSize1())));
+  cv::Mat other = (mask != 0) & (mask != 1) & (mask != 255);
+  if (const int count = cv::countNonZero(other); count > 0) {
+    cv::Point at;
+    cv::minMaxLoc(other, nullptr, nullptr, nullptr, &at);
+    throw core::DataError(fmt::format("{}: mask value {} at x={}, y={} ({} pixels besides 0, 1 and 255); expected "
+                                      "0 outside and 1 or 255 inside",
+                                      file.string(), static_cast<int>(mask.at<uchar>(at)), at.x, at.y, count));
+  }
+  return mask != 0;  // 0 / 255
+}
 
 cv::Mat decode_grey_image(std::string_view bytes, const std::string& name, int64_t max_pixels) {
   const auto [width, height] = header_size(bytes);
@@ -74,10 +120,27 @@ cv::Mat decode_grey_image(std::string_view bytes, const std::string& name, int64
     throw core::DataError(fmt::format("{}: claims {}x{} pixels; at most {} pixels are accepted", name, width,
                                       height, max_pixels));
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-  cv::Mat image = cv::imdecode(encoded, cv::IMREAD_GRAYSCALE);
+  cv::Mat image = cv::imdecode(encoded, cv::IMREAD_GRAYSCALE | cv::IMREAD_ANYDEPTH);
   if (image.empty())
     throw core::DataError(fmt::format("{}: not a readable image (a corrupt or truncated PNG/JPEG)", name));
+  if (image.depth() == CV_16U) return stretch_to_8bit(image);
+  if (image.depth() != CV_8U)
+    throw core::DataError(fmt::format("{}: {}-bit samples; expected an 8- or 16-bit PNG or JPEG", name,
+                                      8 * static_cast<int>(image.elemSize1())));
   return image;
+}
+
+cv::Mat read_grey_image(const fs::path& file, int64_t max_pixels) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec))
+    throw core::DataError(fmt::format("{}: no such file", file.string()));
+  std::string bytes;
+  try {
+    bytes = core::read_text_file(file, kMaxImageFileBytes);
+  } catch (const core::IoError& e) {
+    throw core::DataError(e.what());
+  }
+  return decode_grey_image(bytes, file.string(), max_pixels);
 }
 
 void write_png(const fs::path& file, const cv::Mat& image) {

@@ -1,5 +1,7 @@
 #include "pneumo/data/preprocess.h"
 
+#include "pneumo/data/image_io.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
@@ -134,14 +136,19 @@ cv::Mat Preprocessor::resize(const cv::Mat& native) const {
   return out;
 }
 
-PreparedImage Preprocessor::decode(const fs::path& dicom) const {
-  DicomReadOptions read;
-  read.window = options_.window;
-  const DicomImage decoded = read_dicom(dicom, read);
+PreparedImage Preprocessor::decode(const fs::path& file) const {
+  cv::Mat native;
+  if (is_png_or_jpeg(file)) {  // no VOI window in these: 16-bit grey keeps its range (min..max)
+    native = read_grey_image(file);
+  } else {
+    DicomReadOptions read;
+    read.window = options_.window;
+    native = read_dicom(file, read).pixels;
+  }
   PreparedImage image;
-  image.native_rows = decoded.pixels.rows;
-  image.native_columns = decoded.pixels.cols;
-  image.pixels = resize(decoded.pixels);
+  image.native_rows = native.rows;
+  image.native_columns = native.cols;
+  image.pixels = resize(native);
   counters_->decodes.fetch_add(1, std::memory_order_relaxed);
   return image;
 }

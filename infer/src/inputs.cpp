@@ -17,21 +17,6 @@ namespace pneumo::infer {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string lower_extension(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
-}
-
-bool is_image_file(const fs::path& p) {
-  const std::string ext = lower_extension(p);
-  return ext == ".dcm" || ext == ".png" || ext == ".jpg" || ext == ".jpeg";
-}
-
-}  // namespace
-
 std::vector<InputFile> collect_inputs(const std::vector<fs::path>& paths) {
   std::vector<fs::path> files;
   for (const fs::path& p : paths) {
@@ -39,10 +24,10 @@ std::vector<InputFile> collect_inputs(const std::vector<fs::path>& paths) {
     if (fs::is_directory(p, ec)) {
       for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-        if (it->is_regular_file(ec) && is_image_file(it->path())) files.push_back(it->path());
+        if (it->is_regular_file(ec) && data::is_image_file(it->path())) files.push_back(it->path());
       if (ec) throw core::IoError(fmt::format("{}: cannot list the folder: {}", p.string(), ec.message()));
     } else if (fs::is_regular_file(p, ec)) {
-      if (!is_image_file(p))
+      if (!data::is_image_file(p))
         throw core::UsageError(fmt::format("{}: not an input image; expected .dcm, .png, .jpg or .jpeg files or folders",
                                            p.string()));
       files.push_back(p);
@@ -69,10 +54,11 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
   if (!labels.empty() || !images.empty()) {
     if (labels.empty() || images.empty())
       throw core::UsageError("--labels and --images go together: a label CSV and the folder of its DICOMs");
-    set.labels = std::make_shared<data::LabelTable>(data::LabelTable::read_csv(labels));
-    const data::DatasetIndex index = data::build_dataset_index(*set.labels, images);
+    auto table = std::make_shared<const data::LabelTable>(data::LabelTable::read_csv(labels));
+    const data::DatasetIndex index = data::build_dataset_index(*table, images);
+    set.masks = std::move(table);
     if (!index.labels_without_image.empty())
-      throw core::DataError(fmt::format("{}: {} labelled image(s) have no .dcm file under {} (first: {})", labels.string(),
+      throw core::DataError(fmt::format("{}: {} labelled image(s) have no image file under {} (first: {})", labels.string(),
                                         index.labels_without_image.size(), images.string(),
                                         index.labels_without_image.front()));
     for (const data::IndexEntry& e : index.entries) set.inputs.push_back({e.image_id, e.file});
@@ -83,8 +69,9 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
     throw core::UsageError("no labelled images: give --labels and --images, or a model inside a run folder to use "
                            "its validation fold");
   const train::ExperimentConfig config = train::load_run_config(run);
-  set.labels = std::make_shared<data::LabelTable>(data::LabelTable::read_csv(config.data.labels));
-  const data::DatasetIndex index = data::build_dataset_index(*set.labels, config.data.images);
+  const data::Dataset dataset = data::open_dataset(config.data);
+  const data::DatasetIndex& index = dataset.index();
+  set.masks = dataset.shared_masks();
   const std::vector<int> folds = data::read_folds_csv(run / "folds.csv", index, config.data.folds);
   for (size_t i = 0; i < index.entries.size(); ++i)
     if (folds[i] == config.data.fold) set.inputs.push_back({index.entries[i].image_id, index.entries[i].file});
@@ -115,11 +102,10 @@ bool starts_with(const std::string& bytes, std::string_view prefix) {
 InputImage read_input(const InputFile& file, const std::string& window) {
   InputImage image;
   image.file = file;
-  if (lower_extension(file.path) == ".dcm") {
-    take_dicom(image, data::read_dicom(file.path, dicom_options(window)));
-  } else {
+  if (data::is_png_or_jpeg(file.path))
     image.pixels = data::read_grey_image(file.path);
-  }
+  else
+    take_dicom(image, data::read_dicom(file.path, dicom_options(window)));
   return image;
 }
 

@@ -27,7 +27,7 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
   run_predictor(
       predictor, set.inputs, run,
       [&](Prediction& p) {
-        const cv::Mat truth = set.labels->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
+        const cv::Mat truth = set.masks->mask(p.input.file.id, p.input.pixels.rows, p.input.pixels.cols);
         on_prediction(p, truth);
         ++summary.images;
       },

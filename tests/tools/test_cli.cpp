@@ -202,6 +202,31 @@ TEST_CASE("data check indexes, splits and loads a set, then reads it from the ca
   CHECK_THAT(second.out, Contains("12 ok, 0 failed (0 decoded, 12 from cache"));
 }
 
+TEST_CASE("make-demo --png and data check on a PNG + mask folder layout with patient-grouped folds") {
+  TempDir dir;
+  REQUIRE(run_pneumo({"make-demo", "--out", (dir / "set").string(), "--count", "12", "--size", "64", "--png",
+                      "--images-per-patient", "2"}).exit_code == 0);
+  const std::string set = (dir / "set").string();
+  const auto config = write_file(dir / "png.yaml", "base: " + kDemo + "\ndata:\n  labels: \"\"\n  masks: " + set +
+                                                       "/masks\n  images: " + set + "/png\n  group_by: patient\n" +
+                                                       "  patients: " + set + "/patients.csv\n  folds: 3\n  cache: none\n");
+  const auto r = run_pneumo({"data", "check", config.string(), "--folds-out", (dir / "folds.csv").string()});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("masks: " + set + "/masks") && Contains("indexed: 12 images") &&
+                        Contains("patients: 6, each in one fold") && Contains("2 patients") &&
+                        Contains("12 ok, 0 failed"));
+  // A folds file that splits a patient is refused, naming the patient.
+  std::string folds = pneumo::testing::read_file(dir / "folds.csv");
+  const size_t comma = folds.find(',', folds.find('\n') + 1);  // the first image's fold, flipped
+  folds[comma + 1] = folds[comma + 1] == '0' ? '1' : '0';
+  write_file(dir / "split.csv", folds);
+  const auto split = run_pneumo({"data", "check", config.string(), "--no-load", "--set",
+                                 "data.folds_file=" + (dir / "split.csv").string()});
+  CHECK(split.exit_code == 1);
+  CHECK_THAT(split.err, Contains("patient 'DEMO0000") && Contains("in folds"));
+}
+
 TEST_CASE("data check reports unreadable files and mismatches, and exits 1") {
   TempDir dir;
   REQUIRE(run_pneumo({"make-demo", "--out", (dir / "set").string(), "--count", "6", "--size",

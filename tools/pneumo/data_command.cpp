@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <chrono>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -80,21 +81,47 @@ std::vector<LoadFailure> load_all(const data::Dataset& dataset, int threads) {
   return failures;
 }
 
+// Where the masks came from, what was indexed, and the mismatches.
+void print_sources(const data::DataSection& section, const data::Dataset& dataset, int list) {
+  const data::DatasetIndex& index = dataset.index();
+  if (const auto* labels = dynamic_cast<const data::LabelTable*>(&dataset.masks()))
+    fmt::print("labels: {} ({} rows, {} images)\n", section.labels, labels->row_count(), labels->image_ids().size());
+  if (const auto* folder = dynamic_cast<const data::MaskFolder*>(&dataset.masks()))
+    fmt::print("masks: {} ({} images without a mask{})\n", section.masks, folder->missing_masks(),
+               folder->missing_masks() > 0 ? ", taken as negatives" : "");
+  fmt::print("images: {} ({} image files)\n", section.images, index.files_scanned);
+  fmt::print("indexed: {} images, {} positive ({:.1f}%)\n", index.entries.size(),
+             index.positive_count(), 100.0 * index.positive_count() / index.entries.size());
+  print_list(section.masks.empty() ? "labels without an image" : "masks without an image", index.labels_without_image,
+             list);
+  print_list("images without labels", index.images_without_label, list);
+}
+
+// Patients per fold when the index knows them (data.group_by: patient); checks that no patient
+// has images in two folds. Empty when patients are unknown.
+std::vector<int64_t> patients_per_fold(const data::DatasetIndex& index, const std::vector<int>& folds, int k) {
+  if (index.entries.empty() || index.entries.front().patient.empty()) return {};
+  std::map<std::string, int> fold_of;
+  std::vector<int64_t> count(static_cast<size_t>(k), 0);
+  for (size_t i = 0; i < folds.size(); ++i) {
+    const auto [it, fresh] = fold_of.emplace(index.entries[i].patient, folds[i]);
+    if (fresh) ++count[static_cast<size_t>(folds[i])];
+    else if (it->second != folds[i])
+      throw core::DataError(fmt::format("patient '{}' has images in folds {} and {} (image {}); the folds file does not "
+                                        "keep patients together",
+                                        it->first, it->second, folds[i], index.entries[i].image_id));
+  }
+  fmt::print("patients: {}, each in one fold\n", fold_of.size());
+  return count;
+}
+
 void run_check(const CheckOptions& options) {
   const train::ExperimentConfig config = train::load_experiment(options.file, options.overrides);
   const data::DataSection& section = config.data;
   data::validate(section);
   const data::Dataset dataset = data::open_dataset(section);
   const data::DatasetIndex& index = dataset.index();
-  const data::LabelTable& labels = dataset.labels();
-
-  fmt::print("labels: {} ({} rows, {} images)\n", section.labels, labels.row_count(),
-             labels.image_ids().size());
-  fmt::print("images: {} ({} .dcm files)\n", section.images, index.files_scanned);
-  fmt::print("indexed: {} images, {} positive ({:.1f}%)\n", index.entries.size(),
-             index.positive_count(), 100.0 * index.positive_count() / index.entries.size());
-  print_list("labels without an image", index.labels_without_image, options.list);
-  print_list("images without labels", index.images_without_label, options.list);
+  print_sources(section, dataset, options.list);
 
   const auto seed = static_cast<uint64_t>(config.experiment.seed);
   const std::vector<int> folds = data::assign_folds(section, index, seed);
@@ -107,8 +134,10 @@ void run_check(const CheckOptions& options) {
     ++fold_size[folds[i]];
     fold_positive[folds[i]] += index.entries[i].positive ? 1 : 0;
   }
+  const std::vector<int64_t> patients = patients_per_fold(index, folds, section.folds);
   for (int f = 0; f < section.folds; ++f)
-    fmt::print("  fold {}: {} images, {} positive\n", f, fold_size[f], fold_positive[f]);
+    fmt::print("  fold {}: {} images, {} positive{}\n", f, fold_size[f], fold_positive[f],
+               patients.empty() ? "" : fmt::format(", {} patients", patients[f]));
   if (!options.folds_out.empty()) {
     data::write_folds_csv(options.folds_out, index, folds);
     fmt::print("wrote {}\n", options.folds_out);

@@ -21,6 +21,8 @@ void run_make_demo(const MakeDemoOptions& options) {
   core::log::info("wrote {} synthetic radiographs ({} with a pneumothorax) to {}", summary.images,
                   summary.positives, summary.dicom_dir.string());
   core::log::info("labels: {}", summary.labels_csv.string());
+  if (options.demo.png)
+    core::log::info("PNG layout: images in {}, masks in {}", summary.png_dir.string(), summary.masks_dir.string());
 }
 
 }  // namespace
@@ -42,6 +44,12 @@ void setup_make_demo(CLI::App& app) {
                   "share of images with a pneumothorax")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--images-per-patient", options->demo.images_per_patient,
+                  "consecutive images sharing one PatientID (for patient-grouped folds)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_flag("--png", options->demo.png,
+                "also write the PNG layout: png/<ImageId>.png (the DICOMs' pixels) and masks/<ImageId>.png");
   cmd->callback([options] { run_make_demo(*options); });
 }
 

@@ -29,7 +29,11 @@ struct NegativeSharePoint {
 
 struct DataSection {
   std::string labels;  // SIIM label CSV
-  std::string images;  // folder searched recursively for <ImageId>.dcm
+  std::string masks;   // or a folder of <ImageId>.png masks
+  std::string missing_mask = "error";
+  std::string images;  // folder searched recursively for <ImageId>.dcm / .png / .jpg
+  std::string group_by = "none";
+  std::string patients;  // ImageId,PatientID CSV for group_by: patient without DICOM headers
   int size = 256;
   std::string interpolation = "area";
   std::string window = "none";
@@ -46,8 +50,15 @@ struct DataSection {
 
   template <class V>
   void visit(V& v) {
-    v("labels", labels, "label CSV (ImageId,EncodedPixels); relative paths from the working folder");
-    v("images", images, "folder searched recursively for <ImageId>.dcm");
+    v("labels", labels, "SIIM label CSV (ImageId,EncodedPixels); relative paths from the working folder");
+    v("masks", masks, "instead of labels: a folder of <ImageId>.png masks (0 outside; 1 or 255 inside; any size)");
+    v("missing_mask", missing_mask, "with masks: an image without a mask file is an error, or a negative",
+      core::one_of({"error", "negative"}));
+    v("images", images, "folder searched recursively for <ImageId>.dcm, .png, .jpg or .jpeg (8- or 16-bit)");
+    v("group_by", group_by, "folds keep each patient's images together (patient: DICOM PatientID) or not (none)",
+      core::one_of({"none", "patient"}));
+    v("patients", patients, "with group_by: patient, a CSV (ImageId,PatientID) instead of the DICOM headers "
+      "(needed for PNG/JPEG images)");
     v("size", size, "images and masks are resized to size x size", core::in_range(8, 8192));
     v("interpolation", interpolation, "image resize filter (masks: nearest)",
       core::one_of({"area", "linear", "cubic", "nearest"}));

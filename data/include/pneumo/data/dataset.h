@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,20 +25,24 @@ struct Sample {
 
 class Dataset {
  public:
+  Dataset(std::shared_ptr<const MaskSource> masks, DatasetIndex index, Preprocessor preprocessor);
   Dataset(LabelTable labels, DatasetIndex index, Preprocessor preprocessor);
 
   int64_t size() const { return static_cast<int64_t>(index_.entries.size()); }
   const DatasetIndex& index() const { return index_; }
-  const LabelTable& labels() const { return labels_; }
+  // The label table or mask folder the masks come from.
+  const MaskSource& masks() const { return *masks_; }
+  std::shared_ptr<const MaskSource> shared_masks() const { return masks_; }
   const Preprocessor& preprocessor() const { return preprocessor_; }
 
-  // Thread-safe. The mask is the union of the image's label rows decoded at the DICOM's native
-  // size, then resized to the experiment's size with nearest-neighbour (as Albumentations
-  // resizes masks). Throws DataError naming the file, or the label file and line.
+  // Thread-safe. The mask is made at the image's native size (the union of its label rows, or
+  // its mask file resized with nearest neighbour), then resized to the experiment's size with
+  // nearest neighbour (as Albumentations resizes masks). Throws DataError naming the file, or
+  // the label file and line.
   Sample load(int64_t index) const;
 
  private:
-  LabelTable labels_;
+  std::shared_ptr<const MaskSource> masks_;
   DatasetIndex index_;
   Preprocessor preprocessor_;
 };

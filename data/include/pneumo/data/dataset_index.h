@@ -1,8 +1,10 @@
 // The dataset index: which labelled images exist on disk and where.
 //
-// Labels come from a SIIM label table; images are found by searching a folder recursively for
-// `<ImageId>.dcm`, so Kaggle's nested `dicom-images-train/<study>/<series>/<uid>.dcm` layout
-// and a flat folder both work. Mismatches are reported, never silently dropped.
+// Images are found by searching a folder recursively for `<ImageId>.dcm`, `.png`, `.jpg` or
+// `.jpeg` (any case), so Kaggle's nested `dicom-images-train/<study>/<series>/<uid>.dcm`
+// layout, a flat folder and PNG repacks all work. With a SIIM label table the table lists the
+// images; with a mask folder every image in the folder is one. Mismatches are reported, never
+// silently dropped.
 #pragma once
 
 #include <cstdint>
@@ -17,24 +19,30 @@ namespace pneumo::data {
 struct IndexEntry {
   std::string image_id;
   std::filesystem::path file;
-  bool positive = false;  // any label row of the image has runs
+  bool positive = false;  // any label row of the image has runs (or its mask has pixels)
+  std::string patient;    // the patient's id, when data.group_by asks for it (else empty)
 };
 
 struct DatasetIndex {
   std::vector<IndexEntry> entries;  // labelled images found on disk, in label-file order
   std::vector<std::string> labels_without_image;            // ImageIds with no file
-  std::vector<std::filesystem::path> images_without_label;  // .dcm files with no label row
-  int64_t files_scanned = 0;                                // .dcm files under the folder
+  std::vector<std::filesystem::path> images_without_label;  // image files with no label row
+  int64_t files_scanned = 0;                                // image files under the folder
 
   int64_t positive_count() const;
   std::vector<bool> positives() const;  // per entry
 };
 
-// Searches `image_dir` recursively for files ending in `.dcm` (any case) and matches their
-// names without extension to the label table's ImageIds. Throws DataError when the folder is
-// missing, when two files carry the same ImageId (naming both), or when no labelled image is
-// found at all.
+// Searches `image_dir` recursively for image files (see above) and matches their names without
+// extension to the label table's ImageIds. Throws DataError when the folder is missing, when
+// two files carry the same ImageId (naming both), or when no labelled image is found at all.
 DatasetIndex build_dataset_index(const LabelTable& labels,
                                  const std::filesystem::path& image_dir);
+
+// Every image file under `image_dir`, in path order, each positive when `masks` says so (a mask
+// folder made for these images' ids: image_ids_in). Throws DataError as above, or when the
+// folder holds no image.
+std::vector<std::string> image_ids_in(const std::filesystem::path& image_dir);
+DatasetIndex build_dataset_index(const MaskFolder& masks, const std::filesystem::path& image_dir);
 
 }  // namespace pneumo::data

@@ -21,6 +21,8 @@ struct DemoSetOptions {
   uint64_t seed = 7;
   double positive_fraction = 0.5;  // share of images with a pneumothorax
   int jpeg_quality = 95;
+  int images_per_patient = 1;  // consecutive images share a PatientID
+  bool png = false;            // also the PNG layout: png/<ImageId>.png and masks/<ImageId>.png
 };
 
 struct DemoRadiograph {
@@ -36,11 +38,15 @@ struct DemoSetSummary {
   int positives = 0;
   std::filesystem::path dicom_dir;
   std::filesystem::path labels_csv;
+  std::filesystem::path png_dir, masks_dir;  // with `png`
 };
 
 // Writes <out>/dicom/<ImageId>.dcm (JPEG Baseline, MONOCHROME2, Secondary Capture) and
-// <out>/train-rle.csv (`ImageId,EncodedPixels`, -1 for negatives). Files are written
-// atomically; existing files of the same names are replaced. Throws on bad options or I/O.
+// <out>/train-rle.csv (`ImageId,EncodedPixels`, -1 for negatives); with `png` also
+// <out>/png/<ImageId>.png (the DICOM's decoded pixels, so both layouts hold the same image) and
+// <out>/masks/<ImageId>.png (0/255, empty for negatives) and <out>/patients.csv
+// (ImageId,PatientID, as the DICOMs' PatientID). Files are written atomically;
+// existing files of the same names are replaced. Throws on bad options or I/O.
 DemoSetSummary write_demo_set(const std::filesystem::path& out, const DemoSetOptions& options);
 
 }  // namespace pneumo::data

@@ -36,6 +36,7 @@ struct DicomMetadata {
   std::optional<double> pixel_spacing_col_mm;
   std::string modality;
   std::string view_position;
+  std::string patient_id;  // (0010,0020)
   std::string patient_sex;
   std::string patient_age;
 };
@@ -70,6 +71,11 @@ DicomImage read_dicom(const std::filesystem::path& file, const DicomReadOptions&
 // The same for a file's bytes already in memory (an upload); `name` stands for the source in
 // errors. Untrusted bytes go through the same structural checks as files.
 DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options = {});
+
+// Patient ID (0010,0020) from the header alone (GDCM stops reading before the pixel data),
+// after the same structural checks as a full read; empty when the file has none. Throws
+// DataError naming the file when it is not a readable DICOM.
+std::string read_dicom_patient_id(const std::filesystem::path& file);
 
 // The stored pixel values of the first frame exactly as in the file (no rescale, no
 // inversion): CV_8U/CV_8S/CV_16U/CV_16S/CV_32S with 1 or 3 channels (RGB order).

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pneumo/data/dataset_index.h"
@@ -16,6 +18,15 @@ namespace pneumo::data {
 // folds; k must be at least 2.
 std::vector<int> stratified_folds(const std::vector<bool>& positive, int k, uint64_t seed);
 
+// The same with every group (a patient's images) kept in one fold. Groups with a positive
+// image are shuffled with the seed and placed by their number of positive images, most first,
+// each in the fold with the fewest positives so far; then the other groups, largest first, each
+// in the fold with the fewest images (the lowest fold on ties). Positives per fold then differ
+// by at most the largest group's positives. Throws DataError when there are fewer groups than
+// folds or a group id is empty.
+std::vector<int> grouped_stratified_folds(const std::vector<bool>& positive, const std::vector<std::string>& group,
+                                          int k, uint64_t seed);
+
 // Writes `ImageId,fold,positive` rows (with a header) atomically.
 void write_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,
                      const std::vector<int>& folds);
@@ -26,5 +37,9 @@ void write_folds_csv(const std::filesystem::path& file, const DatasetIndex& inde
 // file does not cover.
 std::vector<int> read_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,
                                 int k);
+
+// `ImageId,PatientID` rows (a header allowed): the patient of each image, for layouts whose
+// images carry no DICOM header (data.patients). Throws DataError naming the file and line.
+std::unordered_map<std::string, std::string> read_patients_csv(const std::filesystem::path& file);
 
 }  // namespace pneumo::data

@@ -9,6 +9,8 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "pneumo/data/masks.h"
+
 namespace pneumo::data {
 
 struct LabelRow {
@@ -16,7 +18,7 @@ struct LabelRow {
   int line = 0;     // 1-based line in the file, for messages
 };
 
-class LabelTable {
+class LabelTable : public MaskSource {
  public:
   // Reads and syntax-checks every row. Throws DataError naming file and line for a malformed
   // row (missing comma, empty ImageId, bad RLE).
@@ -29,11 +31,12 @@ class LabelTable {
   const std::vector<LabelRow>& rows(const std::string& image_id) const;
   size_t row_count() const { return row_count_; }
   // True when any row of the image has runs.
-  bool is_positive(const std::string& image_id) const;
+  bool is_positive(const std::string& image_id) const override;
 
   // The union of the image's rows as a [height, width] 0/255 mask. A run outside the image is
   // a DataError naming the file and line.
-  cv::Mat mask(const std::string& image_id, int height, int width) const;
+  cv::Mat mask(const std::string& image_id, int height, int width) const override;
+  std::string describe() const override { return source_.string(); }
 
  private:
   std::filesystem::path source_;

@@ -1,4 +1,4 @@
-// Decoding a DICOM and resizing it to the experiment's size, with an optional on-disk cache
+// Decoding an image (DICOM, PNG or JPEG) and resizing it to the experiment's size, with an optional on-disk cache
 // so that later epochs read a small raw file instead of decoding JPEG again.
 //
 // A cache entry lives under `<cache_dir>/<size>px-<interpolation>-<window>/` and records the

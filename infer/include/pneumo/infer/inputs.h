@@ -27,12 +27,12 @@ std::vector<InputFile> collect_inputs(const std::vector<std::filesystem::path>& 
 // Images with ground truth: a label table's images, or the validation fold of a run.
 struct LabelledSet {
   std::vector<InputFile> inputs;
-  std::shared_ptr<const data::LabelTable> labels;
+  std::shared_ptr<const data::MaskSource> masks;  // a label table or a mask folder
   std::string description;  // for reports: where the set came from
 };
 
 // `labels` + `images`, or when both are empty, the validation fold of `run` (its config's
-// data.labels, data.images and data.fold, and its folds.csv). Throws UsageError when neither
+// data section: the label table or mask folder, the images and data.fold, and its folds.csv). Throws UsageError when neither
 // is available.
 LabelledSet labelled_set(const std::filesystem::path& labels, const std::filesystem::path& images,
                          const std::filesystem::path& run);
