@@ -92,22 +92,26 @@ cv::Mat read_mask_png(const fs::path& file) {
   } catch (const core::IoError& e) {
     throw core::DataError(e.what());
   }
+  return decode_mask_png(bytes, file.string());
+}
+
+cv::Mat decode_mask_png(std::string_view bytes, const std::string& name, int64_t max_pixels) {
   const auto [width, height] = header_size(bytes);
-  if (width <= 0 || height <= 0 || width * height > (int64_t{1} << 26))
-    throw core::DataError(fmt::format("{}: not a readable mask (expected a PNG of at most 67 M pixels)", file.string()));
-  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
+  if (width <= 0 || height <= 0 || width > max_pixels || height > max_pixels || width * height > max_pixels)
+    throw core::DataError(fmt::format("{}: not a readable mask (expected a PNG of at most {} pixels)", name, max_pixels));
+  const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   const cv::Mat mask = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
-  if (mask.empty()) throw core::DataError(fmt::format("{}: not a readable mask (a corrupt or truncated PNG)", file.string()));
+  if (mask.empty()) throw core::DataError(fmt::format("{}: not a readable mask (a corrupt or truncated PNG)", name));
   if (mask.type() != CV_8UC1)
     throw core::DataError(fmt::format("{}: a mask with {} channel(s) of {} bits; expected one 8-bit grey channel",
-                                      file.string(), mask.channels(), 8 * static_cast<int>(mask.elemSize1())));
+                                      name, mask.channels(), 8 * static_cast<int>(mask.elemSize1())));
   cv::Mat other = (mask != 0) & (mask != 1) & (mask != 255);
   if (const int count = cv::countNonZero(other); count > 0) {
     cv::Point at;
     cv::minMaxLoc(other, nullptr, nullptr, nullptr, &at);
     throw core::DataError(fmt::format("{}: mask value {} at x={}, y={} ({} pixels besides 0, 1 and 255); expected "
                                       "0 outside and 1 or 255 inside",
-                                      file.string(), static_cast<int>(mask.at<uchar>(at)), at.x, at.y, count));
+                                      name, static_cast<int>(mask.at<uchar>(at)), at.x, at.y, count));
   }
   return mask != 0;  // 0 / 255
 }

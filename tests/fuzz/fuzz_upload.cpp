@@ -1,5 +1,6 @@
 // What pneumo serve's decoder does with an upload's bytes: PNG/JPEG through the header check
-// and OpenCV, and the in-memory DICOM reader (the same structure check and GDCM as files).
+// and OpenCV, and the in-memory DICOM reader (the same structure check and GDCM as files); and
+// the mask-folder reader on the same bytes.
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     // A small pixel cap keeps each execution fast; the check itself is what is fuzzed.
     if (pneumo::data::decode_grey_image(bytes, "upload", int64_t{1} << 22).empty()) __builtin_trap();
+  } catch (const pneumo::core::Error&) {
+  }
+  try {  // the mask folders' reader (data.masks): PNG header check, OpenCV, the value check
+    if (pneumo::data::decode_mask_png(bytes, "mask", int64_t{1} << 22).empty()) __builtin_trap();
   } catch (const pneumo::core::Error&) {
   }
   try {

@@ -27,6 +27,8 @@ bool is_png_or_jpeg(const std::filesystem::path& file);
 // A mask file (PNG, any size): 0 outside, 1 or 255 inside, returned as 0/255 CV_8UC1. Any
 // other value, or a colour or 16-bit image, is a DataError naming the file and the value.
 cv::Mat read_mask_png(const std::filesystem::path& file);
+// The same for bytes in memory (`name` stands for them); at most `max_pixels` (header checked first).
+cv::Mat decode_mask_png(std::string_view bytes, const std::string& name, int64_t max_pixels = int64_t{1} << 26);
 
 // Writes a PNG atomically (temporary file, then rename). Throws IoError.
 void write_png(const std::filesystem::path& file, const cv::Mat& image);
