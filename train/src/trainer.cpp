@@ -71,6 +71,12 @@ void check_fits(const ExperimentConfig& config, const models::Network& net) {
                                         config.model.encoder.in_channels, config.data.channels));
 }
 
+// The data section is checked first, before anything else can fail or be written.
+const ExperimentConfig& validated(const ExperimentConfig& config) {
+  data::validate(config.data);
+  return config;
+}
+
 class Trainer {
  public:
   Trainer(const ExperimentConfig& config, const TrainOptions& options);
@@ -127,7 +133,7 @@ Trainer::Trainer(const ExperimentConfig& config, const TrainOptions& options)
       train_(config.train),
       options_(options),
       seed_(static_cast<uint64_t>(config.experiment.seed)),
-      parallel_((data::validate(config.data), config.train), options.placement.world_size) {
+      parallel_(validated(config).train, options.placement.world_size) {
   if (!options.resume.empty()) {
     auto [checkpoint, file] = resume_checkpoint(options.resume);  // before touching anything
     resume_from_ = std::move(checkpoint);
