@@ -1,6 +1,7 @@
 #include "pneumo/data/data_section.h"
 
 #include <charconv>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -108,8 +109,28 @@ Dataset open_dataset(const DataSection& data) {
   return Dataset(std::move(masks), std::move(index), Preprocessor(preprocess_options(data)));
 }
 
+namespace {
+
+// A folds file must keep each patient in one fold when the experiment groups by patient.
+void check_patients_kept_together(const DatasetIndex& index, const std::vector<int>& folds) {
+  std::unordered_map<std::string, int> fold_of;
+  for (size_t i = 0; i < folds.size(); ++i) {
+    const auto [it, fresh] = fold_of.emplace(index.entries[i].patient, folds[i]);
+    if (!fresh && it->second != folds[i])
+      throw core::DataError(fmt::format("patient '{}' has images in folds {} and {} (image {}); the folds file does not "
+                                        "keep patients together",
+                                        it->first, it->second, folds[i], index.entries[i].image_id));
+  }
+}
+
+}  // namespace
+
 std::vector<int> assign_folds(const DataSection& data, const DatasetIndex& index, uint64_t seed) {
-  if (!data.folds_file.empty()) return read_folds_csv(data.folds_file, index, data.folds);
+  if (!data.folds_file.empty()) {
+    std::vector<int> folds = read_folds_csv(data.folds_file, index, data.folds);
+    if (data.group_by == "patient") check_patients_kept_together(index, folds);
+    return folds;
+  }
   if (data.group_by == "patient") {
     std::vector<std::string> patients;
     for (const IndexEntry& e : index.entries) patients.push_back(e.patient);

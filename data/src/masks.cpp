@@ -32,20 +32,19 @@ MaskFolder::MaskFolder(fs::path folder, const std::vector<std::string>& image_id
       throw core::DataError(fmt::format("image '{}' has no mask {}; expected one <ImageId>.png per image, or "
                                         "data.missing_mask: negative to take images without a mask as negatives",
                                         id, file.string()));
-    has_file_[id] = exists;
-    positive_[id] = exists && cv::countNonZero(read_mask_png(file)) > 0;
+    entries_[id] = {exists, exists && cv::countNonZero(read_mask_png(file)) > 0};
     missing_ += exists ? 0 : 1;
   }
 }
 
 bool MaskFolder::is_positive(const std::string& image_id) const {
-  const auto it = positive_.find(image_id);
-  return it != positive_.end() && it->second;
+  const auto it = entries_.find(image_id);
+  return it != entries_.end() && it->second.positive;
 }
 
 cv::Mat MaskFolder::mask(const std::string& image_id, int height, int width) const {
-  const auto it = has_file_.find(image_id);
-  if (it == has_file_.end() || !it->second) return cv::Mat::zeros(height, width, CV_8UC1);
+  const auto it = entries_.find(image_id);
+  if (it == entries_.end() || !it->second.has_file) return cv::Mat::zeros(height, width, CV_8UC1);
   cv::Mat mask = read_mask_png(file_of(image_id));
   if (mask.rows == height && mask.cols == width) return mask;
   cv::Mat resized;

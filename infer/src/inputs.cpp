@@ -69,7 +69,10 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
     throw core::UsageError("no labelled images: give --labels and --images, or a model inside a run folder to use "
                            "its validation fold");
   const train::ExperimentConfig config = train::load_run_config(run);
-  const data::Dataset dataset = data::open_dataset(config.data);
+  data::DataSection section = config.data;
+  section.group_by = "none";  // the folds come from the run's folds.csv: no patient headers to read
+  section.patients.clear();
+  const data::Dataset dataset = data::open_dataset(section);
   const data::DatasetIndex& index = dataset.index();
   set.masks = dataset.shared_masks();
   const std::vector<int> folds = data::read_folds_csv(run / "folds.csv", index, config.data.folds);

@@ -72,13 +72,13 @@ bool CheckpointPolicy::stop_early(const TrainingState& state) const {
 }
 
 void CheckpointPolicy::write_member(const std::string& file, models::Network& net, const TrainingState& state,
-                                    const EpochResult& result) const {
+                                    const EpochResult& result, bool in_manifest) const {
   if (!run_) return;
   Checkpoint checkpoint = checkpoint_of(net, result);
   checkpoint.epoch = state.epoch;
   checkpoint.step = state.step;
   write_checkpoint(run_->file(file), checkpoint);
-  if (file == "swa.ckpt") write_manifest(*run_, state.snapshots, result);
+  if (in_manifest) write_manifest(*run_, state.snapshots, result);
 }
 
 Checkpoint CheckpointPolicy::checkpoint_of(models::Network& net, const EpochResult& result) const {

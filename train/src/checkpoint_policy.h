@@ -36,10 +36,10 @@ class CheckpointPolicy {
   // Whether early stopping ends the run after an epoch that did not improve.
   bool stop_early(const TrainingState& state) const;
 
-  // Writes an averaged member (swa.ckpt, ema.ckpt) validated as `result`; the SWA member is
-  // also listed in ensemble.json.
+  // Writes an averaged member (swa.ckpt, ema.ckpt) validated as `result`; with `in_manifest`
+  // ensemble.json lists it (as its SWA model) beside the snapshots.
   void write_member(const std::string& file, models::Network& net, const TrainingState& state,
-                    const EpochResult& result) const;
+                    const EpochResult& result, bool in_manifest) const;
 
  private:
   Checkpoint checkpoint_of(models::Network& net, const EpochResult& result) const;

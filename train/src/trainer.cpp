@@ -419,7 +419,7 @@ void Trainer::finish_members() {
     EpochResult m;
     m.epoch = epoch;
     validator_->validate(*averaged, epoch, m);
-    policy_->write_member("swa.ckpt", *averaged, state_, m);
+    policy_->write_member("swa.ckpt", *averaged, state_, m, /*in_manifest=*/true);
     core::log::info("SWA over {} epochs: val_loss {:.4f}  val_dice {}  val_auc {} (swa.ckpt)", state_.swa_count,
                     m.val_loss, metric_text(m.val_dice), metric_text(m.val_auc));
   }
@@ -428,7 +428,7 @@ void Trainer::finish_members() {
     EpochResult m;
     m.epoch = epoch;
     validator_->validate(*averaged, epoch, m);
-    policy_->write_member("ema.ckpt", *averaged, state_, m);
+    policy_->write_member("ema.ckpt", *averaged, state_, m, /*in_manifest=*/false);
     core::log::info("EMA (decay {}): val_loss {:.4f}  val_dice {}  val_auc {} (ema.ckpt)", train_.ema, m.val_loss,
                     metric_text(m.val_dice), metric_text(m.val_auc));
   }

@@ -94,7 +94,8 @@ NegativeShareSchedule negative_share_schedule(const DataSection& data);
 // Reads the labels, indexes the images and sets up preprocessing (after validate).
 Dataset open_dataset(const DataSection& data);
 
-// The fold of every entry: read from `folds_file` when set, else drawn with `seed`.
+// The fold of every entry: read from `folds_file` when set (with group_by: patient, a file that
+// puts one patient in two folds is a DataError naming the patient), else drawn with `seed`.
 std::vector<int> assign_folds(const DataSection& data, const DatasetIndex& index, uint64_t seed);
 
 struct FoldSplit {

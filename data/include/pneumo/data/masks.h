@@ -48,8 +48,11 @@ class MaskFolder : public MaskSource {
   std::filesystem::path file_of(const std::string& image_id) const { return folder_ / (image_id + ".png"); }
 
   std::filesystem::path folder_;
-  std::unordered_map<std::string, bool> positive_;  // by image id; false also for a missing mask
-  std::unordered_map<std::string, bool> has_file_;
+  struct Entry {
+    bool has_file = false;
+    bool positive = false;
+  };
+  std::unordered_map<std::string, Entry> entries_;  // by image id
   std::vector<std::string> masks_without_image_;
   int64_t missing_ = 0;
 };
