@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded demo data: installs what is missing, builds, then runs pneumo
 # end to end as far as it goes today, printing where the outputs are.
-#   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv, and the same images as
-#      PNGs with a mask folder; two images per patient) in demo/data
+#   1. make the synthetic demo set (JPEG DICOMs + SIIM train-rle.csv, the same images as PNGs
+#      with a mask folder, an image-level classes.csv; two images per patient) in demo/data
 #   2. index the set, draw the folds, load every image and mask (filling the cache); the same
-#      for the PNG layout with patient-grouped folds
+#      for the PNG layout and for the class table, with patient-grouped folds
 #   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
 #      demo experiment's augmentation on it
 #   4. train the demo experiment (configs/demo.yaml; about 2 minutes on 2 cores)
@@ -12,6 +12,8 @@
 #      images' own resolution (metrics and charts)
 #   6. predict every demo image with flip TTA (submission, masks, overlays, JSON lines)
 #   7. export the model as TorchScript
+#   8. train a 3-label DenseNet121 classifier on the class table (configs/demo-classes.yaml)
+#      and evaluate it: the AUC of each class and their mean
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/tools/setup.sh"
@@ -31,6 +33,7 @@ echo "== 2. data check: index, folds, every image and mask loaded once"
 "$pneumo" data check configs/demo.yaml --folds-out "$out/folds.csv"
 "$pneumo" dicom info "$out"/data/dicom/*.dcm > "$out/dicom-info.txt"
 "$pneumo" data check configs/demo-png.yaml --folds-out "$out/folds-png.csv"
+"$pneumo" data check configs/demo-classes.yaml --no-load
 
 echo
 echo "== 3. one positive image and its mask"
@@ -59,8 +62,13 @@ echo "== 7. export TorchScript"
 "$pneumo" export --model runs/demo/demo --out "$out/demo-unet.pt"
 
 echo
+echo "== 8. a multi-label classifier on the class table (DenseNet121, 64x64, 3 epochs), per-class AUC"
+"$pneumo" train configs/demo-classes.yaml --set experiment.run_name=demo --overwrite
+"$pneumo" evaluate --model runs/demo-classes/demo --out "$out/evaluation-classes"
+
+echo
 echo "outputs:"
-echo "  demo set:      $root/$out/data (dicom/, train-rle.csv; png/, masks/, patients.csv)"
+echo "  demo set:      $root/$out/data (dicom/, train-rle.csv; png/, masks/, patients.csv; classes.csv)"
 echo "  folds:         $root/$out/folds.csv, $root/$out/folds-png.csv (patient-grouped)"
 echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
@@ -70,3 +78,4 @@ echo "  training run:  $root/runs/demo/demo (config.yaml, log.txt, folds.csv, me
 echo "  evaluation:    $root/$out/evaluation (metrics.json, per_image.csv, roc.png, pr.png, confusion.png, dice_histogram.png, worst.png)"
 echo "  predictions:   $root/$out/predictions (submission.csv, predictions.jsonl, masks/, overlays/)"
 echo "  TorchScript:   $root/$out/demo-unet.pt"
+echo "  classifier:    $root/runs/demo-classes/demo (metrics.csv with auc:<class> columns), $root/$out/evaluation-classes (class_metrics.csv, roc/)"

@@ -11,14 +11,44 @@
 
 namespace pneumo::data {
 
+namespace {
+
+// The table-only keys are refused without a table, so that a typo does not go unnoticed.
+void check_table_keys(const DataSection& data) {
+  if (!data.table.empty()) {
+    for (const std::string& entry : data.uncertain_by_class) {
+      const size_t eq = entry.find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}'; expected Class=ones|zeros|ignore", entry));
+      try {
+        cell_policy(entry.substr(eq + 1));
+      } catch (const core::ConfigError& e) {
+        throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}': {}", entry, e.what()));
+      }
+    }
+    return;
+  }
+  const DataSection defaults;
+  const std::pair<const char*, bool> table_only[] = {
+      {"table_format", data.table_format != defaults.table_format}, {"classes", !data.classes.empty()},
+      {"uncertain", data.uncertain != defaults.uncertain}, {"uncertain_by_class", !data.uncertain_by_class.empty()},
+      {"blank", data.blank != defaults.blank}, {"split_list", !data.split_list.empty()}};
+  for (const auto& [key, set] : table_only)
+    if (set) throw core::ConfigError(fmt::format("data.{}: read only with data.table (an image-level class table)", key));
+}
+
+}  // namespace
+
 void validate(const DataSection& data) {
-  if (data.labels.empty() && data.masks.empty())
-    throw core::ConfigError("data.labels: required; expected the label CSV (ImageId,EncodedPixels), or data.masks: "
-                            "a folder of <ImageId>.png masks");
-  if (!data.labels.empty() && !data.masks.empty())
-    throw core::ConfigError(fmt::format("data.masks: '{}' and data.labels: '{}' both given; expected one source of "
-                                        "masks (set the other to \"\")",
-                                        data.masks, data.labels));
+  const int sources = !data.labels.empty() + !data.masks.empty() + !data.table.empty();
+  if (sources == 0)
+    throw core::ConfigError("data.labels: required; expected the label CSV (ImageId,EncodedPixels), data.masks: "
+                            "a folder of <ImageId>.png masks, or data.table: an image-level class table");
+  if (sources > 1)
+    throw core::ConfigError(fmt::format("data.labels: '{}', data.masks: '{}' and data.table: '{}': expected one source "
+                                        "of labels (set the others to \"\")",
+                                        data.labels, data.masks, data.table));
+  check_table_keys(data);
   if (!data.patients.empty() && data.group_by != "patient")
     throw core::ConfigError(fmt::format("data.patients: '{}' is read only with data.group_by: patient (now '{}')",
                                         data.patients, data.group_by));
@@ -62,7 +92,8 @@ NegativeShareSchedule negative_share_schedule(const DataSection& data) {
 
 namespace {
 
-// data.group_by: patient: every entry's patient, from data.patients or its DICOM header.
+// data.group_by: patient: every entry's patient, from data.patients, the class table or its
+// DICOM header.
 void read_patients(DatasetIndex& index, const std::string& patients_csv) {
   if (!patients_csv.empty()) {
     const auto patient_of = read_patients_csv(patients_csv);
@@ -76,6 +107,7 @@ void read_patients(DatasetIndex& index, const std::string& patients_csv) {
     return;
   }
   for (IndexEntry& e : index.entries) {
+    if (!e.patient.empty()) continue;  // named by the class table
     if (is_png_or_jpeg(e.file))
       throw core::ConfigError(fmt::format("data.group_by: patient needs each image's patient; {} is not a DICOM file "
                                           "with a PatientID: give data.patients (a CSV of ImageId,PatientID)",
@@ -90,11 +122,30 @@ void read_patients(DatasetIndex& index, const std::string& patients_csv) {
 
 }  // namespace
 
+ClassTableOptions class_table_options(const DataSection& data) {
+  ClassTableOptions options;
+  options.format = data.table_format;
+  options.classes = data.classes;
+  options.uncertain = cell_policy(data.uncertain);
+  for (const std::string& entry : data.uncertain_by_class) {
+    const size_t eq = entry.find('=');
+    options.uncertain_by_class.emplace_back(entry.substr(0, eq), cell_policy(entry.substr(eq + 1)));
+  }
+  options.blank = cell_policy(data.blank);
+  options.split_list = data.split_list;
+  return options;
+}
+
 Dataset open_dataset(const DataSection& data) {
   validate(data);
   std::shared_ptr<const MaskSource> masks;
   DatasetIndex index;
-  if (!data.masks.empty()) {
+  std::vector<std::string> classes;
+  if (!data.table.empty()) {
+    const ClassTable table = ClassTable::read(data.table, class_table_options(data));
+    index = build_dataset_index(table, data.images);
+    classes = table.classes();
+  } else if (!data.masks.empty()) {
     auto folder = std::make_shared<const MaskFolder>(
         data.masks, image_ids_in(data.images),
         data.missing_mask == "negative" ? MissingMask::kNegative : MissingMask::kError);
@@ -106,7 +157,7 @@ Dataset open_dataset(const DataSection& data) {
     masks = std::move(labels);
   }
   if (data.group_by == "patient") read_patients(index, data.patients);
-  return Dataset(std::move(masks), std::move(index), Preprocessor(preprocess_options(data)));
+  return Dataset(std::move(masks), std::move(index), Preprocessor(preprocess_options(data)), std::move(classes));
 }
 
 namespace {
@@ -134,9 +185,9 @@ std::vector<int> assign_folds(const DataSection& data, const DatasetIndex& index
   if (data.group_by == "patient") {
     std::vector<std::string> patients;
     for (const IndexEntry& e : index.entries) patients.push_back(e.patient);
-    return grouped_stratified_folds(index.positives(), patients, data.folds, seed);
+    return grouped_stratified_folds(index.strata(), index.strata_count(), patients, data.folds, seed);
   }
-  return stratified_folds(index.positives(), data.folds, seed);
+  return stratified_folds(index.strata(), index.strata_count(), data.folds, seed);
 }
 
 FoldSplit split_by_fold(const std::vector<int>& folds, int fold) {

@@ -58,6 +58,36 @@ std::vector<bool> DatasetIndex::positives() const {
   return out;
 }
 
+std::vector<int> DatasetIndex::strata() const {
+  const bool classes = !entries.empty() && !entries.front().targets.empty();
+  if (!classes) {
+    std::vector<int> out;
+    for (const IndexEntry& e : entries) out.push_back(e.positive ? 0 : 1);
+    return out;
+  }
+  const size_t k = entries.front().targets.size();
+  std::vector<int64_t> count(k, 0);
+  for (const IndexEntry& e : entries)
+    for (size_t c = 0; c < k; ++c) count[c] += e.targets[c] == 1.0f ? 1 : 0;
+  std::vector<size_t> by_rarity(k);
+  for (size_t c = 0; c < k; ++c) by_rarity[c] = c;
+  std::stable_sort(by_rarity.begin(), by_rarity.end(), [&](size_t a, size_t b) { return count[a] < count[b]; });
+  std::vector<int> rank(k);
+  for (size_t r = 0; r < k; ++r) rank[by_rarity[r]] = static_cast<int>(r);
+  std::vector<int> out;
+  for (const IndexEntry& e : entries) {
+    int stratum = static_cast<int>(k);
+    for (size_t c = 0; c < k; ++c)
+      if (e.targets[c] == 1.0f) stratum = std::min(stratum, rank[c]);
+    out.push_back(stratum);
+  }
+  return out;
+}
+
+int DatasetIndex::strata_count() const {
+  return entries.empty() || entries.front().targets.empty() ? 2 : static_cast<int>(entries.front().targets.size()) + 1;
+}
+
 DatasetIndex build_dataset_index(const LabelTable& labels, const fs::path& image_dir) {
   const std::vector<fs::path> files = find_image_files(image_dir);
   DatasetIndex index;
@@ -71,7 +101,7 @@ DatasetIndex build_dataset_index(const LabelTable& labels, const fs::path& image
       index.labels_without_image.push_back(id);
       continue;
     }
-    index.entries.push_back({id, it->second, labels.is_positive(id), ""});
+    index.entries.push_back({id, it->second, labels.is_positive(id), "", {}});
   }
   if (index.entries.empty())
     throw core::DataError(fmt::format(
@@ -97,9 +127,56 @@ DatasetIndex build_dataset_index(const MaskFolder& masks, const fs::path& image_
   index.files_scanned = static_cast<int64_t>(files.size());
   for (const fs::path& file : files) {
     const std::string id = file.stem().string();
-    index.entries.push_back({id, file, masks.is_positive(id), ""});
+    index.entries.push_back({id, file, masks.is_positive(id), "", {}});
   }
   index.labels_without_image = masks.masks_without_image();
+  return index;
+}
+
+namespace {
+
+IndexEntry table_entry(const ClassRow& row, fs::path file) {
+  IndexEntry e;
+  e.image_id = row.image_id;
+  e.file = std::move(file);
+  e.patient = row.patient;
+  e.targets = row.targets;
+  e.positive = std::find(row.targets.begin(), row.targets.end(), 1.0f) != row.targets.end();
+  return e;
+}
+
+}  // namespace
+
+DatasetIndex build_dataset_index(const ClassTable& table, const fs::path& image_dir) {
+  DatasetIndex index;
+  const bool by_path = !table.rows().empty() && !table.rows().front().path.empty();
+  if (by_path) {
+    std::error_code ec;
+    if (!fs::is_directory(image_dir, ec))
+      throw core::DataError(fmt::format("{}: image folder not found", image_dir.string()));
+    const fs::path beside = table.source().parent_path();
+    for (const ClassRow& row : table.rows()) {
+      fs::path file = image_dir / row.path;
+      if (!fs::is_regular_file(file, ec)) file = beside / row.path;
+      if (!fs::is_regular_file(file, ec))
+        throw core::DataError(fmt::format("{}:{}: image '{}' not found as {} or {}", table.source().string(), row.line,
+                                          row.path.string(), (image_dir / row.path).string(), file.string()));
+      index.entries.push_back(table_entry(row, std::move(file)));
+    }
+    index.files_scanned = static_cast<int64_t>(index.entries.size());
+    return index;
+  }
+  const std::vector<fs::path> files = find_image_files(image_dir);
+  index.files_scanned = static_cast<int64_t>(files.size());
+  const std::unordered_map<std::string, fs::path> file_of = files_by_id(files, image_dir);
+  for (const ClassRow& row : table.rows()) {
+    const auto it = file_of.find(row.image_id);
+    if (it == file_of.end())
+      throw core::DataError(fmt::format("{}:{}: no image file for '{}' under {} (.dcm, .png, .jpg or .jpeg; {} found)",
+                                        table.source().string(), row.line, row.image_id, image_dir.string(),
+                                        files.size()));
+    index.entries.push_back(table_entry(row, it->second));
+  }
   return index;
 }
 

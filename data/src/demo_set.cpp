@@ -264,6 +264,26 @@ DemoRadiograph render_demo_radiograph(const DemoSetOptions& options, int index) 
   return out;
 }
 
+const std::vector<std::string>& demo_classes() {
+  static const std::vector<std::string> names{"Pneumothorax", "Large", "Right"};
+  return names;
+}
+
+namespace {
+
+// A classes.csv row's cells after id and patient (see demo_classes).
+std::string demo_class_cells(const cv::Mat& mask) {
+  const double area = cv::countNonZero(mask) / static_cast<double>(mask.total());
+  if (area == 0) return "0,0,";
+  const double large = 0.07;  // about the demo's median pneumothorax
+  const char* size = area >= large * 1.05 ? "1" : area <= large * 0.95 ? "0" : "-1";
+  const cv::Moments m = cv::moments(mask, true);
+  const bool right = m.m10 / m.m00 < mask.cols / 2.0;  // the patient's right is the image's left
+  return fmt::format("1,{},{}", size, right ? 1 : 0);
+}
+
+}  // namespace
+
 DemoSetSummary write_demo_set(const fs::path& out, const DemoSetOptions& options) {
   if (options.count < 1)
     throw core::ConfigError(fmt::format("demo image count {} is invalid; expected >= 1", options.count));
@@ -286,6 +306,7 @@ DemoSetSummary write_demo_set(const fs::path& out, const DemoSetOptions& options
   }
 
   std::string csv = "ImageId,EncodedPixels\n", patients = "ImageId,PatientID\n";
+  std::string classes = fmt::format("id,patient,{}\n", fmt::join(demo_classes(), ","));
   for (int i = 0; i < options.count; ++i) {
     const DemoRadiograph r = render_demo_radiograph(options, i);
     const std::string uid = demo_uid(options.seed, i, 0);
@@ -296,6 +317,7 @@ DemoSetSummary write_demo_set(const fs::path& out, const DemoSetOptions& options
       write_png(summary.masks_dir / (uid + ".png"), r.mask);
       patients += fmt::format("{},DEMO{:05d}\n", uid, i / options.images_per_patient);
     }
+    classes += fmt::format("{},DEMO{:05d},{}\n", uid, i / options.images_per_patient, demo_class_cells(r.mask));
     const std::string rle = encode_rle(r.mask);
     csv += uid + "," + rle + "\n";
     summary.positives += rle != "-1";
@@ -303,6 +325,8 @@ DemoSetSummary write_demo_set(const fs::path& out, const DemoSetOptions& options
   }
   core::write_file_atomic(summary.labels_csv, csv);
   if (options.png) core::write_file_atomic(out / "patients.csv", patients);
+  summary.classes_csv = out / "classes.csv";
+  core::write_file_atomic(summary.classes_csv, classes);
   return summary;
 }
 

@@ -31,28 +31,54 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+std::vector<int> binary_strata(const std::vector<bool>& positive) {
+  std::vector<int> strata;
+  for (bool p : positive) strata.push_back(p ? 0 : 1);
+  return strata;
+}
+
+void check_strata(const std::vector<int>& stratum, int strata) {
+  for (int s : stratum)
+    if (s < 0 || s >= strata) throw core::Error(fmt::format("fold stratum {} outside 0..{}", s, strata - 1));
+}
+
+}  // namespace
+
 std::vector<int> stratified_folds(const std::vector<bool>& positive, int k, uint64_t seed) {
+  return stratified_folds(binary_strata(positive), 2, k, seed);
+}
+
+std::vector<int> stratified_folds(const std::vector<int>& stratum, int strata, int k, uint64_t seed) {
   if (k < 2) throw core::ConfigError(fmt::format("folds: expected at least 2; got {}", k));
-  if (positive.size() < static_cast<size_t>(k))
+  if (stratum.size() < static_cast<size_t>(k))
     throw core::DataError(
         fmt::format("cannot split {} images into {} folds; need at least one per fold",
-                    positive.size(), k));
-  std::vector<int64_t> groups[2];
-  for (size_t i = 0; i < positive.size(); ++i) groups[positive[i] ? 1 : 0].push_back(i);
+                    stratum.size(), k));
+  check_strata(stratum, strata);
+  std::vector<std::vector<int64_t>> members(static_cast<size_t>(strata));
+  for (size_t i = 0; i < stratum.size(); ++i) members[static_cast<size_t>(stratum[i])].push_back(static_cast<int64_t>(i));
 
-  std::vector<int> folds(positive.size(), 0);
+  std::vector<int> folds(stratum.size(), 0);
   int64_t dealt = 0;
-  for (int cls : {1, 0}) {  // positives first, negatives continue the round-robin
-    core::Rng rng(core::derive_seed(seed, kFoldStream, cls));
-    shuffle(groups[cls], rng);
-    for (int64_t item : groups[cls]) folds[item] = static_cast<int>(dealt++ % k);
+  for (int s = 0; s < strata; ++s) {  // each stratum continues the round-robin where the last stopped
+    core::Rng rng(core::derive_seed(seed, kFoldStream, static_cast<uint64_t>(strata - 1 - s)));
+    shuffle(members[static_cast<size_t>(s)], rng);
+    for (int64_t item : members[static_cast<size_t>(s)]) folds[static_cast<size_t>(item)] = static_cast<int>(dealt++ % k);
   }
   return folds;
 }
 
 std::vector<int> grouped_stratified_folds(const std::vector<bool>& positive, const std::vector<std::string>& group,
                                           int k, uint64_t seed) {
+  return grouped_stratified_folds(binary_strata(positive), 2, group, k, seed);
+}
+
+std::vector<int> grouped_stratified_folds(const std::vector<int>& stratum, int strata,
+                                          const std::vector<std::string>& group, int k, uint64_t seed) {
   if (k < 2) throw core::ConfigError(fmt::format("folds: expected at least 2; got {}", k));
+  check_strata(stratum, strata);
   std::unordered_map<std::string, std::vector<int64_t>> members;
   std::vector<std::string> order;  // groups in order of first appearance
   for (size_t i = 0; i < group.size(); ++i) {
@@ -64,33 +90,38 @@ std::vector<int> grouped_stratified_folds(const std::vector<bool>& positive, con
   if (order.size() < static_cast<size_t>(k))
     throw core::DataError(fmt::format("cannot split {} patients into {} folds; need at least one per fold",
                                       order.size(), k));
-  std::vector<int64_t> strata[2];  // group numbers: without and with a positive image
-  for (size_t g = 0; g < order.size(); ++g) {
-    const auto& images = members[order[g]];
-    const bool any = std::any_of(images.begin(), images.end(), [&](int64_t i) { return positive[i]; });
-    strata[any ? 1 : 0].push_back(static_cast<int64_t>(g));
-  }
-  // Patients with a positive image are spread by their positive images, then the others fill
-  // the folds with the fewest images.
-  std::vector<int> folds(group.size(), 0);
-  std::vector<int64_t> positives(static_cast<size_t>(k), 0), images(static_cast<size_t>(k), 0);
-  const auto count_positive = [&](int64_t g) {
-    const auto& m = members[order[g]];
-    return std::count_if(m.begin(), m.end(), [&](int64_t i) { return positive[i]; });
+  const auto& images_of = [&](int64_t g) -> const std::vector<int64_t>& { return members[order[static_cast<size_t>(g)]]; };
+  const auto count_in = [&](int64_t g, int s) {
+    const auto& m = images_of(g);
+    return static_cast<int64_t>(std::count_if(m.begin(), m.end(), [&](int64_t i) { return stratum[i] == s; }));
   };
-  for (int cls : {1, 0}) {
-    core::Rng rng(core::derive_seed(seed, kFoldStream, 2 + cls));
-    shuffle(strata[cls], rng);
-    const auto weight = [&](int64_t g) {
-      return cls == 1 ? count_positive(g) : static_cast<int64_t>(members[order[g]].size());
-    };
-    std::stable_sort(strata[cls].begin(), strata[cls].end(), [&](int64_t a, int64_t b) { return weight(a) > weight(b); });
-    std::vector<int64_t>& load = cls == 1 ? positives : images;
-    for (int64_t g : strata[cls]) {
-      const auto fold = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-      for (int64_t i : members[order[g]]) folds[i] = fold;
-      positives[fold] += count_positive(g);
-      images[fold] += static_cast<int64_t>(members[order[g]].size());
+  // A group belongs to the lowest (rarest) stratum of its images.
+  std::vector<std::vector<int64_t>> groups(static_cast<size_t>(strata));
+  for (size_t g = 0; g < order.size(); ++g) {
+    int lowest = strata - 1;
+    for (int64_t i : images_of(static_cast<int64_t>(g))) lowest = std::min(lowest, stratum[i]);
+    groups[static_cast<size_t>(lowest)].push_back(static_cast<int64_t>(g));
+  }
+  // The groups of each stratum but the last are spread by their images of that stratum; the
+  // last stratum's groups fill the folds with the fewest images.
+  std::vector<int> folds(group.size(), 0);
+  std::vector<std::vector<int64_t>> load(static_cast<size_t>(strata), std::vector<int64_t>(static_cast<size_t>(k), 0));
+  std::vector<int64_t> images(static_cast<size_t>(k), 0);
+  for (int s = 0; s < strata; ++s) {
+    const bool last = s == strata - 1;
+    std::vector<int64_t>& in_stratum = groups[static_cast<size_t>(s)];
+    core::Rng rng(core::derive_seed(seed, kFoldStream, static_cast<uint64_t>(2 + strata - 1 - s)));
+    shuffle(in_stratum, rng);
+    const auto weight = [&](int64_t g) { return last ? static_cast<int64_t>(images_of(g).size()) : count_in(g, s); };
+    std::stable_sort(in_stratum.begin(), in_stratum.end(), [&](int64_t a, int64_t b) { return weight(a) > weight(b); });
+    const std::vector<int64_t>& by = last ? images : load[static_cast<size_t>(s)];
+    for (int64_t g : in_stratum) {
+      const auto fold = static_cast<int>(std::min_element(by.begin(), by.end()) - by.begin());
+      for (int64_t i : images_of(g)) {
+        folds[static_cast<size_t>(i)] = fold;
+        ++load[static_cast<size_t>(stratum[i])][static_cast<size_t>(fold)];
+      }
+      images[static_cast<size_t>(fold)] += static_cast<int64_t>(images_of(g).size());
     }
   }
   return folds;

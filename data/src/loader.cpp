@@ -67,6 +67,7 @@ Batch Batch::to(const c10::Device& device) const {
   out.images = images.to(device, non_blocking);
   out.masks = masks.to(device, non_blocking);
   out.labels = labels.to(device, non_blocking);
+  if (targets.defined()) out.targets = targets.to(device, non_blocking);
   out.ids = ids;
   out.indices = indices;
   return out;
@@ -96,11 +97,17 @@ Batch collate(std::vector<Sample>& samples, const LoaderOptions& options) {
   float* images = batch.images.data_ptr<float>();
   float* masks = batch.masks.data_ptr<float>();
   float* labels = batch.labels.data_ptr<float>();
+  const auto classes = static_cast<int64_t>(samples.front().targets.size());
+  if (classes > 0) batch.targets = torch::empty({n, classes}, options_f32);
   for (int64_t i = 0; i < n; ++i) {
     const Sample& s = samples[static_cast<size_t>(i)];
     write_channels(s.image, images + i * c * plane, options);
     normalise_into(s.mask, masks + i * plane, 0.0, 1.0);
     labels[i] = s.label;
+    if (static_cast<int64_t>(s.targets.size()) != classes)
+      throw core::DataError(fmt::format("{}: {} class targets; expected {} like the batch's first sample ({})",
+                                        s.image_id, s.targets.size(), classes, samples.front().image_id));
+    if (classes > 0) std::copy(s.targets.begin(), s.targets.end(), batch.targets.data_ptr<float>() + i * classes);
     batch.ids.push_back(s.image_id);
     batch.indices.push_back(s.index);
   }

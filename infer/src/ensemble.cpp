@@ -171,12 +171,23 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
       m.network->to(device);
       m.network->eval();
       m.segmenter = m.network->is_segmenter();
+      if (!m.segmenter) m.classes = m.config.data.classes;
       if (m.config.model.encoder.in_channels != m.config.data.channels)
         throw core::ConfigError(fmt::format("{}: model.encoder.in_channels ({}) differs from data.channels ({}); "
                                             "set data.channels with --set",
                                             file.string(), m.config.model.encoder.in_channels, m.config.data.channels));
       out.push_back(std::move(m));
     }
+  }
+  const Member* with_classes = nullptr;
+  for (const Member& m : out) {
+    if (m.classes.empty()) continue;
+    if (with_classes && with_classes->classes != m.classes)
+      throw core::ConfigError(fmt::format("{} predicts the classes ({}) but {} ({}); an ensemble averages one list of "
+                                          "classes", with_classes->checkpoint.string(),
+                                          fmt::join(with_classes->classes, ", "), m.checkpoint.string(),
+                                          fmt::join(m.classes, ", ")));
+    with_classes = &m;
   }
   const std::string window = out.front().config.data.window;
   for (const Member& m : out)
@@ -185,6 +196,13 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
                                           "grey mapping",
                                           out.front().checkpoint.string(), window, m.checkpoint.string(), m.config.data.window));
   return out;
+}
+
+at::Tensor pneumothorax_logit(const Member& m, const models::ModelOutput& out) {
+  if (m.classes.empty()) return models::pneumothorax_logit(out, m.segmenter);
+  const auto it = std::find(m.classes.begin(), m.classes.end(), "Pneumothorax");
+  if (it == m.classes.end()) return {};
+  return out.logits.select(1, it - m.classes.begin());
 }
 
 }  // namespace pneumo::infer

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "class_report.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/data/image_io.h"
@@ -231,21 +232,51 @@ void write_charts(const fs::path& out, const std::vector<ImageRow>& rows, const 
                          "Dice", histogram, 0.0, 1.0);
 }
 
+void write_class_metrics_json(const fs::path& file, const EvaluationReport& report) {
+  const auto number = [](double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); };
+  nlohmann::ordered_json j;
+  j["set"] = report.set;
+  j["images"] = report.images;
+  j["failed"] = report.failures.size();
+  j["mean_auc"] = number(report.mean_auc);
+  nlohmann::ordered_json classes = nlohmann::ordered_json::array();
+  for (const ClassMetrics& m : report.classes)
+    classes.push_back({{"class", m.name}, {"auc", number(m.auc)}, {"average_precision", number(m.average_precision)},
+                       {"positives", m.positives}, {"negatives", m.negatives}, {"ignored", m.ignored}});
+  j["classes"] = classes;
+  core::write_file_atomic(file, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+}
+
 }  // namespace
 
 EvaluationReport evaluate(const EvaluateOptions& options) {
   if (options.out.empty()) throw core::UsageError("no report folder; expected --out DIR");
   std::vector<ImageRow> rows;
+  ClassPredictions classes;
   WorstCases worst(options.worst);
-  const LabelledRunSummary run = run_labelled(options.run, "evaluate", false, [&](Prediction& p, const cv::Mat& truth) {
-    rows.push_back(row_of(p, truth));
-    worst.offer(p, truth, rows.back().dice);
+  const LabelledRunSummary run = run_labelled(options.run, "evaluate", false, [&](Prediction& p, const LabelledTruth& truth) {
+    if (truth.targets) {
+      classes.ids.push_back(p.input.file.id);
+      classes.scores.insert(classes.scores.end(), p.class_probabilities.begin(), p.class_probabilities.end());
+      classes.targets.insert(classes.targets.end(), truth.targets->begin(), truth.targets->end());
+      return;
+    }
+    rows.push_back(row_of(p, truth.mask));
+    worst.offer(p, truth.mask, rows.back().dice);
   });
   EvaluationReport report;
   report.set = run.set;
   report.postprocess = run.postprocess;
   report.failures = run.failures;
   fs::create_directories(options.out);
+  if (!run.classes.empty()) {
+    classes.classes = run.classes;
+    report.images = static_cast<int64_t>(classes.ids.size());
+    report.classes = class_metrics(classes, report.mean_auc);
+    write_class_metrics_json(options.out / "metrics.json", report);
+    write_class_report(options.out, classes, report.classes);
+    return report;
+  }
   summarise(rows, report);
   write_per_image(options.out / "per_image.csv", rows);
   write_metrics_json(options.out / "metrics.json", options, report);

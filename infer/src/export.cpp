@@ -1,5 +1,6 @@
 #include "pneumo/infer/export.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -98,10 +99,17 @@ torch::Tensor normalised(const torch::Tensor& x, const data::DataSection& d) {
 
 // An exported file has one input: its members take images of one size and interpolation.
 void check_exportable(const std::vector<Member>& members) {
-  for (const Member& m : members)
+  for (const Member& m : members) {
     if (m.script)
       throw core::UsageError(fmt::format("{} is already an exported file; export from checkpoints or run folders",
                                          m.checkpoint.string()));
+    if (!m.segmenter && !m.classes.empty() &&
+        std::find(m.classes.begin(), m.classes.end(), "Pneumothorax") == m.classes.end())
+      throw core::UsageError(fmt::format("{} classifies {} without Pneumothorax; an exported file carries the "
+                                         "pneumothorax probability (fine-tune a pneumothorax head first: "
+                                         "configs/chexnet-finetune-siim.yaml)",
+                                         m.checkpoint.string(), fmt::join(m.classes, ", ")));
+  }
   const data::DataSection& first = members.front().config.data;
   for (const Member& m : members)
     if (m.config.data.size != first.size || m.config.data.interpolation != first.interpolation)
@@ -142,7 +150,7 @@ ExportSummary export_torchscript(const ExportOptions& options) {
         const torch::Tensor p = torch::sigmoid(out.masks.narrow(1, 0, 1)) * m.weight;
         mask = mask.defined() ? mask + p : p;
       }
-      const torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
+      const torch::Tensor logit = pneumothorax_logit(m, out);
       if (logit.defined()) {
         const torch::Tensor p = torch::sigmoid(logit) * m.weight;
         torch::Tensor& sum = m.segmenter ? aux : gate;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/data/class_table.h"
 #include "pneumo/data/dataset_index.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/image_io.h"
@@ -75,10 +76,37 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
   const data::Dataset dataset = data::open_dataset(section);
   const data::DatasetIndex& index = dataset.index();
   set.masks = dataset.shared_masks();
+  set.classes = dataset.classes();
   const std::vector<int> folds = data::read_folds_csv(run / "folds.csv", index, config.data.folds);
-  for (size_t i = 0; i < index.entries.size(); ++i)
-    if (folds[i] == config.data.fold) set.inputs.push_back({index.entries[i].image_id, index.entries[i].file});
+  for (size_t i = 0; i < index.entries.size(); ++i) {
+    if (folds[i] != config.data.fold) continue;
+    const data::IndexEntry& e = index.entries[i];
+    set.inputs.push_back({e.image_id, e.file});
+    if (!set.classes.empty()) set.targets.emplace(e.image_id, e.targets);
+  }
   set.description = fmt::format("validation fold {} of {} ({} images)", config.data.fold, run.string(), set.inputs.size());
+  return set;
+}
+
+LabelledSet class_set(const fs::path& table, const fs::path& images, const fs::path& split_list,
+                      const data::DataSection& model_data) {
+  if (images.empty()) throw core::UsageError("--table needs --images: the folder holding the table's images");
+  if (model_data.classes.empty())
+    throw core::UsageError(fmt::format("--table {}: the ensemble has no class-table classifier to evaluate on it "
+                                       "(a model trained with data.table)", table.string()));
+  data::DataSection section = model_data;
+  section.table = table.string();
+  section.split_list = split_list.string();
+  const data::ClassTable classes = data::ClassTable::read(table, data::class_table_options(section));
+  const data::DatasetIndex index = data::build_dataset_index(classes, images);
+  LabelledSet set;
+  set.classes = classes.classes();
+  for (const data::IndexEntry& e : index.entries) {
+    set.inputs.push_back({e.image_id, e.file});
+    set.targets.emplace(e.image_id, e.targets);
+  }
+  set.description = fmt::format("{}{} ({} images)", table.string(),
+                                split_list.empty() ? "" : " restricted to " + split_list.string(), set.inputs.size());
   return set;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -53,7 +54,19 @@ cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv:
   return out;
 }
 
-PredictionWriter::PredictionWriter(OutputOptions options) : options_(std::move(options)) {}
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
+PredictionWriter::PredictionWriter(OutputOptions options) : options_(std::move(options)) {
+  if (options_.classes.empty()) return;
+  class_csv_ = "ImageId";
+  for (const std::string& name : options_.classes) class_csv_ += "," + csv_field(name);
+  class_csv_ += "\n";
+}
 
 void PredictionWriter::add(const Prediction& p) {
   const std::string& id = p.input.file.id;
@@ -85,6 +98,17 @@ void PredictionWriter::add(const Prediction& p) {
   line["area_pixels"] = p.area_pixels();
   const auto mm2 = p.area_mm2();
   line["area_mm2"] = mm2 ? nlohmann::ordered_json(*mm2) : nullptr;
+  if (!options_.classes.empty()) {
+    nlohmann::ordered_json classes;
+    class_csv_ += csv_field(id);
+    for (size_t c = 0; c < options_.classes.size(); ++c) {
+      const double probability = c < p.class_probabilities.size() ? p.class_probabilities[c] : std::nan("");
+      classes[options_.classes[c]] = probability;
+      class_csv_ += fmt::format(",{:.6f}", probability);
+    }
+    class_csv_ += "\n";
+    line["classes"] = classes;
+  }
   jsonl_ += line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   ++written_;
   if (p.positive) ++positives_;
@@ -101,6 +125,7 @@ void PredictionWriter::add_failure(const InputFile& file, const std::string& mes
 void PredictionWriter::finish() const {
   core::write_file_atomic(options_.folder / "submission.csv", submission_);
   core::write_file_atomic(options_.folder / "predictions.jsonl", jsonl_);
+  if (!options_.classes.empty()) core::write_file_atomic(options_.folder / "class_probabilities.csv", class_csv_);
 }
 
 }  // namespace pneumo::infer

@@ -84,6 +84,7 @@ PredictSummary predict(const PredictOptions& options) {
   output.dicom_folder = options.dicom_out;
   output.secondary_capture = options.dicom_overlay;
   output.algorithm = algorithm_name(predictor);
+  output.classes = predictor.classes();
   PredictionWriter writer(output);
   RunOptions run;
   run.batch_size = options.batch_size;

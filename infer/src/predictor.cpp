@@ -60,6 +60,7 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
     }
     resizer_of_.push_back(found);
     if (m.segmenter) segment_size_ = std::max(segment_size_, d.size);
+    if (!m.classes.empty()) classes_ = m.classes;  // load_members made sure they agree
   }
   if (options_.cuda_graphs && !device_.is_cuda())
     core::log::info("CUDA graphs apply to CUDA devices only; running the models eagerly on the {}", device_.str());
@@ -119,6 +120,15 @@ class EnsembleSums {
     return {};
   }
 
+  void add_classes(const torch::Tensor& p, double weight) { add(classes_, class_weight_, p, weight); }
+
+  // The class-table classifiers' averaged probabilities [N, classes] float64 on the CPU;
+  // undefined without one.
+  torch::Tensor classes() const {
+    if (class_weight_ == 0) return {};
+    return (classes_ / class_weight_).to(torch::kCPU, torch::kFloat64).contiguous();
+  }
+
   // The averaged pixel probabilities [N, S, S] float32 on the CPU; undefined without segmenters.
   torch::Tensor pixels() const {
     if (pixel_weight_ == 0) return {};
@@ -132,8 +142,8 @@ class EnsembleSums {
   }
 
   int64_t segment_size_;
-  torch::Tensor pixels_, gate_, aux_;
-  double pixel_weight_ = 0, gate_weight_ = 0, aux_weight_ = 0;
+  torch::Tensor pixels_, gate_, aux_, classes_;
+  double pixel_weight_ = 0, gate_weight_ = 0, aux_weight_ = 0, class_weight_ = 0;
 };
 
 std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
@@ -147,7 +157,7 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     else
       add_network_member(k, images, sums);
   }
-  const torch::Tensor gate = sums.gate(), probability = sums.pixels();
+  const torch::Tensor gate = sums.gate(), probability = sums.pixels(), classes = sums.classes();
   std::vector<Prediction> out;
   out.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -155,6 +165,8 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     pred.input = std::move(batch[i].input);
     const auto row = static_cast<int64_t>(i);
     if (gate.defined()) pred.image_probability = gate[row].item<double>();
+    if (classes.defined())
+      pred.class_probabilities.assign(classes[row].data_ptr<double>(), classes[row].data_ptr<double>() + classes.size(1));
     const cv::Size native = pred.input.pixels.size();
     if (probability.defined()) {
       const cv::Mat small(segment_size_, segment_size_, CV_32FC1, probability[row].data_ptr<float>());
@@ -224,11 +236,16 @@ void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images,
     if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
     sums.add_pixels(p, m.weight);
   }
-  const torch::Tensor logit = models::pneumothorax_logit(out, m.segmenter);
+  const torch::Tensor logit = pneumothorax_logit(m, out);
   if (logit.defined()) {
     torch::Tensor p = torch::sigmoid(logit);
-    if (mirrored) p = (p + torch::sigmoid(models::pneumothorax_logit(*mirrored, m.segmenter))) / 2;
+    if (mirrored) p = (p + torch::sigmoid(pneumothorax_logit(m, *mirrored))) / 2;
     sums.add_image(p, m.weight, m.segmenter);
+  }
+  if (!m.classes.empty()) {
+    torch::Tensor p = torch::sigmoid(out.logits);
+    if (mirrored) p = (p + torch::sigmoid(mirrored->logits)) / 2;
+    sums.add_classes(p, m.weight);
   }
 }
 

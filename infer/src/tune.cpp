@@ -68,7 +68,8 @@ TuneResult tune(const TuneOptions& options) {
                                        options.run.models.front().path.string()));
   std::vector<ImageHistogram> images;
   std::vector<int64_t> pixel_counts;
-  const LabelledRunSummary run = run_labelled(options.run, "tune", true, [&](Prediction& p, const cv::Mat& truth) {
+  const LabelledRunSummary run = run_labelled(options.run, "tune", true, [&](Prediction& p, const LabelledTruth& labelled) {
+    const cv::Mat& truth = labelled.mask;
     images.push_back(summarise(p.probability, truth, p.image_probability));
     pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
   });

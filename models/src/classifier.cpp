@@ -13,8 +13,8 @@ namespace pneumo::models {
 ClassifierImpl::ClassifierImpl(const ClassifierOptions& options) : options_(options) {
   if (options.in_channels != 1 && options.in_channels != 3)
     throw core::ConfigError(fmt::format("in_channels {}: expected 1 or 3", options.in_channels));
-  if (options.classes != 1 && options.classes != 14)
-    throw core::ConfigError(fmt::format("classes {}: expected 1 (pneumothorax) or 14 (CheXNet's labels)",
+  if (options.classes < 1)
+    throw core::ConfigError(fmt::format("classes {}: expected 1 (pneumothorax) or more (one logit per class)",
                                         options.classes));
   if (options.pooling != "avg" && options.pooling != "avgmax")
     throw core::ConfigError(fmt::format("pooling '{}': expected avg or avgmax", options.pooling));

@@ -118,3 +118,66 @@ TEST_CASE("inference commands fail cleanly on bad input") {
   CHECK_THAT(r.out, Contains("recomputed over 4 training images"));
   CHECK(run_pneumo({"export", "--model", run}).exit_code == 2);
 }
+
+TEST_CASE("a class-table classifier from the command line: data check, train, evaluate's per-class table, predict's columns") {
+  TempDir dir;
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 12;
+  demo.size = 64;
+  demo.png = true;
+  demo.images_per_patient = 2;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  const std::string set = (dir / "set").string();
+  const auto config = write_file(dir / "classes.yaml", "base: " + std::string(PNEUMO_SOURCE_DIR) +
+                                                           "/configs/demo-classes.yaml\nexperiment: {output_dir: " +
+                                                           (dir / "runs").string() + ", run_name: r}\ndata: {table: " +
+                                                           set + "/classes.csv, images: " + set +
+                                                           "/png, size: 32, folds: 3, cache: none, workers: 1}\n"
+                                                           "train: {epochs: 1, batch_size: 4}\nruntime: {device: cpu}\n");
+  const auto checked = run_pneumo({"data", "check", config.string()});
+  INFO(checked.err);
+  CHECK(checked.exit_code == 0);
+  CHECK_THAT(checked.out, Contains("table: " + set + "/classes.csv (12 rows, 3 classes)") && Contains("Large") &&
+                              Contains("ignored") && Contains("patients: 6, each in one fold"));
+
+  const auto trained = run_pneumo({"train", config.string()});
+  INFO(trained.err);
+  REQUIRE(trained.exit_code == 0);
+  CHECK_THAT(trained.err, Contains("val AUC per class:  Pneumothorax") && Contains("class weights |N|/|P|"));
+  const std::string run = (dir / "runs/demo-classes/r").string();
+
+  const auto fold = run_pneumo({"evaluate", "--model", run, "--out", (dir / "fold").string(), "--device", "cpu"});
+  INFO(fold.err);
+  CHECK(fold.exit_code == 0);
+  CHECK_THAT(fold.out, Contains("validation fold 0") && Contains("Pneumothorax") && Contains("mean"));
+  CHECK(fs::exists(dir / "fold/class_metrics.csv"));
+
+  const auto table = run_pneumo({"evaluate", "--model", run, "--table", set + "/classes.csv", "--images", set + "/png",
+                                 "--out", (dir / "all").string(), "--device", "cpu"});
+  INFO(table.err);
+  CHECK(table.exit_code == 0);
+  CHECK_THAT(table.out, Contains("evaluated 12 image(s)") && Contains("AUC") && Contains("Right"));
+  CHECK(fs::exists(dir / "all/roc/Pneumothorax.png"));
+  CHECK_THAT(pneumo::testing::read_file(dir / "all/per_image.csv"),
+             Contains("ImageId,p:Pneumothorax,p:Large,p:Right,truth:Pneumothorax,truth:Large,truth:Right"));
+
+  const auto predicted = run_pneumo({"predict", "--model", run, set + "/png", "--out", (dir / "pred").string(),
+                                     "--device", "cpu", "--no-overlays", "--no-masks"});
+  INFO(predicted.err);
+  CHECK(predicted.exit_code == 0);
+  const std::string columns = pneumo::testing::read_file(dir / "pred/class_probabilities.csv");
+  CHECK(columns.rfind("ImageId,Pneumothorax,Large,Right\n", 0) == 0);
+  CHECK(std::count(columns.begin(), columns.end(), '\n') == 13);
+
+  // Bad input: a table the ensemble was not trained on, a split list without a table, tune without masks.
+  const auto wrong = run_pneumo({"evaluate", "--model", run, "--table", write_file(dir / "other.csv", "id,Effusion\nx,1\n").string(),
+                                 "--images", set + "/png", "--out", (dir / "x").string(), "--device", "cpu"});
+  CHECK(wrong.exit_code != 0);
+  CHECK_THAT(wrong.err, Contains("Pneumothorax") && Contains("other.csv"));
+  const auto list_only = run_pneumo({"evaluate", "--model", run, "--split-list", "l.txt", "--out", (dir / "x").string()});
+  CHECK(list_only.exit_code == 2);
+  CHECK_THAT(list_only.err, Contains("--split-list"));
+  const auto tuned = run_pneumo({"tune", "--model", run, "--device", "cpu"});
+  CHECK(tuned.exit_code == 2);
+  CHECK_THAT(tuned.err, Contains("tune needs masks"));
+}

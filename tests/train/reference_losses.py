@@ -133,6 +133,28 @@ def main():
     out["sk"] = torch.tensor([skm.roc_auc_score(labels, scores), skm.average_precision_score(labels, scores),
                               skm.precision_score(labels, predicted), skm.recall_score(labels, predicted),
                               skm.f1_score(labels, predicted), tn / (tn + fp), tp, fp, tn, fn], dtype=torch.float64)
+    # Multi-label AUCs as CheXNet's table: per class over the known targets (NaN: ignored),
+    # scikit-learn's roc_auc_score each, and their mean; class 3 has one label only (no AUC).
+    ml_scores = np.round(rng.rand(120, 4), 2)
+    ml_targets = (rng.rand(120, 4) < 0.2 + 0.6 * ml_scores).astype(np.float32)
+    ml_targets[rng.rand(120, 4) < 0.15] = np.nan
+    ml_targets[:, 3] = np.where(np.isnan(ml_targets[:, 3]), np.nan, 1.0)
+    aucs = []
+    for c in range(4):
+        known = ~np.isnan(ml_targets[:, c])
+        labels_c = ml_targets[known, c]
+        aucs.append(skm.roc_auc_score(labels_c, ml_scores[known, c]) if len(set(labels_c)) == 2 else np.nan)
+    out["ml_scores"], out["ml_targets"] = torch.from_numpy(ml_scores), torch.from_numpy(ml_targets)
+    out["ml_auc"] = torch.tensor(aucs, dtype=torch.float64)
+    out["ml_mean_auc"] = torch.tensor(np.nanmean(aucs), dtype=torch.float64)
+    # Masked BCE: the mean over the known targets only (PyTorch on the kept elements).
+    ml_logits = torch.from_numpy(rng.randn(120, 4))
+    known = ~torch.isnan(torch.from_numpy(ml_targets))
+    kept_targets = torch.from_numpy(np.nan_to_num(ml_targets)).double()
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64).expand(120, 4)
+    per = F.binary_cross_entropy_with_logits(ml_logits, kept_targets, pos_weight=weights[0], reduction="none")
+    out["ml_logits"] = ml_logits
+    out["ml_masked_bce"] = per[known].mean()
     torch.save(out, sys.argv[1])
 
 

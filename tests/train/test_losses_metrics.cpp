@@ -120,3 +120,33 @@ TEST_CASE("classification metrics equal scikit-learn's, ties included") {
   CHECK(std::isnan(train::binary_metrics({0.1, 0.9}, {1, 1}, 0.5).auc));
   CHECK_THROWS_AS(train::binary_metrics({0.1}, {2}, 0.5), core::ModelError);
 }
+
+TEST_CASE("multi-label classification: ignored targets are masked out of the loss and get no gradient") {
+  auto ref = reference();
+  const torch::Tensor targets = ref["ml_targets"].to(torch::kFloat64);
+  torch::Tensor logits = ref["ml_logits"].clone().set_requires_grad(true);
+  const torch::Tensor loss = train::classification_loss(logits, targets, 0.0, {1.0, 2.0, 0.5, 3.0});
+  CHECK(value(loss) == Approx(value(ref["ml_masked_bce"])).epsilon(1e-12));
+  loss.backward();
+  const torch::Tensor ignored = targets.isnan();
+  REQUIRE(ignored.any().item<bool>());
+  CHECK(logits.grad().masked_select(ignored).abs().max().item<double>() == 0.0);  // exactly zero
+  CHECK(logits.grad().masked_select(ignored.logical_not()).abs().min().item<double>() > 0.0);
+  CHECK(std::isfinite(value(loss)));
+  // Every target ignored: a zero loss, not NaN.
+  const torch::Tensor none = train::classification_loss(logits, torch::full_like(targets, NAN), 0.0, {});
+  CHECK(value(none) == 0.0);
+}
+
+TEST_CASE("per-class AUCs and their mean equal scikit-learn's, ignored targets left out") {
+  auto ref = reference();
+  const torch::Tensor scores = ref["ml_scores"].contiguous(), targets = ref["ml_targets"].to(torch::kFloat32).contiguous();
+  const std::vector<double> s(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel());
+  const std::vector<float> t(targets.data_ptr<float>(), targets.data_ptr<float>() + targets.numel());
+  const train::ClassAucs aucs = train::class_aucs(s, t, 4);
+  REQUIRE(aucs.per_class.size() == 4);
+  for (int c = 0; c < 3; ++c) CHECK(aucs.per_class[c] == Approx(ref["ml_auc"][c].item<double>()).epsilon(1e-12));
+  CHECK(std::isnan(aucs.per_class[3]));  // one label only
+  CHECK(aucs.mean == Approx(value(ref["ml_mean_auc"])).epsilon(1e-12));
+  CHECK_THROWS_AS(train::class_aucs(s, t, 7), core::ModelError);  // 480 values are not rows of 7
+}

@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <chrono>
 #include <memory>
+#include <cmath>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -81,12 +83,28 @@ std::vector<LoadFailure> load_all(const data::Dataset& dataset, int threads) {
   return failures;
 }
 
+// A class table's classes with their positive, negative and ignored targets.
+void print_classes(const data::DataSection& section, const data::Dataset& dataset) {
+  const auto& classes = dataset.classes();
+  fmt::print("table: {} ({} rows, {} classes)\n", section.table, dataset.size(), classes.size());
+  for (size_t c = 0; c < classes.size(); ++c) {
+    int64_t positive = 0, ignored = 0;
+    for (const data::IndexEntry& e : dataset.index().entries) {
+      positive += e.targets[c] == 1.0f ? 1 : 0;
+      ignored += std::isnan(e.targets[c]) ? 1 : 0;
+    }
+    fmt::print("  {:<20} {} positive, {} negative, {} ignored\n", classes[c], positive,
+               dataset.size() - positive - ignored, ignored);
+  }
+}
+
 // Where the masks came from, what was indexed, and the mismatches.
 void print_sources(const data::DataSection& section, const data::Dataset& dataset, int list) {
   const data::DatasetIndex& index = dataset.index();
-  if (const auto* labels = dynamic_cast<const data::LabelTable*>(&dataset.masks()))
+  if (!dataset.has_masks()) print_classes(section, dataset);
+  else if (const auto* labels = dynamic_cast<const data::LabelTable*>(&dataset.masks()))
     fmt::print("labels: {} ({} rows, {} images)\n", section.labels, labels->row_count(), labels->image_ids().size());
-  if (const auto* folder = dynamic_cast<const data::MaskFolder*>(&dataset.masks()))
+  else if (const auto* folder = dynamic_cast<const data::MaskFolder*>(&dataset.masks()))
     fmt::print("masks: {} ({} images without a mask{})\n", section.masks, folder->missing_masks(),
                folder->missing_masks() > 0 ? ", taken as negatives" : "");
   fmt::print("images: {} ({} image files)\n", section.images, index.files_scanned);
@@ -97,15 +115,25 @@ void print_sources(const data::DataSection& section, const data::Dataset& datase
   print_list("images without labels", index.images_without_label, list);
 }
 
-// Patients per fold when the index knows them (data.group_by: patient; assign_folds has made
-// sure each is in one fold). Empty when patients are unknown.
+// Patients per fold when the index knows them (data.group_by: patient, or a class table that
+// names them), counting each patient in every fold that holds one of its images, and saying how
+// many patients are in more than one fold (none with group_by: patient). Empty when patients
+// are unknown.
 std::vector<int64_t> patients_per_fold(const data::DatasetIndex& index, const std::vector<int>& folds, int k) {
   if (index.entries.empty() || index.entries.front().patient.empty()) return {};
-  std::map<std::string, int> fold_of;
+  std::map<std::string, std::set<int>> folds_of;
+  for (size_t i = 0; i < folds.size(); ++i) folds_of[index.entries[i].patient].insert(folds[i]);
   std::vector<int64_t> count(static_cast<size_t>(k), 0);
-  for (size_t i = 0; i < folds.size(); ++i)
-    if (fold_of.emplace(index.entries[i].patient, folds[i]).second) ++count[static_cast<size_t>(folds[i])];
-  fmt::print("patients: {}, each in one fold\n", fold_of.size());
+  int64_t split = 0;
+  for (const auto& [patient, in] : folds_of) {
+    for (int f : in) ++count[static_cast<size_t>(f)];
+    split += in.size() > 1 ? 1 : 0;
+  }
+  if (split == 0)
+    fmt::print("patients: {}, each in one fold\n", folds_of.size());
+  else
+    fmt::print("patients: {}, {} of them in more than one fold (data.group_by: patient keeps them together)\n",
+               folds_of.size(), split);
   return count;
 }
 

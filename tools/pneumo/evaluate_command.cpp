@@ -18,7 +18,7 @@ namespace {
 
 struct SetOptions {
   ModelOptions model;
-  std::string labels, images, out;
+  std::string labels, images, table, split_list, out;
   bool hflip = false;
   int batch_size = 0, workers = 2, worst = 16;
   std::string device = "auto";
@@ -27,7 +27,7 @@ struct SetOptions {
 void add_set_options(CLI::App& cmd, SetOptions& o) {
   add_model_options(cmd, o.model);
   cmd.add_option("--labels", o.labels, "a SIIM label CSV (default: the run's validation fold)");
-  cmd.add_option("--images", o.images, "the folder holding the label CSV's DICOMs");
+  cmd.add_option("--images", o.images, "the folder holding the label CSV's (or table's) images");
   cmd.add_flag("--tta", o.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
   cmd.add_option("--workers", o.workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
@@ -51,6 +51,8 @@ infer::LabelledRunOptions labelled_run(const SetOptions& o) {
   static_cast<infer::ModelSelection&>(run) = o.model.selection();
   run.labels = o.labels;
   run.images = o.images;
+  run.table = o.table;
+  run.split_list = o.split_list;
   run.hflip = o.hflip;
   run.batch_size = o.batch_size;
   run.workers = o.workers;
@@ -66,6 +68,16 @@ void run_evaluate(const SetOptions& o) {
   const infer::EvaluationReport r = infer::evaluate(options);
   const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
   fmt::print("evaluated {} image(s): {}\n", r.images, r.set);
+  if (!r.classes.empty()) {  // CheXNet's table
+    fmt::print("  {:<28} {:>7} {:>7} {:>9} {:>9} {:>8}\n", "class", "AUC", "AP", "positive", "negative", "ignored");
+    for (const infer::ClassMetrics& m : r.classes)
+      fmt::print("  {:<28} {:>7} {:>7} {:>9} {:>9} {:>8}\n", m.name, cell(m.auc), cell(m.average_precision),
+                 m.positives, m.negatives, m.ignored);
+    fmt::print("  {:<28} {:>7}\n", "mean", cell(r.mean_auc));
+    fmt::print("report in {}: metrics.json, class_metrics.csv, per_image.csv, roc_classes.png, roc/\n", o.out);
+    fail_on_unreadable(r.failures, r.images);
+    return;
+  }
   fmt::print("post-processing: {}\n", describe(r.postprocess));
   fmt::print("  Kaggle mean Dice  {}\n  mean IoU          {}\n", cell(r.dice), cell(r.iou));
   fmt::print("  image AUC         {}\n  image AP          {}\n", cell(r.image.auc), cell(r.image.average_precision));
@@ -98,6 +110,10 @@ void setup_evaluate(CLI::App& app) {
       "evaluate", "Score a model or ensemble against ground truth: metrics.json, per_image.csv and charts");
   add_set_options(*cmd, *options);
   cmd->add_option("--out", options->out, "report folder")->required();
+  cmd->add_option("--table", options->table,
+                  "an image-level class table (read as the classifier's data section says) instead of --labels");
+  cmd->add_option("--split-list", options->split_list,
+                  "with --table: only the images this list names (e.g. ChestX-ray14's test_list.txt)");
   cmd->add_option("--worst", options->worst, "images on the worst-cases contact sheet")->check(CLI::Range(0, 400));
   cmd->callback([options] { run_evaluate(*options); });
 

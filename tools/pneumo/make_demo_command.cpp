@@ -20,7 +20,7 @@ void run_make_demo(const MakeDemoOptions& options) {
   const data::DemoSetSummary summary = data::write_demo_set(options.out, options.demo);
   core::log::info("wrote {} synthetic radiographs ({} with a pneumothorax) to {}", summary.images,
                   summary.positives, summary.dicom_dir.string());
-  core::log::info("labels: {}", summary.labels_csv.string());
+  core::log::info("labels: {}; image-level classes: {}", summary.labels_csv.string(), summary.classes_csv.string());
   if (options.demo.png)
     core::log::info("PNG layout: images in {}, masks in {}", summary.png_dir.string(), summary.masks_dir.string());
 }
@@ -31,7 +31,8 @@ void setup_make_demo(CLI::App& app) {
   auto options = std::make_shared<MakeDemoOptions>();
   CLI::App* cmd = app.add_subcommand(
       "make-demo",
-      "Write a deterministic synthetic chest X-ray set: JPEG DICOMs plus a SIIM train-rle.csv");
+      "Write a deterministic synthetic chest X-ray set: JPEG DICOMs, a SIIM train-rle.csv and an image-level "
+      "classes.csv");
   cmd->add_option("--out", options->out, "output folder")->required();
   cmd->add_option("--count", options->demo.count, "number of images")
       ->capture_default_str()

@@ -76,8 +76,10 @@ AverageSummary average_checkpoints(const AverageOptions& options) {
   AverageSummary summary;
   summary.checkpoints = static_cast<int>(options.checkpoints.size());
   if (options.recompute_batchnorm) {
-    if (config.data.labels.empty() || config.data.images.empty())
-      throw core::UsageError(fmt::format("{}: its config names no training data (data.labels, data.images) to "
+    const data::DataSection& d = config.data;
+    if ((d.labels.empty() && d.masks.empty() && d.table.empty()) || d.images.empty())
+      throw core::UsageError(fmt::format("{}: its config names no training data (data.labels, data.masks or data.table, "
+                                         "and data.images) to "
                                          "recompute BatchNorm statistics over; use --no-batchnorm to keep the averaged "
                                          "statistics", options.checkpoints.front().string()));
     const c10::Device device = core::resolve_device(core::parse_device(options.device));

@@ -128,6 +128,16 @@ PickleRef history_list(const std::vector<EpochResult>& rows) {
   return models::pickle_list(std::move(items));
 }
 
+PickleRef class_auc_list(const std::vector<EpochResult>& rows) {
+  std::vector<PickleRef> items;
+  for (const EpochResult& m : rows) {
+    std::vector<PickleRef> aucs;
+    for (double auc : m.val_class_auc) aucs.push_back(models::pickle_float(auc));
+    items.push_back(models::pickle_list(std::move(aucs)));
+  }
+  return models::pickle_list(std::move(items));
+}
+
 PickleRef snapshot_list(const std::vector<Snapshot>& snapshots) {
   std::vector<PickleRef> items;
   for (const Snapshot& s : snapshots)
@@ -218,6 +228,7 @@ void TrainingState::to_checkpoint(Checkpoint& c) const {
       {"best_epoch", models::pickle_int(best_epoch)},
       {"stale_epochs", models::pickle_int(stale_epochs)},
       {"metrics", history_list(history)},
+      {"class_auc", class_auc_list(history)},
       {"snapshots", snapshot_list(snapshots)},
       {"swa_count", models::pickle_int(swa_count)},
       {"swa", tensor_list(swa)},
@@ -260,6 +271,11 @@ TrainingState TrainingState::from_checkpoint(const Checkpoint& c, const std::str
     double* fields[] = {&m.lr, &m.train_loss, &m.val_loss, &m.val_dice, &m.val_iou, &m.val_auc, &m.seconds};
     for (size_t k = 0; k < 7; ++k) *fields[k] = as_number(row[k + 1]);
     s.history.push_back(m);
+  }
+  if (const PickleRef class_auc = in.optional("class_auc")) {  // version 2 on
+    if (class_auc->items.size() != s.history.size()) in.fail("'class_auc' does not have one row per epoch");
+    for (size_t e = 0; e < s.history.size(); ++e)
+      for (const PickleRef& auc : class_auc->items[e]->items) s.history[e].val_class_auc.push_back(as_number(auc));
   }
   for (const auto& row : in.rows("snapshots", 4))
     s.snapshots.push_back({static_cast<int>(row[0]->integer), as_number(row[1]), as_number(row[2]), as_number(row[3])});

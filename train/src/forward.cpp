@@ -22,11 +22,12 @@ models::ModelOutput Forward::operator()(models::Network& model, const torch::Ten
 }
 
 torch::Tensor experiment_loss(const models::ModelOutput& out, const data::Batch& b, bool segmenter,
-                              const LossSection& l) {
+                              const LossSection& l, const std::vector<double>& class_weights) {
+  if (!segmenter && b.targets.defined()) return classification_loss(out.logits, b.targets, l.label_smoothing, class_weights);
   if (!segmenter) {
     const torch::Tensor logit = models::pneumothorax_logit(out, false).unsqueeze(1);
     return classification_loss(logit, b.labels.unsqueeze(1), l.label_smoothing,
-                               l.class_weights.empty() ? std::vector<double>{} : std::vector<double>{l.class_weights[0]});
+                               class_weights.empty() ? std::vector<double>{} : std::vector<double>{class_weights[0]});
   }
   torch::Tensor loss = deep_supervision_loss(out.masks, out.extra_masks, b.masks, l, l.extra_mask_weights);
   if (out.logits.defined() && l.aux_weight > 0) loss = loss + l.aux_weight * bce_loss(out.logits.select(1, 0), b.labels);

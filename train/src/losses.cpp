@@ -110,7 +110,14 @@ torch::Tensor classification_loss(const torch::Tensor& logits, const torch::Tens
                                           logits.dim() == 2 ? logits.size(1) : 0));
     options.pos_weight(torch::tensor(pos_weights, logits.options()));
   }
-  return F::binary_cross_entropy_with_logits(logits, smoothed, options);
+  const torch::Tensor ignored = targets.isnan();
+  if (!ignored.any().item<bool>()) return F::binary_cross_entropy_with_logits(logits, smoothed, options);
+  // Ignored targets (NaN) are left out of the mean; their logits get no gradient.
+  const torch::Tensor known = ignored.logical_not();
+  const torch::Tensor filled = torch::where(known, smoothed, torch::zeros_like(smoothed));
+  options.reduction(torch::kNone);
+  const torch::Tensor per_target = F::binary_cross_entropy_with_logits(logits, filled, options) * known;
+  return per_target.sum() / known.sum().clamp_min(1);
 }
 
 torch::Tensor combo_loss(const torch::Tensor& logits, const torch::Tensor& targets, const ComboLossOptions& o) {

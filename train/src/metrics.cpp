@@ -120,4 +120,32 @@ BinaryMetrics binary_metrics(const std::vector<double>& scores, const std::vecto
   return m;
 }
 
+ClassColumn class_column(const std::vector<double>& scores, const std::vector<float>& targets, size_t classes,
+                         size_t c) {
+  if (classes == 0 || scores.size() != targets.size() || scores.size() % classes != 0 || c >= classes)
+    throw core::ModelError(fmt::format("class metrics: {} scores and {} targets for {} classes", scores.size(),
+                                       targets.size(), classes));
+  ClassColumn column;
+  for (size_t i = c; i < scores.size(); i += classes) {
+    if (std::isnan(targets[i])) continue;
+    column.scores.push_back(scores[i]);
+    column.labels.push_back(targets[i] > 0.5f ? 1 : 0);
+  }
+  return column;
+}
+
+ClassAucs class_aucs(const std::vector<double>& scores, const std::vector<float>& targets, size_t classes) {
+  ClassAucs out;
+  double sum = 0.0;
+  int counted = 0;
+  for (size_t c = 0; c < classes; ++c) {
+    const ClassColumn column = class_column(scores, targets, classes, c);
+    const double auc = binary_metrics(column.scores, column.labels, 0.5).auc;
+    out.per_class.push_back(auc);
+    if (!std::isnan(auc)) sum += auc, ++counted;
+  }
+  out.mean = counted > 0 ? sum / counted : std::numeric_limits<double>::quiet_NaN();
+  return out;
+}
+
 }  // namespace pneumo::train

@@ -37,19 +37,34 @@ void write_charts(const core::RunDirectory& run, const std::vector<EpochResult>&
   write_line_chart(run.file("lr.png"), "learning rate (at the end of each epoch)", {lr}, true);
 }
 
+// The epoch's AUC of class c, NaN when the epoch has none (a resumed run's older epochs).
+double class_auc(const EpochResult& m, size_t c) {
+  return c < m.val_class_auc.size() ? m.val_class_auc[c] : std::nan("");
+}
+
 }  // namespace
 
-void write_metrics(const core::RunDirectory& run, const std::vector<EpochResult>& rows) {
-  std::string csv = "epoch,lr,train_loss,val_loss,val_dice,val_iou,val_auc,seconds\n", jsonl;
+void write_metrics(const core::RunDirectory& run, const std::vector<EpochResult>& rows,
+                   const std::vector<std::string>& classes) {
+  std::string csv = "epoch,lr,train_loss,val_loss,val_dice,val_iou,val_auc,seconds", jsonl;
+  for (const std::string& name : classes) csv += ",auc:" + name;
+  csv += "\n";
   for (const EpochResult& m : rows) {
-    csv += fmt::format("{},{},{},{},{},{},{},{:.1f}\n", m.epoch, metric_text(m.lr), metric_text(m.train_loss),
+    csv += fmt::format("{},{},{},{},{},{},{},{:.1f}", m.epoch, metric_text(m.lr), metric_text(m.train_loss),
                        metric_text(m.val_loss), metric_text(m.val_dice), metric_text(m.val_iou), metric_text(m.val_auc),
                        m.seconds);
+    for (size_t c = 0; c < classes.size(); ++c) csv += "," + metric_text(class_auc(m, c));
+    csv += "\n";
+    std::string per_class;
+    for (size_t c = 0; c < classes.size(); ++c)
+      per_class += fmt::format("{}{}: {}", c == 0 ? "" : ", ", nlohmann::json(classes[c]).dump(),
+                               json_number(class_auc(m, c)));
     jsonl += fmt::format(
         "{{\"epoch\": {}, \"lr\": {}, \"train_loss\": {}, \"val_loss\": {}, \"val_dice\": {}, \"val_iou\": {}, "
-        "\"val_auc\": {}, \"seconds\": {:.1f}}}\n",
+        "\"val_auc\": {}, \"seconds\": {:.1f}{}}}\n",
         m.epoch, json_number(m.lr), json_number(m.train_loss), json_number(m.val_loss), json_number(m.val_dice),
-        json_number(m.val_iou), json_number(m.val_auc), m.seconds);
+        json_number(m.val_iou), json_number(m.val_auc), m.seconds,
+        classes.empty() ? "" : fmt::format(", \"val_class_auc\": {{{}}}", per_class));
   }
   core::write_file_atomic(run.file("metrics.csv"), csv);
   core::write_file_atomic(run.file("metrics.jsonl"), jsonl);
@@ -73,10 +88,14 @@ void write_manifest(const core::RunDirectory& run, const std::vector<Snapshot>& 
   core::write_file_atomic(run.file("ensemble.json"), manifest.dump(2) + "\n");
 }
 
-void log_epoch(const EpochResult& m, int epochs) {
-  core::log::info("epoch {}/{}: train_loss {:.4f}  val_loss {:.4f}  val_dice {}  val_iou {}  val_auc {}  lr {:.2e}  {:.0f} s",
+void log_epoch(const EpochResult& m, int epochs, const std::vector<std::string>& classes) {
+  core::log::info("epoch {}/{}: train_loss {:.4f}  val_loss {:.4f}  val_dice {}  val_iou {}  val_auc {}{}  lr {:.2e}  {:.0f} s",
                   m.epoch, epochs, m.train_loss, m.val_loss, metric_text(m.val_dice), metric_text(m.val_iou),
-                  metric_text(m.val_auc), m.lr, m.seconds);
+                  metric_text(m.val_auc), classes.empty() ? "" : " (mean over classes)", m.lr, m.seconds);
+  if (classes.empty()) return;
+  std::string line;
+  for (size_t c = 0; c < classes.size(); ++c) line += fmt::format("  {} {:.3f}", classes[c], class_auc(m, c));
+  core::log::info("  val AUC per class:{}", line);
 }
 
 }  // namespace pneumo::train

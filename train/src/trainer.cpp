@@ -71,6 +71,50 @@ void check_fits(const ExperimentConfig& config, const models::Network& net) {
                                         config.model.encoder.in_channels, config.data.channels));
 }
 
+// The checks that need the opened data: a class table trains a classifier with one logit per
+// class; masks train a segmenter, or the classifier's pneumothorax logit.
+void check_data_fits(const ExperimentConfig& config, const models::Network& net, const data::Dataset& dataset) {
+  const auto classes = static_cast<int64_t>(dataset.classes().size());
+  if (!dataset.has_masks() && net.is_segmenter())
+    throw core::ConfigError(fmt::format("model.name: {} is a segmenter, but data.table ({}) holds image-level classes "
+                                        "only; give data.labels or data.masks, or train the classifier",
+                                        config.model.name, config.data.table));
+  if (net.is_segmenter()) return;
+  if (classes > 0 && config.model.classes != classes)
+    throw core::ConfigError(fmt::format("model.classes: {}; expected {}, one logit per class of data.classes ({})",
+                                        config.model.classes, classes, fmt::join(dataset.classes(), ", ")));
+  if (classes == 0 && config.model.classes != 1 && config.model.classes != 14)
+    throw core::ConfigError(fmt::format("model.classes: {}; with masks (data.labels or data.masks) the classifier "
+                                        "trains its pneumothorax logit: expected 1, or 14 (CheXNet's head, logit 7)",
+                                        config.model.classes));
+  const LossSection& loss = config.train.loss;
+  if (loss.class_balance != "none" && !loss.class_weights.empty())
+    throw core::ConfigError("train.loss.class_balance: chexnet computes the class weights; set train.loss.class_weights "
+                            "to [] or class_balance to none");
+  const int64_t expected = std::max<int64_t>(classes, 1);
+  if (!loss.class_weights.empty() && static_cast<int64_t>(loss.class_weights.size()) != expected)
+    throw core::ConfigError(fmt::format("train.loss.class_weights: {} values; expected {} (one per class)",
+                                        loss.class_weights.size(), expected));
+}
+
+// CheXNet's weighting: each class's positives weigh |N|/|P| over the training images' known
+// targets (the pneumothorax label without a class table).
+std::vector<double> balanced_class_weights(const data::DatasetIndex& index, const std::vector<int64_t>& train) {
+  const size_t classes = std::max<size_t>(index.entries.front().targets.size(), 1);
+  std::vector<double> positives(classes, 0), negatives(classes, 0);
+  for (int64_t i : train) {
+    const data::IndexEntry& e = index.entries[static_cast<size_t>(i)];
+    for (size_t c = 0; c < classes; ++c) {
+      const float t = e.targets.empty() ? (e.positive ? 1.0f : 0.0f) : e.targets[c];
+      positives[c] += t == 1.0f ? 1 : 0;
+      negatives[c] += t == 0.0f ? 1 : 0;
+    }
+  }
+  std::vector<double> weights;
+  for (size_t c = 0; c < classes; ++c) weights.push_back(positives[c] > 0 ? negatives[c] / positives[c] : 1.0);
+  return weights;
+}
+
 // The data section is checked first, before anything else can fail or be written.
 const ExperimentConfig& validated(const ExperimentConfig& config) {
   data::validate(config.data);
@@ -148,6 +192,7 @@ Trainer::Trainer(const ExperimentConfig& config, const TrainOptions& options)
   segmenter_ = net_->is_segmenter();
   check_fits(config, *net_);
   dataset_.emplace(data::open_dataset(config.data));
+  check_data_fits(config, *net_, *dataset_);
   open_run_folder();
   split_data();
   prepare_model();
@@ -159,7 +204,9 @@ Trainer::Trainer(const ExperimentConfig& config, const TrainOptions& options)
 // Only rank 0 writes the run folder (the other processes may not even see it).
 void Trainer::open_run_folder() {
   const bool resuming = resume_from_.has_value();
-  config_yaml_ = experiment_to_yaml(config_);
+  ExperimentConfig recorded = config_;
+  recorded.data.classes = dataset_->classes();  // the resolved class order, for evaluate and predict
+  config_yaml_ = experiment_to_yaml(recorded);
   if (parallel_.writer()) {
     const core::ExperimentSection& e = config_.experiment;
     run_dir_ = resuming ? core::RunDirectory::open(options_.resume)
@@ -198,6 +245,10 @@ void Trainer::split_data() {
   sampler_.emplace(split_.train, positive, data::negative_share_schedule(config_.data), seed_);
   core::log::info("data: {} training, {} validation images ({} positive in training)", split_.train.size(),
                   split_.validation.size(), std::count(positive.begin(), positive.end(), true));
+  forward_.class_weights = train_.loss.class_balance == "chexnet" ? balanced_class_weights(index, split_.train)
+                                                                  : train_.loss.class_weights;
+  if (train_.loss.class_balance == "chexnet")
+    core::log::info("class weights |N|/|P|: {:.3g}", fmt::join(forward_.class_weights, ", "));
 }
 
 // Device, memory format, mixed precision, synchronised BatchNorm, optimiser and schedule.
@@ -311,7 +362,7 @@ double Trainer::train_epoch(int epoch) {
     const double progress_epochs = epoch + static_cast<double>(i) / static_cast<double>(count);
     const double factor = schedule_->factor(train_.schedule.per == "step" ? progress_epochs : epoch);
     for (size_t g = 0; g < base_lr_.size(); ++g) optimizer_->param_groups()[g].options().set_lr(base_lr_[g] * factor);
-    torch::Tensor loss = experiment_loss(forward_(*net_, b.images), b, segmenter_, train_.loss);
+    torch::Tensor loss = experiment_loss(forward_(*net_, b.images), b, segmenter_, train_.loss, forward_.class_weights);
     double value = loss.item<double>();
     double step_samples = static_cast<double>(b.ids.size());
     if (parallel_.distributed()) {
@@ -380,10 +431,10 @@ void Trainer::optimizer_step() {
 // early stopping ends the run.
 bool Trainer::end_epoch(EpochResult result) {
   state_.history.push_back(result);
-  if (parallel_.writer()) write_metrics(*run_dir_, state_.history);
+  if (parallel_.writer()) write_metrics(*run_dir_, state_.history, dataset_->classes());
   const double value = monitored_value(result, train_.monitor);
   schedule_->on_validation(value);
-  log_epoch(result, train_.epochs);
+  log_epoch(result, train_.epochs, dataset_->classes());
   state_.epoch = result.epoch;
   capture_state();
   const bool improved = policy_->after_epoch(state_, *net_, result, value);

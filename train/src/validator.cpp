@@ -36,14 +36,29 @@ void Validator::validate(models::Network& model, int epoch, EpochResult& m) cons
   m.val_loss = sums.loss / n;
   m.val_dice = segmenter_ ? sums.dice / n : nan;
   m.val_iou = segmenter_ ? sums.iou / n : nan;
-  m.val_auc = binary_metrics(sums.scores, sums.labels, train_.threshold).auc;
+  if (dataset_.classes().empty()) {
+    m.val_auc = binary_metrics(sums.scores, sums.labels, train_.threshold).auc;
+    return;
+  }
+  const ClassAucs aucs = class_aucs(sums.class_scores, sums.class_targets, dataset_.classes().size());
+  m.val_auc = aucs.mean;
+  m.val_class_auc = aucs.per_class;
 }
 
 // [N, ...] batch -> the loss, Dice and IoU summed over its images, and one score per image.
 void Validator::add_batch(models::Network& model, const data::Batch& b, Sums& sums) const {
   const models::ModelOutput out = forward_(model, b.images);
   const auto count = static_cast<int64_t>(b.ids.size());
-  sums.loss += experiment_loss(out, b, segmenter_, train_.loss).item<double>() * static_cast<double>(count);
+  sums.loss += experiment_loss(out, b, segmenter_, train_.loss, forward_.class_weights).item<double>() * static_cast<double>(count);
+  sums.images += count;
+  if (b.targets.defined() && !segmenter_) {
+    const torch::Tensor probs = torch::sigmoid(out.logits).to(torch::kCPU, torch::kFloat64).contiguous();
+    const torch::Tensor targets = b.targets.to(torch::kCPU).contiguous();
+    sums.class_scores.insert(sums.class_scores.end(), probs.data_ptr<double>(), probs.data_ptr<double>() + probs.numel());
+    sums.class_targets.insert(sums.class_targets.end(), targets.data_ptr<float>(),
+                              targets.data_ptr<float>() + targets.numel());
+    return;
+  }
   torch::Tensor score = models::pneumothorax_logit(out, segmenter_);
   if (segmenter_) {
     const torch::Tensor probs = torch::sigmoid(out.masks.select(1, 0));
@@ -59,7 +74,6 @@ void Validator::add_batch(models::Network& model, const data::Batch& b, Sums& su
     sums.scores.push_back(s[j].item<double>());
     sums.labels.push_back(b.labels[j].item<float>() > 0.5f ? 1 : 0);
   }
-  sums.images += count;
 }
 
 // Each process validated its share: add them up, gather the scores in rank order.
@@ -77,6 +91,14 @@ void Validator::add_up_processes(Sums& sums) const {
                    "gathering labels").cpu();
   sums.scores.assign(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel());
   sums.labels.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+  if (dataset_.classes().empty()) return;
+  const torch::Tensor class_scores =
+      group.gather(torch::tensor(sums.class_scores, torch::kFloat64), "gathering class scores").cpu();
+  const torch::Tensor class_targets =
+      group.gather(torch::tensor(sums.class_targets, torch::kFloat32), "gathering class targets").cpu();
+  sums.class_scores.assign(class_scores.data_ptr<double>(), class_scores.data_ptr<double>() + class_scores.numel());
+  sums.class_targets.assign(class_targets.data_ptr<float>(),
+                            class_targets.data_ptr<float>() + class_targets.numel());
 }
 
 }  // namespace pneumo::train

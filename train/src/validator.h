@@ -23,7 +23,8 @@ class Validator {
   Validator(const data::Dataset& dataset, std::vector<int64_t> indices, data::LoaderOptions loader, c10::Device device,
             Forward forward, const TrainSection& train, bool segmenter, DataParallel* parallel);
 
-  // Fills result's val_loss, val_dice, val_iou (NaN for classifiers) and val_auc.
+  // Fills result's val_loss, val_dice, val_iou (NaN for classifiers) and val_auc; with a class
+  // table also val_class_auc, val_auc then being their mean.
   void validate(models::Network& model, int epoch, EpochResult& result) const;
 
  private:
@@ -33,6 +34,8 @@ class Validator {
     int64_t images = 0;
     std::vector<double> scores;
     std::vector<int> labels;
+    std::vector<double> class_scores;  // class tables: [images, classes] row-major probabilities
+    std::vector<float> class_targets;  // and their targets (NaN: ignored)
   };
   void add_batch(models::Network& model, const data::Batch& batch, Sums& sums) const;
   void add_up_processes(Sums& sums) const;

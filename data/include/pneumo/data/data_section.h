@@ -31,6 +31,13 @@ struct DataSection {
   std::string labels;  // SIIM label CSV
   std::string masks;   // or a folder of <ImageId>.png masks
   std::string missing_mask = "error";
+  std::string table;   // or an image-level class table (classifiers)
+  std::string table_format = "auto";
+  std::vector<std::string> classes;
+  std::string uncertain = "ignore";
+  std::vector<std::string> uncertain_by_class;  // "Class=ones|zeros|ignore"
+  std::string blank = "zeros";
+  std::string split_list;
   std::string images;  // folder searched recursively for <ImageId>.dcm / .png / .jpg
   std::string group_by = "none";
   std::string patients;  // ImageId,PatientID CSV for group_by: patient without DICOM headers
@@ -54,6 +61,19 @@ struct DataSection {
     v("masks", masks, "instead of labels: a folder of <ImageId>.png masks (0 outside; 1 or 255 inside; any size)");
     v("missing_mask", missing_mask, "with masks: an image without a mask file is an error, or a negative",
       core::one_of({"error", "negative"}));
+    v("table", table, "instead of labels: an image-level class table for classifiers (generic CSV, ChestX-ray14's "
+      "Data_Entry_2017.csv or CheXpert's train.csv/valid.csv)");
+    v("table_format", table_format, "with table: its layout (auto: from the header)",
+      core::one_of({"auto", "generic", "chestxray14", "chexpert"}));
+    v("classes", classes, "with table: the classes, by name, in logit order (empty: the 14 ChestX-ray14 findings in "
+      "CheXNet's order, CheXpert's 14 observations, or every class column of a generic table)");
+    v("uncertain", uncertain, "with table: what an uncertain (-1) cell becomes (ignore: masked out of the loss)",
+      core::one_of({"ones", "zeros", "ignore"}));
+    v("uncertain_by_class", uncertain_by_class, "with table: per-class exceptions to uncertain, as Class=ones|zeros|ignore");
+    v("blank", blank, "with table: what a blank cell becomes (zeros: not mentioned, as CheXpert reads it)",
+      core::one_of({"ones", "zeros", "ignore"}));
+    v("split_list", split_list, "with table: a list of image file names (ChestX-ray14's train_val_list.txt or "
+      "test_list.txt); only those rows are used");
     v("images", images, "folder searched recursively for <ImageId>.dcm, .png, .jpg or .jpeg (8- or 16-bit)");
     v("group_by", group_by, "folds keep each patient's images together (patient: DICOM PatientID) or not (none)",
       core::one_of({"none", "patient"}));
@@ -91,7 +111,11 @@ void validate(const DataSection& data);
 PreprocessOptions preprocess_options(const DataSection& data);
 NegativeShareSchedule negative_share_schedule(const DataSection& data);
 
-// Reads the labels, indexes the images and sets up preprocessing (after validate).
+// The table-reading options of the section (after validate).
+ClassTableOptions class_table_options(const DataSection& data);
+
+// Reads the labels (or mask folder, or class table), indexes the images and sets up
+// preprocessing (after validate).
 Dataset open_dataset(const DataSection& data);
 
 // The fold of every entry: read from `folds_file` when set (with group_by: patient, a file that

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <opencv2/core/mat.hpp>
 
@@ -39,13 +41,20 @@ struct DemoSetSummary {
   std::filesystem::path dicom_dir;
   std::filesystem::path labels_csv;
   std::filesystem::path png_dir, masks_dir;  // with `png`
+  std::filesystem::path classes_csv;
 };
+
+// The demo's image-level classes, from an image's mask: Pneumothorax (any mask pixel), Large
+// (mask area >= 7% of the image, about the median; -1, uncertain, within 5% of that) and Right (on the patient's
+// right: the mask's centroid in the image's left half; blank, not mentioned, for negatives).
+const std::vector<std::string>& demo_classes();
 
 // Writes <out>/dicom/<ImageId>.dcm (JPEG Baseline, MONOCHROME2, Secondary Capture) and
 // <out>/train-rle.csv (`ImageId,EncodedPixels`, -1 for negatives); with `png` also
 // <out>/png/<ImageId>.png (the DICOM's decoded pixels, so both layouts hold the same image) and
 // <out>/masks/<ImageId>.png (0/255, empty for negatives) and <out>/patients.csv
-// (ImageId,PatientID, as the DICOMs' PatientID). Files are written atomically;
+// (ImageId,PatientID, as the DICOMs' PatientID); and <out>/classes.csv, a generic image-level
+// table (id,patient,Pneumothorax,Large,Right; see demo_classes). Files are written atomically;
 // existing files of the same names are replaced. Throws on bad options or I/O.
 DemoSetSummary write_demo_set(const std::filesystem::path& out, const DemoSetOptions& options);
 

@@ -18,6 +18,12 @@ namespace pneumo::data {
 // folds; k must be at least 2.
 std::vector<int> stratified_folds(const std::vector<bool>& positive, int k, uint64_t seed);
 
+// The same over any strata (DatasetIndex::strata: multi-label tables are stratified by each
+// image's rarest positive class): stratum 0 is dealt first, each next one continuing the
+// round-robin, so every fold gets its share of each stratum to within one. The binary form is
+// strata {positive: 0, negative: 1}.
+std::vector<int> stratified_folds(const std::vector<int>& stratum, int strata, int k, uint64_t seed);
+
 // The same with every group (a patient's images) kept in one fold. Groups with a positive
 // image are shuffled with the seed and placed by their number of positive images, most first,
 // each in the fold with the fewest positives so far; then the other groups, largest first, each
@@ -26,6 +32,13 @@ std::vector<int> stratified_folds(const std::vector<bool>& positive, int k, uint
 // folds or a group id is empty.
 std::vector<int> grouped_stratified_folds(const std::vector<bool>& positive, const std::vector<std::string>& group,
                                           int k, uint64_t seed);
+
+// The same over any strata: a group belongs to the lowest stratum among its images; the groups
+// of stratum 0, 1, ... are placed in turn by their images of that stratum, each in the fold
+// with the fewest such images so far; the groups of the last stratum (no positive image) fill
+// the folds with the fewest images.
+std::vector<int> grouped_stratified_folds(const std::vector<int>& stratum, int strata,
+                                          const std::vector<std::string>& group, int k, uint64_t seed);
 
 // Writes `ImageId,fold,positive` rows (with a header) atomically.
 void write_folds_csv(const std::filesystem::path& file, const DatasetIndex& index,

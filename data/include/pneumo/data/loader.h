@@ -45,6 +45,7 @@ struct Batch {
   at::Tensor images;  // [N, C, H, W] float32, (pixel / 255 - mean) / std
   at::Tensor masks;   // [N, 1, H, W] float32, 0..1
   at::Tensor labels;  // [N] float32, 0 or 1
+  at::Tensor targets;  // [N, classes] float32, 1, 0 or NaN (ignored); class tables only, else undefined
   std::vector<std::string> ids;
   std::vector<int64_t> indices;  // dataset indices
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include "pneumo/infer/postprocess.h"
@@ -16,6 +17,7 @@
 
 namespace pneumo::models {
 class Network;
+struct ModelOutput;
 }
 namespace torch::jit {
 struct Module;
@@ -40,6 +42,9 @@ struct Member {
   std::shared_ptr<models::Network> network;  // eval mode, on the device
   double weight = 1.0;  // a run's members share its weight equally
   bool segmenter = true;
+  // A classifier trained on an image-level class table: its logits by class (data.classes).
+  // Empty for the pneumothorax-only models (1 logit, or CheXNet's 14 with Pneumothorax at 7).
+  std::vector<std::string> classes;
 
   // A file from `pneumo export` instead of a network (then `network` is null): it takes grey
   // pixel values 0..255 resized to config.data.size and returns probabilities, its own members'
@@ -49,12 +54,18 @@ struct Member {
   std::optional<PostprocessSection> exported_postprocess;  // the thresholds stored in the file
 };
 
+// The member's pneumothorax logit [N] from its output: the segmenter's auxiliary head, the
+// classifier's logit (models::pneumothorax_logit), or for a class-table classifier its
+// `Pneumothorax` class; undefined when it has none.
+at::Tensor pneumothorax_logit(const Member& member, const models::ModelOutput& out);
+
 // The checkpoint files `spec` stands for. Throws UsageError for a missing path, an unknown
 // `members` choice or a run folder lacking those checkpoints.
 std::vector<std::filesystem::path> expand_model(const std::filesystem::path& path, const std::string& members);
 
 // Loads every member strictly (weights must match the network the checkpoint's config builds;
-// an exported file must carry pneumo.json).
+// an exported file must carry pneumo.json). Members with classes must name the same ones in the
+// same order (ConfigError otherwise).
 // `overrides` (`key=value`) change the checkpoints' configs, e.g. data.size for a converted
 // checkpoint. Throws CheckpointError / ConfigError naming the file.
 std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std::string& members,

@@ -4,6 +4,11 @@
 // precision, recall, F1, specificity, confusion matrix), per_image.csv, and the charts
 // roc.png, pr.png, confusion.png, dice_histogram.png and worst.png (the lowest-Dice images with
 // truth outlined in green and prediction in yellow).
+//
+// On an image-level class table (a classifier trained with data.table) it holds CheXNet's
+// table instead: metrics.json and class_metrics.csv with the AUC, AP and counts of each class
+// and the mean AUC, per_image.csv with each class's probability and truth, roc_classes.png and
+// roc/<class>.png.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +39,19 @@ struct EvaluateOptions {
   int worst = 16;             // images on the contact sheet
 };
 
+// One class of a class-table evaluation.
+struct ClassMetrics {
+  std::string name;
+  double auc = 0.0;                // NaN when the class lacks a positive or a negative
+  double average_precision = 0.0;  // NaN without positives
+  int64_t positives = 0, negatives = 0, ignored = 0;
+};
+
 struct EvaluationReport {
   std::string set;  // what was evaluated
   int64_t images = 0;
+  std::vector<ClassMetrics> classes;  // a class table's; empty for masks (then the figures below)
+  double mean_auc = 0.0;              // over the classes with an AUC
   double dice = 0, iou = 0;  // means over images
   train::BinaryMetrics image;  // image-level decision (score vs truth positive)
   PostprocessSection postprocess;

@@ -6,10 +6,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <opencv2/core/mat.hpp>
 
+#include "pneumo/data/data_section.h"
 #include "pneumo/data/labels.h"
 
 namespace pneumo::infer {
@@ -27,7 +29,9 @@ std::vector<InputFile> collect_inputs(const std::vector<std::filesystem::path>& 
 // Images with ground truth: a label table's images, or the validation fold of a run.
 struct LabelledSet {
   std::vector<InputFile> inputs;
-  std::shared_ptr<const data::MaskSource> masks;  // a label table or a mask folder
+  std::shared_ptr<const data::MaskSource> masks;  // a label table or a mask folder; null for a class table
+  std::vector<std::string> classes;               // a class table's classes; else empty
+  std::unordered_map<std::string, std::vector<float>> targets;  // by image id: per class 1, 0 or NaN
   std::string description;  // for reports: where the set came from
 };
 
@@ -36,6 +40,12 @@ struct LabelledSet {
 // is available.
 LabelledSet labelled_set(const std::filesystem::path& labels, const std::filesystem::path& images,
                          const std::filesystem::path& run);
+
+// The images of an image-level class table, read as `model_data` (a classifier's data section:
+// table_format, classes, uncertain, blank) says, restricted to `split_list` when given (e.g.
+// ChestX-ray14's test_list.txt).
+LabelledSet class_set(const std::filesystem::path& table, const std::filesystem::path& images,
+                      const std::filesystem::path& split_list, const data::DataSection& model_data);
 
 struct InputImage {
   InputFile file;

@@ -21,6 +21,9 @@ namespace pneumo::infer {
 // map where it exceeds 0.1, and the mask's outline in yellow.
 cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv::Mat& mask);
 
+// A CSV field as written: quoted (quotes doubled) when it holds a comma, a quote or a newline.
+std::string csv_field(const std::string& text);
+
 struct OutputOptions {
   std::filesystem::path folder;
   bool masks = true;
@@ -28,6 +31,9 @@ struct OutputOptions {
   std::filesystem::path dicom_folder;  // empty: no DICOM results
   bool secondary_capture = false;      // also the overlay as a Secondary Capture
   std::string algorithm;               // names the model in the DICOM results
+  // The ensemble's classes (Predictor::classes()): class_probabilities.csv gets one probability
+  // column per class, and each predictions.jsonl line a "classes" object.
+  std::vector<std::string> classes;
 };
 
 class PredictionWriter {
@@ -45,6 +51,7 @@ class PredictionWriter {
   OutputOptions options_;
   std::string submission_ = "ImageId,EncodedPixels\n";
   std::string jsonl_;
+  std::string class_csv_;
   int64_t written_ = 0;
   int64_t positives_ = 0;
   int64_t dicom_written_ = 0;

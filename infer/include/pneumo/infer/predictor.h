@@ -37,6 +37,7 @@ struct Prediction {
   InputImage input;
   cv::Mat probability;  // CV_32FC1 at the native size; empty when no member segments
   std::optional<double> image_probability;  // classifiers', else auxiliary heads' average
+  std::vector<double> class_probabilities;   // per class of Predictor::classes() (class-table classifiers)
   cv::Mat mask;         // CV_8UC1 at the native size, 255 inside (post-processed)
   bool positive = false;
 
@@ -69,6 +70,8 @@ class Predictor {
   // The DICOM grey mapping every member shares ("none" or "file").
   const std::string& window() const { return members_.front().config.data.window; }
   bool has_segmenter() const { return segment_size_ > 0; }
+  // The classes the ensemble's class-table classifiers predict (empty without one).
+  const std::vector<std::string>& classes() const { return classes_; }
   const c10::Device& device() const { return device_; }
 
  private:
@@ -83,6 +86,7 @@ class Predictor {
   std::vector<data::Preprocessor> resizers_;  // distinct (size, interpolation)
   std::vector<size_t> resizer_of_;             // per member
   int segment_size_ = 0;                       // the largest segmenter input: probabilities average there
+  std::vector<std::string> classes_;
   std::vector<std::shared_ptr<CudaGraphCache>> graphs_;  // per member, with cuda_graphs on a GPU
 };
 

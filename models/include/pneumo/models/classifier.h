@@ -14,7 +14,7 @@ namespace pneumo::models {
 
 struct ClassifierOptions {
   int in_channels = 3;
-  int64_t classes = 1;         // 1, or 14 for the CheXNet head
+  int64_t classes = 1;         // 1 (pneumothorax), 14 for the CheXNet head, or one per class of a table
   std::string pooling = "avg";  // avg | avgmax
 };
 

@@ -78,8 +78,8 @@ struct ModelSection {
     v("upsampling", upsampling, "decoder upsampling (unet, unet++)", core::one_of({"nearest", "bilinear", "transposed"}));
     v("batch_norm", batch_norm, "batch norm in decoder blocks (unet, unet++)");
     v("attention", attention, "decoder attention (unet, unet++)", core::one_of({"none", "scse"}));
-    v("classes", classes, "output channels (segmenters) or logits: 1, or 14 for the CheXNet head (classifier)",
-      core::in_range<int64_t>(1, 14));
+    v("classes", classes, "output channels (segmenters: 1) or logits (classifier: 1 for pneumothorax, or one per "
+      "data.classes; 14 is CheXNet's head)", core::in_range<int64_t>(1, 1000));
     v("aux_head", aux_head, "segmenters: add an image-level 'pneumothorax present' logit from the deepest features");
     v("aux_dropout", aux_dropout, "dropout before the auxiliary head", core::in_range(0.0, 0.99));
     v("deep_supervision", deep_supervision, "unet++: extra masks from the nested nodes");

@@ -13,13 +13,14 @@
 //
 // The trainer state (TrainingState), everything a resumed run needs to continue exactly:
 //
-//   {"version": 1,                              # the trainer state's own version (see below)
+//   {"version": 2,                              # the trainer state's own version (see below)
 //    "optimizer": uint8 tensor,                 # LibTorch's optimiser archive, as bytes
 //    "rng_cpu": tensor, "rng_cuda": [tensor per GPU],
 //    "scaler_scale": float, "scaler_growth_tracker": int,      # float16 loss scaler
 //    "plateau_factor": float, "plateau_best": float, "plateau_bad_epochs": int,
 //    "best_value": float, "best_epoch": int, "stale_epochs": int,   # train.monitor, early stopping
 //    "metrics": [[epoch, lr, train_loss, val_loss, val_dice, val_iou, val_auc, seconds], ...],
+//    "class_auc": [[auc per class], ...],      # per metrics row; empty lists without a class table
 //    "snapshots": [[epoch, val_loss, val_dice, val_auc], ...],      # cosine-restart cycle ends
 //    "swa_count": int, "swa": [tensor], "ema": [tensor],            # in named_parameters order
 //    "top": [[monitored value, epoch], ...]}                        # the kept top-NNN.ckpt, best first
@@ -32,6 +33,8 @@
 //   version 1; of those, "rng_cuda", "scaler_*", "ema" and "top" are absent from the oldest
 //   files and then read as empty (a fresh scaler, no CUDA states, no EMA, no top-k).
 //   A newer state version is refused, naming both.
+// - Trainer state 2 (2026-12-02): adds "class_auc" (the per-class validation AUCs of image-level
+//   class tables); states of version 1 read with no per-class figures.
 // Adding a key: bump TrainingState::kVersion, write it in to_checkpoint, read it in
 // from_checkpoint with a default for older versions, and say so in this list.
 #pragma once
@@ -71,6 +74,7 @@ struct EpochResult {
   int epoch = 0;  // 1-based
   double lr = 0, train_loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, val_auc = 0;
   double seconds = 0;
+  std::vector<double> val_class_auc;  // class tables: the AUC per class (val_auc is their mean); else empty
 };
 
 // A checkpoint's "metrics" entry for an epoch's figures.
@@ -90,7 +94,7 @@ struct TopEntry {
 
 // Everything that must survive a resume, as a value; the trainer's parts read and update it.
 struct TrainingState {
-  static constexpr int64_t kVersion = 1;
+  static constexpr int64_t kVersion = 2;
 
   int64_t epoch = 0;  // completed epochs
   int64_t step = 0;   // optimiser steps taken

@@ -32,7 +32,8 @@ torch::Tensor weighted_bce_dice_loss(const torch::Tensor& logits, const torch::T
 torch::Tensor lovasz_hinge_loss(const torch::Tensor& logits, const torch::Tensor& targets, bool per_image);
 
 // Classification BCE on logits [N, C] with label smoothing (targets t(1 - e) + e/2) and optional
-// per-class positive weights.
+// per-class positive weights, averaged over the targets. A NaN target is ignored: left out of
+// the mean, its logit gets no gradient (CheXpert's uncertain labels under `ignore`).
 torch::Tensor classification_loss(const torch::Tensor& logits, const torch::Tensor& targets,
                                   double label_smoothing = 0.0, const std::vector<double>& pos_weights = {});
 

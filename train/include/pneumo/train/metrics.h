@@ -35,4 +35,21 @@ struct BinaryMetrics {
 // Throws ModelError when the lengths differ or a label is not 0 or 1.
 BinaryMetrics binary_metrics(const std::vector<double>& scores, const std::vector<int>& labels, double threshold);
 
+// One class's scores and 0/1 labels from row-major [images, classes] scores and targets, the
+// images whose target is NaN (ignored) left out.
+struct ClassColumn {
+  std::vector<double> scores;
+  std::vector<int> labels;
+};
+ClassColumn class_column(const std::vector<double>& scores, const std::vector<float>& targets, size_t classes,
+                         size_t c);
+
+// The AUC of each class (NaN for a class without both a positive and a negative known target)
+// and their mean over the classes that have one (CheXNet's table), NaN when none has.
+struct ClassAucs {
+  std::vector<double> per_class;
+  double mean = 0.0;
+};
+ClassAucs class_aucs(const std::vector<double>& scores, const std::vector<float>& targets, size_t classes);
+
 }  // namespace pneumo::train

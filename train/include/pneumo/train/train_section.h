@@ -76,6 +76,7 @@ struct LossSection : ComboLossOptions {
   std::vector<double> extra_mask_weights{0.5};
   double label_smoothing = 0.0;
   std::vector<double> class_weights;
+  std::string class_balance = "none";
 
   template <class V>
   void visit(V& v) {
@@ -96,6 +97,8 @@ struct LossSection : ComboLossOptions {
       "weights of extra masks (deep supervision, Double U-Net's first output); the last repeats");
     v("label_smoothing", label_smoothing, "classifier: label smoothing", core::in_range(0.0, 0.5));
     v("class_weights", class_weights, "classifier: positive weight per class (empty: none)");
+    v("class_balance", class_balance, "classifier: chexnet weighs each class's positives by |N|/|P| of the training "
+      "fold (CheXNet's weighted BCE), instead of class_weights", core::one_of({"none", "chexnet"}));
   }
 };
 
