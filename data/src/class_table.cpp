@@ -284,8 +284,13 @@ ClassTable ClassTable::read(const fs::path& file, const ClassTableOptions& optio
 
   std::unordered_set<std::string> split;
   if (!options.split_list.empty()) split = read_split_list(options.split_list);
+  int needed = std::max({layout.id, layout.path, layout.patient, layout.findings});
+  for (int column : layout.columns) needed = std::max(needed, column);
   std::unordered_map<std::string, int> line_of;
   for (const auto& [line, row] : csv.rows) {
+    if (static_cast<int>(row.size()) <= needed)  // a cut row must not read as blanks
+      throw core::DataError(fmt::format("{}:{}: {} fields; expected at least {} ('{}' is column {} of the header)",
+                                        file.string(), line, row.size(), needed + 1, csv.header[needed], needed + 1));
     ClassRow r;
     r.line = line;
     if (layout.id >= 0) {

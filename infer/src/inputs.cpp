@@ -12,6 +12,7 @@
 #include "pneumo/data/image_io.h"
 #include "pneumo/data/folds.h"
 #include "pneumo/data/labels.h"
+#include "pneumo/data/masks.h"
 #include "pneumo/train/trainer.h"
 
 namespace pneumo::infer {
@@ -85,6 +86,17 @@ LabelledSet labelled_set(const fs::path& labels, const fs::path& images, const f
     if (!set.classes.empty()) set.targets.emplace(e.image_id, e.targets);
   }
   set.description = fmt::format("validation fold {} of {} ({} images)", config.data.fold, run.string(), set.inputs.size());
+  return set;
+}
+
+LabelledSet mask_folder_set(const fs::path& masks, const fs::path& images) {
+  if (images.empty()) throw core::UsageError("--masks needs --images: the folder holding the masks' images");
+  auto folder = std::make_shared<const data::MaskFolder>(masks, data::image_ids_in(images), data::MissingMask::kError);
+  const data::DatasetIndex index = data::build_dataset_index(*folder, images);
+  LabelledSet set;
+  set.masks = std::move(folder);
+  for (const data::IndexEntry& e : index.entries) set.inputs.push_back({e.image_id, e.file});
+  set.description = fmt::format("{} with the masks of {} ({} images)", images.string(), masks.string(), set.inputs.size());
   return set;
 }
 

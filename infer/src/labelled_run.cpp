@@ -13,8 +13,8 @@ namespace pneumo::infer {
 LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::string& verb, bool needs_segmenter,
                                 const std::function<void(Prediction&, const LabelledTruth& truth)>& on_prediction) {
   if (options.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
-  if (!options.table.empty() && !options.labels.empty())
-    throw core::UsageError("--table and --labels: expected one kind of ground truth");
+  if (!options.table.empty() + !options.labels.empty() + !options.masks.empty() > 1)
+    throw core::UsageError("--labels, --masks and --table: expected one kind of ground truth");
   if (options.table.empty() && !options.split_list.empty())
     throw core::UsageError("--split-list restricts a class table: give --table too");
   std::optional<Predictor> predictor;
@@ -25,6 +25,8 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
     for (const Member& m : predictor->members())
       if (!m.classes.empty()) model_data = m.config.data;
     set = class_set(options.table, options.images, options.split_list, model_data);
+  } else if (!options.masks.empty()) {
+    set = mask_folder_set(options.masks, options.images);
   } else {
     set = labelled_set(options.labels, options.images, run_folder_of(options.models.front().path));
   }

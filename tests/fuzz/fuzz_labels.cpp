@@ -1,11 +1,14 @@
 // The SIIM label CSV and RLE: parsing, masks of every image at a small size, and the encoder
-// giving back what the decoder read.
+// giving back what the decoder read; and the same input as an image-level class table in every
+// layout and cell policy (every row a target per class: 1, 0 or NaN).
+#include <array>
 #include <cstdint>
 
 #include <opencv2/core.hpp>
 
 #include "fuzz_input.h"
 #include "pneumo/core/error.h"
+#include "pneumo/data/class_table.h"
 #include "pneumo/data/labels.h"
 #include "pneumo/data/rle.h"
 
@@ -28,6 +31,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         table.mask(id, 32, 32);
       } catch (const pneumo::core::Error&) {
       }
+    }
+  } catch (const pneumo::core::Error&) {
+  }
+  // The whole input as a class table, its layout and policies chosen by its last byte.
+  using pneumo::data::CellPolicy;
+  pneumo::data::ClassTableOptions options;
+  const uint8_t pick = size > 0 ? data[size - 1] : 0;
+  options.format = std::array<const char*, 4>{"auto", "generic", "chestxray14", "chexpert"}[pick % 4];
+  options.uncertain = std::array<CellPolicy, 3>{CellPolicy::kIgnore, CellPolicy::kOnes, CellPolicy::kZeros}[(pick / 4) % 3];
+  options.blank = (pick / 12) % 2 ? CellPolicy::kIgnore : CellPolicy::kZeros;
+  try {
+    const auto table = pneumo::data::ClassTable::read(pneumo::fuzz::input_file(data, size, ".csv"), options);
+    for (const auto& row : table.rows()) {
+      if (row.targets.size() != table.classes().size() || row.image_id.empty()) __builtin_trap();
+      for (float t : row.targets)
+        if (!(t == 0.0f || t == 1.0f || t != t)) __builtin_trap();  // 1, 0 or NaN only
     }
   } catch (const pneumo::core::Error&) {
   }

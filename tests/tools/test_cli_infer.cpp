@@ -181,3 +181,34 @@ TEST_CASE("a class-table classifier from the command line: data check, train, ev
   CHECK(tuned.exit_code == 2);
   CHECK_THAT(tuned.err, Contains("tune needs masks"));
 }
+
+TEST_CASE("evaluate and tune read a PNG image + mask folder as ground truth") {
+  TempDir dir;
+  make_run(dir);
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 6;
+  demo.size = 80;
+  demo.png = true;
+  pneumo::data::write_demo_set(dir / "png-set", demo);
+  const std::string run = (dir / "run").string(), masks = (dir / "png-set/masks").string(),
+                    images = (dir / "png-set/png").string();
+  const auto evaluated = run_pneumo({"evaluate", "--model", run, "--masks", masks, "--images", images, "--out",
+                                     (dir / "report").string(), "--device", "cpu"});
+  INFO(evaluated.err);
+  CHECK(evaluated.exit_code == 0);
+  CHECK_THAT(evaluated.out, Contains("evaluated 6 image(s)") && Contains("with the masks of " + masks) &&
+                                Contains("Kaggle mean Dice"));
+  const auto tuned = run_pneumo({"tune", "--model", run, "--masks", masks, "--images", images, "--out",
+                                 (dir / "post.yaml").string(), "--device", "cpu"});
+  INFO(tuned.err);
+  CHECK(tuned.exit_code == 0);
+  fs::remove(dir / "png-set/masks" / (fs::directory_iterator(dir / "png-set/masks")->path().filename()));
+  const auto missing = run_pneumo({"evaluate", "--model", run, "--masks", masks, "--images", images, "--out",
+                                   (dir / "report2").string(), "--device", "cpu"});
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Contains("mask"));
+  const auto both = run_pneumo({"evaluate", "--model", run, "--masks", masks, "--labels", "x.csv", "--images", images,
+                                "--out", (dir / "report3").string()});
+  CHECK(both.exit_code == 2);
+  CHECK_THAT(both.err, Contains("one kind of ground truth"));
+}

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 
 #include "pneumo/core/error.h"
 #include "pneumo/data/class_table.h"
@@ -120,6 +121,31 @@ TEST_CASE("a 14-label DenseNet121 trains from a ChestX-ray14-layout table with p
   for (size_t i = 1; i < folds.size(); ++i) folds_of[patient_of.at(folds[i][0])].insert(folds[i][1]);
   CHECK(folds_of.size() == 7);
   for (const auto& [patient, in] : folds_of) CHECK(in.size() == 1);
+
+  // The fine-tuning paths of configs/chexnet-finetune-siim.yaml on the SIIM-layout labels of the
+  // same images: a new one-logit head on the run's DenseNet121 features, or CheXNet's head kept
+  // (its Pneumothorax logit, 7, trained).
+  const std::string siim = fmt::format("data.labels={0}/set/train-rle.csv", dir.path().string());
+  const std::vector<std::string> on_siim{"data.table=", "data.split_list=", "data.classes=[]", siim,
+                                         fmt::format("data.images={}/set/dicom", dir.path().string()),
+                                         "data.group_by=none", "train.epochs=1", "train.loss.class_balance=none"};
+  std::vector<std::string> new_head = on_siim;
+  for (const std::string& o : {std::string("experiment.run_name=new-head"), std::string("model.classes=1"),
+                               "model.encoder.weights=" + (run / "best.ckpt").string(),
+                               std::string("train.optimizer.lr=1e-12")})  // so the loaded features stay visible
+    new_head.push_back(o);
+  CHECK(train::train_experiment(chestxray14_experiment(dir, new_head)).epochs_run == 1);
+  const auto conv0 = [](const fs::path& file) {
+    for (const auto& [name, tensor] : train::read_checkpoint(file).model)
+      if (name == "features.conv0.weight") return tensor;
+    FAIL("no features.conv0.weight in " << file);
+    throw;
+  };
+  CHECK(torch::allclose(conv0(dir / "runs/cxr14/new-head/last.ckpt"), conv0(run / "best.ckpt"), 0, 1e-9));
+  std::vector<std::string> kept_head = on_siim;
+  for (const std::string& o : {std::string("experiment.run_name=kept-head"), "model.weights=" + (run / "best.ckpt").string()})
+    kept_head.push_back(o);
+  CHECK(train::train_experiment(chestxray14_experiment(dir, kept_head)).epochs_run == 1);
 }
 
 TEST_CASE("class-table experiments that do not fit are refused before a run folder is made") {

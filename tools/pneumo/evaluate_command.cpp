@@ -18,7 +18,7 @@ namespace {
 
 struct SetOptions {
   ModelOptions model;
-  std::string labels, images, table, split_list, out;
+  std::string labels, masks, images, table, split_list, out;
   bool hflip = false;
   int batch_size = 0, workers = 2, worst = 16;
   std::string device = "auto";
@@ -27,7 +27,8 @@ struct SetOptions {
 void add_set_options(CLI::App& cmd, SetOptions& o) {
   add_model_options(cmd, o.model);
   cmd.add_option("--labels", o.labels, "a SIIM label CSV (default: the run's validation fold)");
-  cmd.add_option("--images", o.images, "the folder holding the label CSV's (or table's) images");
+  cmd.add_option("--masks", o.masks, "instead of --labels: a folder of <ImageId>.png masks for the images of --images");
+  cmd.add_option("--images", o.images, "the folder holding the label CSV's (or masks', or table's) images");
   cmd.add_flag("--tta", o.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
   cmd.add_option("--workers", o.workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
@@ -50,6 +51,7 @@ infer::LabelledRunOptions labelled_run(const SetOptions& o) {
   infer::LabelledRunOptions run;
   static_cast<infer::ModelSelection&>(run) = o.model.selection();
   run.labels = o.labels;
+  run.masks = o.masks;
   run.images = o.images;
   run.table = o.table;
   run.split_list = o.split_list;

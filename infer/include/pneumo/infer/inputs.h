@@ -41,6 +41,10 @@ struct LabelledSet {
 LabelledSet labelled_set(const std::filesystem::path& labels, const std::filesystem::path& images,
                          const std::filesystem::path& run);
 
+// Every image under `images` with its mask from the folder `masks` (<ImageId>.png, as
+// data.masks reads them; an image without a mask file is an error naming both).
+LabelledSet mask_folder_set(const std::filesystem::path& masks, const std::filesystem::path& images);
+
 // The images of an image-level class table, read as `model_data` (a classifier's data section:
 // table_format, classes, uncertain, blank) says, restricted to `split_list` when given (e.g.
 // ChestX-ray14's test_list.txt).
