@@ -41,13 +41,13 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
   summary.postprocess = predictor->postprocess();
   if (needs_segmenter && !predictor->has_segmenter())
     throw core::UsageError(fmt::format("{} needs masks; the ensemble has no segmenter", verb));
+  if (needs_segmenter && !set.masks)
+    throw core::UsageError(fmt::format("{} needs masks; {} holds image-level classes only", verb, set.description));
   core::log::info("{} on {}", verb, set.description);
   RunOptions run;
   run.batch_size = options.batch_size;
   run.workers = options.workers;
   run.progress_label = verb;
-  if (needs_segmenter && !set.masks)
-    throw core::UsageError(fmt::format("{} needs masks; {} holds image-level classes only", verb, set.description));
   run_predictor(
       *predictor, set.inputs, run,
       [&](Prediction& p) {

@@ -16,9 +16,12 @@
 #include "pneumo/data/data_section.h"
 #include "pneumo/data/dataset.h"
 #include "pneumo/data/demo_set.h"
+#include "pneumo/data/dicom.h"
 #include "pneumo/data/folds.h"
 #include "pneumo/data/image_io.h"
+#include "pneumo/data/labels.h"
 #include "pneumo/data/loader.h"
+#include "pneumo_test_paths.h"
 #include "test_support.h"
 
 using namespace pneumo;
@@ -304,4 +307,36 @@ TEST_CASE("multi-label folds: stratified by the rarest positive class, patients 
   for (bool p : positive) binary.push_back(p ? 0 : 1);
   CHECK(data::stratified_folds(positive, 5, 3) == data::stratified_folds(binary, 2, 5, 3));
   CHECK(data::grouped_stratified_folds(positive, patients, 5, 3) == data::grouped_stratified_folds(binary, 2, patients, 5, 3));
+}
+
+TEST_CASE("a generic class table over the real SIIM DICOMs, grouped by their PatientID") {
+  const fs::path siim = fs::path(PNEUMO_SHARED_DATA_DIR) / "siim";
+  if (!fs::is_directory(siim / "dicom")) {
+    WARN("skipped: " << siim << " is absent");
+    return;
+  }
+  // Pneumothorax from the sample label file, one made-up uncertain class.
+  const data::LabelTable labels = data::LabelTable::read_csv(siim / "train-rle-sample.csv");
+  TempDir dir;
+  std::string table = "ImageId,Pneumothorax,Other\n";
+  int row = 0;
+  for (const auto& e : fs::directory_iterator(siim / "dicom")) {
+    const std::string id = e.path().stem().string();
+    table += fmt::format("{},{},{}\n", id, labels.contains(id) && labels.is_positive(id) ? 1 : 0, row++ % 2 ? "-1" : "0");
+  }
+  write_file(dir / "classes.csv", table);
+  const data::Dataset dataset = data::open_dataset(section(fmt::format(
+      "{{table: {}, images: {}, size: 64, cache: none, group_by: patient, folds: 2}}", (dir / "classes.csv").string(),
+      (siim / "dicom").string())));
+  REQUIRE(dataset.size() == 10);
+  CHECK(dataset.classes() == std::vector<std::string>{"Pneumothorax", "Other"});
+  for (const data::IndexEntry& e : dataset.index().entries) {
+    CHECK(e.patient == data::read_dicom_patient_id(e.file));  // no patient column: the DICOM header's
+    CHECK(e.targets.size() == 2);
+  }
+  const data::Sample s = dataset.load(0);
+  CHECK(s.image.rows == 64);
+  const std::vector<int> folds =
+      data::assign_folds(section("{table: x, images: y, group_by: patient, folds: 2}"), dataset.index(), 3);
+  CHECK(folds.size() == 10);
 }

@@ -33,16 +33,21 @@ std::vector<std::vector<std::string>> csv_rows(const fs::path& file) {
   return rows;
 }
 
+// The demo set at 64x64 with its PNG layout, `per_patient` consecutive images per patient.
+void write_png_demo(const fs::path& folder, int count, int per_patient) {
+  data::DemoSetOptions demo;
+  demo.count = count;
+  demo.size = 64;
+  demo.png = true;
+  demo.images_per_patient = per_patient;
+  data::write_demo_set(folder, demo);
+}
+
 // A 16-image demo set (two images per patient) with a ChestX-ray14-layout table of its PNGs:
 // Pneumothorax where the demo has one, Effusion on every third image, else No Finding; the
 // list file leaves the last patient out (NIH's test_list.txt would hold it).
 void write_chestxray14_set(const TempDir& dir) {
-  data::DemoSetOptions demo;
-  demo.count = 16;
-  demo.size = 64;
-  demo.png = true;
-  demo.images_per_patient = 2;
-  data::write_demo_set(dir / "set", demo);
+  write_png_demo(dir / "set", 16, 2);
   std::string table =
       "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
       "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n";
@@ -168,12 +173,7 @@ TEST_CASE("class-table experiments that do not fit are refused before a run fold
 
 TEST_CASE("a U-Net trains from a PNG image + mask folder with patient-grouped folds") {
   TempDir dir;
-  data::DemoSetOptions demo;
-  demo.count = 12;
-  demo.size = 64;
-  demo.png = true;
-  demo.images_per_patient = 3;
-  data::write_demo_set(dir / "set", demo);
+  write_png_demo(dir / "set", 12, 3);
   write_file(dir / "png.yaml", fmt::format(R"(
 experiment: {{name: png, output_dir: {0}/runs, run_name: run, seed: 5}}
 runtime: {{device: cpu, threads: 1}}
