@@ -149,6 +149,9 @@ TEST_CASE("two ranks over Gloo sum, broadcast, gather and average gradients in b
     const at::Tensor gathered = group->gather(torch::ones({rank + 1}, torch::kFloat64) * rank, "test gather");
     out["gather"] = std::vector<double>(gathered.data_ptr<double>(), gathered.data_ptr<double>() + gathered.numel());
     out["ordered"] = group->sum_in_rank_order({0.1 * (rank + 1), 1.0}, "test ordered sum");
+    // Nothing on any rank (a class table's validation has no binary scores): an empty result,
+    // where Gloo itself would divide by zero.
+    out["empty"] = {static_cast<double>(group->gather(torch::empty({0}, torch::kFloat32), "test empty gather").numel())};
 
     torch::nn::Sequential net = nets[static_cast<size_t>(rank)];
     std::vector<at::Tensor> params = net->parameters();
@@ -173,6 +176,7 @@ TEST_CASE("two ranks over Gloo sum, broadcast, gather and average gradients in b
   CHECK(b.at("broadcast") == std::vector<double>{1});
   CHECK(a.at("gather") == std::vector<double>{0, 1, 1});
   CHECK(b.at("gather") == a.at("gather"));
+  CHECK(a.at("empty") == std::vector<double>{0});
   CHECK(a.at("ordered") == b.at("ordered"));
   CHECK(a.at("ordered")[1] == 2.0);
   CHECK(a.at("buckets")[0] > 1);

@@ -255,6 +255,7 @@ at::Tensor ProcessGroup::gather(const at::Tensor& values, const std::string& wha
       impl_->gather_same_shape(torch::tensor({flat.numel()}, torch::kInt64).to(flat.device()), what);
   int64_t longest = 0;
   for (const auto& l : lengths) longest = std::max(longest, l.item<int64_t>());
+  if (longest == 0) return torch::empty({0}, flat.options());  // nothing anywhere (gloo divides by the size)
   at::Tensor padded = torch::zeros({longest}, flat.options());
   if (flat.numel() > 0) padded.slice(0, 0, flat.numel()).copy_(flat);
   const std::vector<at::Tensor> parts = impl_->gather_same_shape(padded, what);

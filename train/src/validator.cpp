@@ -85,20 +85,22 @@ void Validator::add_up_processes(Sums& sums) const {
   sums.dice = totals[1];
   sums.iou = totals[2];
   sums.images = static_cast<int64_t>(totals[3]);
+  if (!dataset_.classes().empty()) {  // a class table: the class scores and targets only
+    const torch::Tensor class_scores =
+        group.gather(torch::tensor(sums.class_scores, torch::kFloat64), "gathering class scores").cpu();
+    const torch::Tensor class_targets =
+        group.gather(torch::tensor(sums.class_targets, torch::kFloat32), "gathering class targets").cpu();
+    sums.class_scores.assign(class_scores.data_ptr<double>(), class_scores.data_ptr<double>() + class_scores.numel());
+    sums.class_targets.assign(class_targets.data_ptr<float>(),
+                              class_targets.data_ptr<float>() + class_targets.numel());
+    return;
+  }
   const torch::Tensor scores = group.gather(torch::tensor(sums.scores, torch::kFloat64), "gathering scores").cpu();
   const torch::Tensor labels =
       group.gather(torch::tensor(std::vector<int64_t>(sums.labels.begin(), sums.labels.end()), torch::kInt64),
                    "gathering labels").cpu();
   sums.scores.assign(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel());
   sums.labels.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
-  if (dataset_.classes().empty()) return;
-  const torch::Tensor class_scores =
-      group.gather(torch::tensor(sums.class_scores, torch::kFloat64), "gathering class scores").cpu();
-  const torch::Tensor class_targets =
-      group.gather(torch::tensor(sums.class_targets, torch::kFloat32), "gathering class targets").cpu();
-  sums.class_scores.assign(class_scores.data_ptr<double>(), class_scores.data_ptr<double>() + class_scores.numel());
-  sums.class_targets.assign(class_targets.data_ptr<float>(),
-                            class_targets.data_ptr<float>() + class_targets.numel());
 }
 
 }  // namespace pneumo::train

@@ -75,7 +75,8 @@ struct DataSection {
     v("split_list", split_list, "with table: a list of image file names (ChestX-ray14's train_val_list.txt or "
       "test_list.txt); only those rows are used");
     v("images", images, "folder searched recursively for <ImageId>.dcm, .png, .jpg or .jpeg (8- or 16-bit)");
-    v("group_by", group_by, "folds keep each patient's images together (patient: DICOM PatientID) or not (none)",
+    v("group_by", group_by, "folds keep each patient's images together (patient: from data.patients, the class "
+      "table's patient column, or the DICOM PatientID) or not (none)",
       core::one_of({"none", "patient"}));
     v("patients", patients, "with group_by: patient, a CSV (ImageId,PatientID) instead of the DICOM headers "
       "(needed for PNG/JPEG images)");
