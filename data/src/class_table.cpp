@@ -195,6 +195,11 @@ Layout layout_of(const CsvText& csv, TableFormat format, const fs::path& file) {
       l.available.push_back(csv.header[c]);
   if (l.available.empty())
     throw core::DataError(fmt::format("{}: no class columns; its header: {}", file.string(), fmt::join(csv.header, ",")));
+  std::unordered_set<std::string> seen;
+  for (const std::string& name : l.available)
+    if (!seen.insert(name).second)
+      throw core::DataError(fmt::format("{}: column '{}' twice in the header; expected one column per class",
+                                        file.string(), name));
   return l;
 }
 

@@ -206,6 +206,8 @@ TEST_CASE("a generic table: id or path column, optional patient, classes by colu
   CHECK_THROWS_WITH(data::ClassTable::read(write_file(dir / "noclass.csv", "id,patient\nx,1\n"), {}),
                     Contains("no class columns"));
   CHECK_THROWS_WITH(data::ClassTable::read(write_file(dir / "empty.csv", ""), {}), Contains("empty"));
+  CHECK_THROWS_WITH(data::ClassTable::read(write_file(dir / "twice.csv", "id,A,A\nx,1,0\n"), {}),
+                    Contains("twice.csv") && Contains("'A' twice"));
   CHECK_THROWS_WITH(data::ClassTable::read(write_file(dir / "cut.csv", "id,A,B\nx,1,0\ny,1\n"), {}),
                     Contains("cut.csv:3: 2 fields; expected at least 3") && Contains("'B'"));
   CHECK(data::split_csv_line("a,\"b,c\",\"d\"\"e\",") == std::vector<std::string>{"a", "b,c", "d\"e", ""});
