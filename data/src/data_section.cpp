@@ -13,19 +13,22 @@ namespace pneumo::data {
 
 namespace {
 
+// One data.uncertain_by_class entry, `Class=ones|zeros|ignore`. Throws ConfigError naming it.
+std::pair<std::string, CellPolicy> uncertain_entry(const std::string& entry) {
+  const size_t eq = entry.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}'; expected Class=ones|zeros|ignore", entry));
+  try {
+    return {entry.substr(0, eq), cell_policy(entry.substr(eq + 1))};
+  } catch (const core::ConfigError& e) {
+    throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}': {}", entry, e.what()));
+  }
+}
+
 // The table-only keys are refused without a table, so that a typo does not go unnoticed.
 void check_table_keys(const DataSection& data) {
   if (!data.table.empty()) {
-    for (const std::string& entry : data.uncertain_by_class) {
-      const size_t eq = entry.find('=');
-      if (eq == std::string::npos || eq == 0)
-        throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}'; expected Class=ones|zeros|ignore", entry));
-      try {
-        cell_policy(entry.substr(eq + 1));
-      } catch (const core::ConfigError& e) {
-        throw core::ConfigError(fmt::format("data.uncertain_by_class: '{}': {}", entry, e.what()));
-      }
-    }
+    for (const std::string& entry : data.uncertain_by_class) uncertain_entry(entry);
     return;
   }
   const DataSection defaults;
@@ -127,10 +130,7 @@ ClassTableOptions class_table_options(const DataSection& data) {
   options.format = data.table_format;
   options.classes = data.classes;
   options.uncertain = cell_policy(data.uncertain);
-  for (const std::string& entry : data.uncertain_by_class) {
-    const size_t eq = entry.find('=');
-    options.uncertain_by_class.emplace_back(entry.substr(0, eq), cell_policy(entry.substr(eq + 1)));
-  }
+  for (const std::string& entry : data.uncertain_by_class) options.uncertain_by_class.push_back(uncertain_entry(entry));
   options.blank = cell_policy(data.blank);
   options.split_list = data.split_list;
   return options;
