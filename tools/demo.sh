@@ -7,11 +7,14 @@
 #      for the PNG layout and for the class table, with patient-grouped folds
 #   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
 #      demo experiment's augmentation on it
-#   4. train the demo experiment (configs/demo.yaml; about 2 minutes on 2 cores)
-#   5. tune the post-processing thresholds on the validation fold, then evaluate it at the
-#      images' own resolution (metrics and charts)
-#   6. predict every demo image with flip TTA (submission, masks, overlays, JSON lines)
-#   7. export the model as TorchScript
+#   4. cross-validate the demo experiment (configs/demo.yaml) over 3 folds: train each fold,
+#      predict each fold's held-out images with its own model, tune the post-processing on
+#      those out-of-fold predictions, report cv.md (about 4 minutes on 2 cores)
+#   5. evaluate the 3-fold ensemble on a separate held-out demo set at the images' own
+#      resolution (metrics and charts)
+#   6. predict the held-out images with the ensemble and flip TTA (submission, masks,
+#      overlays, JSON lines)
+#   7. export the ensemble as one TorchScript file
 #   8. train a 3-label DenseNet121 classifier on the class table (configs/demo-classes.yaml)
 #      and evaluate it: the AUC of each class and their mean
 set -euo pipefail
@@ -45,21 +48,22 @@ positive=$(awk -F, 'NR > 1 && $2 != "-1" { print $1; exit }' "$out/data/train-rl
   --mask "$out/example-mask.png" --out "$out/augment-preview.png"
 
 echo
-echo "== 4. train configs/demo.yaml (U-Net ResNet18, 128x128, 15 epochs)"
-"$pneumo" train configs/demo.yaml --set experiment.run_name=demo --overwrite | tee "$out/train-summary.txt"
+echo "== 4. cross-validate configs/demo.yaml over 3 folds (U-Net ResNet18, 128x128, 15 epochs per fold)"
+"$pneumo" cv configs/demo.yaml --set data.folds=3 --set experiment.run_name=demo-cv --overwrite | tee "$out/cv-summary.txt"
+"$pneumo" make-demo --out "$out/test" --count 60 --size 256 --seed 8
 
 echo
-echo "== 5. tune the post-processing on the validation fold, then evaluate at full resolution"
-"$pneumo" tune --model runs/demo/demo
-"$pneumo" evaluate --model runs/demo/demo --out "$out/evaluation"
+echo "== 5. evaluate the fold ensemble on 60 held-out images at full resolution"
+"$pneumo" evaluate --model runs/demo/demo-cv --labels "$out/test/train-rle.csv" --images "$out/test/dicom" \
+  --out "$out/evaluation"
 
 echo
-echo "== 6. predict all demo images (flip TTA)"
-"$pneumo" predict --model runs/demo/demo "$out/data/dicom" --tta --out "$out/predictions"
+echo "== 6. predict the held-out images with the fold ensemble (flip TTA)"
+"$pneumo" predict --model runs/demo/demo-cv "$out/test/dicom" --tta --out "$out/predictions"
 
 echo
-echo "== 7. export TorchScript"
-"$pneumo" export --model runs/demo/demo --out "$out/demo-unet.pt"
+echo "== 7. export the fold ensemble as TorchScript"
+"$pneumo" export --model runs/demo/demo-cv --out "$out/demo-unet.pt"
 
 echo
 echo "== 8. a multi-label classifier on the class table (DenseNet121, 64x64, 3 epochs), per-class AUC"
@@ -74,8 +78,9 @@ echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"
 echo "  augmentation:  $root/$out/augment-preview.png"
-echo "  training run:  $root/runs/demo/demo (config.yaml, log.txt, folds.csv, metrics.csv, *.png, best.ckpt, last.ckpt, postprocess.yaml)"
+echo "  CV run:        $root/runs/demo/demo-cv (cv.md, cv.json, postprocess.yaml, ensemble.json, fold-0..2/ runs, oof/)"
+echo "  held-out set:  $root/$out/test (dicom/, train-rle.csv)"
 echo "  evaluation:    $root/$out/evaluation (metrics.json, per_image.csv, roc.png, pr.png, confusion.png, dice_histogram.png, worst.png)"
 echo "  predictions:   $root/$out/predictions (submission.csv, predictions.jsonl, masks/, overlays/)"
-echo "  TorchScript:   $root/$out/demo-unet.pt"
+echo "  TorchScript:   $root/$out/demo-unet.pt (the 3 fold models)"
 echo "  classifier:    $root/runs/demo-classes/demo (metrics.csv with auc:<class> columns), $root/$out/evaluation-classes (class_metrics.csv, roc/)"

@@ -44,15 +44,19 @@ RunDirectory RunDirectory::create(const fs::path& root, const std::string& exper
   } else {
     check_folder_name("run name", run_name);
     path = root / experiment / run_name;
-    if (fs::exists(path)) {
-      if (!overwrite)
-        throw UsageError(fmt::format("run folder '{}' already exists; choose another run name "
-                                     "or pass --overwrite to replace it", path.string()));
-      std::error_code ec;
-      fs::remove_all(path, ec);
-      if (ec)
-        throw IoError(fmt::format("{}: cannot remove old run: {}", path.string(), ec.message()));
-    }
+  }
+  return create_at(path, overwrite);
+}
+
+RunDirectory RunDirectory::create_at(const fs::path& path, bool overwrite) {
+  if (fs::exists(path)) {
+    if (!overwrite)
+      throw UsageError(fmt::format("run folder '{}' already exists; choose another run name "
+                                   "or pass --overwrite to replace it", path.string()));
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec)
+      throw IoError(fmt::format("{}: cannot remove old run: {}", path.string(), ec.message()));
   }
   std::error_code ec;
   fs::create_directories(path, ec);

@@ -14,6 +14,7 @@
 #include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
+#include "pneumo/infer/cross_validation.h"
 #include "pneumo/models/network.h"
 #include "pneumo/models/weights.h"
 #include "pneumo/train/checkpoint.h"
@@ -110,6 +111,19 @@ Member load_exported(const fs::path& file, const c10::Device& device) {
   return m;
 }
 
+// Each fold's `members` checkpoints, every fold finished.
+std::vector<fs::path> cv_checkpoints(const fs::path& top, const std::string& members) {
+  const CvManifest manifest = read_cv_manifest(top);
+  std::vector<fs::path> out;
+  for (const int fold : manifest.folds) {
+    if (!read_fold_finished(top, fold))
+      throw core::UsageError(fmt::format("{}: fold {} has not finished training; continue it with pneumo cv --resume {}",
+                                         top.string(), fold, top.string()));
+    for (fs::path& file : expand_model(fold_folder(top, fold), members)) out.push_back(std::move(file));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<fs::path> expand_model(const fs::path& path, const std::string& members) {
@@ -120,6 +134,7 @@ std::vector<fs::path> expand_model(const fs::path& path, const std::string& memb
   const auto& choices = run_member_choices();
   if (std::find(choices.begin(), choices.end(), members) == choices.end())
     throw core::UsageError(fmt::format("--members {}: expected one of {}", members, fmt::join(choices, ", ")));
+  if (is_cv_folder(path)) return cv_checkpoints(path, members);
   std::vector<fs::path> out;
   if (members == "snapshots") {
     out = snapshot_checkpoints(path);
@@ -144,6 +159,11 @@ fs::path run_folder_of(const fs::path& checkpoint) {
   return fs::exists(folder / "config.yaml") ? folder : fs::path();
 }
 
+fs::path postprocess_folder_of(const fs::path& model_path) {
+  if (model_path.empty()) return {};
+  return is_cv_folder(model_path) ? model_path : run_folder_of(model_path);
+}
+
 std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std::string& members,
                                  const std::vector<std::string>& overrides, const c10::Device& device) {
   if (specs.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
@@ -155,6 +175,7 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
     for (const fs::path& file : files) {
       if (is_torchscript(file)) {
         Member m = load_exported(file, device);
+        m.model_path = spec.path;
         m.weight = spec.weight / static_cast<double>(files.size());
         out.push_back(std::move(m));
         continue;
@@ -162,6 +183,7 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
       const train::Checkpoint checkpoint = train::read_checkpoint(file);
       Member m;
       m.checkpoint = file;
+      m.model_path = spec.path;
       m.weight = spec.weight / static_cast<double>(files.size());
       core::ConfigNode root = core::parse_yaml(checkpoint.config_yaml, file.string() + " (its config)");
       for (const std::string& o : overrides) core::apply_override(root, o);

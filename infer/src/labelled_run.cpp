@@ -7,6 +7,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/infer/cross_validation.h"
 
 namespace pneumo::infer {
 
@@ -28,6 +29,11 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
   } else if (!options.masks.empty()) {
     set = mask_folder_set(options.masks, options.images);
   } else {
+    if (options.labels.empty() && options.images.empty() && is_cv_folder(options.models.front().path))
+      throw core::UsageError(fmt::format(
+          "{} is a cross-validation ensemble: its folds together trained on every image of its data set; give "
+          "--labels and --images (or --masks) of a held-out set ({} holds the out-of-fold scores)",
+          options.models.front().path.string(), (options.models.front().path / "cv.md").string()));
     set = labelled_set(options.labels, options.images, run_folder_of(options.models.front().path));
   }
   if (set.inputs.empty()) throw core::DataError(fmt::format("{}: no images to {}", set.description, verb));

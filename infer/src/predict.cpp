@@ -20,7 +20,8 @@ PostprocessSection resolve_postprocess(const std::vector<Member>& members, const
   } else if (!members.empty()) {
     const double t = members.front().config.train.threshold;
     p.threshold = p.top_threshold = p.classifier_threshold = t;
-    const fs::path run = run_folder_of(members.front().checkpoint);
+    const Member& first = members.front();
+    const fs::path run = postprocess_folder_of(first.model_path.empty() ? first.checkpoint : first.model_path);
     if (!run.empty() && fs::exists(run / "postprocess.yaml")) {
       p = read_postprocess(run / "postprocess.yaml");
       core::log::info("post-processing from {}", (run / "postprocess.yaml").string());

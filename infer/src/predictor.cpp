@@ -169,11 +169,12 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
       pred.class_probabilities.assign(classes[row].data_ptr<double>(), classes[row].data_ptr<double>() + classes.size(1));
     const cv::Size native = pred.input.pixels.size();
     if (probability.defined()) {
-      const cv::Mat small(segment_size_, segment_size_, CV_32FC1, probability[row].data_ptr<float>());
-      if (small.size() == native)
-        pred.probability = small.clone();
+      pred.input_size_probability =
+          cv::Mat(segment_size_, segment_size_, CV_32FC1, probability[row].data_ptr<float>()).clone();
+      if (pred.input_size_probability.size() == native)
+        pred.probability = pred.input_size_probability.clone();
       else
-        cv::resize(small, pred.probability, native, 0, 0, cv::INTER_LINEAR);
+        cv::resize(pred.input_size_probability, pred.probability, native, 0, 0, cv::INTER_LINEAR);
       pred.mask = infer::postprocess(pred.probability, postprocess_, pred.image_probability);
       pred.positive = cv::countNonZero(pred.mask) > 0;
     } else {  // classifiers only: a decision without a mask

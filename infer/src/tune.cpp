@@ -42,57 +42,43 @@ ImageHistogram summarise(const cv::Mat& probability, const cv::Mat& truth, std::
   return h;
 }
 
+ImageOverlap image_overlap(const ImageHistogram& h, const PostprocessSection& s) {
+  const bool gated_off = h.gate && *h.gate < s.classifier_threshold;
+  const bool too_small = s.min_area > 0 && h.above[step_of(s.top_threshold)] < s.min_area;
+  const int64_t predicted = gated_off || too_small ? 0 : h.above[step_of(s.threshold)];
+  const int64_t both = gated_off || too_small ? 0 : h.truth_above[step_of(s.threshold)];
+  if (predicted + h.truth_area == 0) return {1.0, 1.0};
+  const auto d = static_cast<double>(both);
+  return {2.0 * d / static_cast<double>(predicted + h.truth_area), d / static_cast<double>(predicted + h.truth_area - both)};
+}
+
 double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSection& s) {
   if (images.empty()) return 0.0;
-  const int bottom = step_of(s.threshold), top = step_of(s.top_threshold);
   double sum = 0;
-  for (const ImageHistogram& h : images) {
-    const bool gated_off = h.gate && *h.gate < s.classifier_threshold;
-    const bool too_small = s.min_area > 0 && h.above[top] < s.min_area;
-    if (gated_off || too_small) {
-      sum += h.truth_area == 0 ? 1.0 : 0.0;
-      continue;
-    }
-    const int64_t predicted = h.above[bottom], both = h.truth_above[bottom];
-    sum += predicted + h.truth_area == 0 ? 1.0 : 2.0 * static_cast<double>(both) / static_cast<double>(predicted + h.truth_area);
-  }
+  for (const ImageHistogram& h : images) sum += image_overlap(h, s).dice;
   return sum / static_cast<double>(images.size());
 }
 
-TuneResult tune(const TuneOptions& options) {
-  if (options.run.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
-  const fs::path run_folder = run_folder_of(options.run.models.front().path);
-  const fs::path out = !options.out.empty() ? options.out : run_folder.empty() ? fs::path() : run_folder / "postprocess.yaml";
-  if (out.empty())
-    throw core::UsageError(fmt::format("{} is not inside a run folder; give --out FILE for the tuned postprocess.yaml",
-                                       options.run.models.front().path.string()));
-  std::vector<ImageHistogram> images;
-  std::vector<int64_t> pixel_counts;
-  const LabelledRunSummary run = run_labelled(options.run, "tune", true, [&](Prediction& p, const LabelledTruth& labelled) {
-    const cv::Mat& truth = labelled.mask;
-    images.push_back(summarise(p.probability, truth, p.image_probability));
-    pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
-  });
-  TuneResult result;
-  result.set = run.set;
-  result.start = run.postprocess;
-  result.failures = run.failures;
-  result.images = static_cast<int64_t>(images.size());
+double median_pixels(std::vector<int64_t> counts) {
+  if (counts.empty()) return 0.0;
+  std::nth_element(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(counts.size() / 2), counts.end());
+  return static_cast<double>(counts[counts.size() / 2]);
+}
 
-  // The starting point, on the grid the summaries resolve.
-  PostprocessSection start = result.start;
+PostprocessSearch search_postprocess(const std::vector<ImageHistogram>& images, double median_pixels,
+                                     const PostprocessSection& from) {
+  if (images.empty()) throw core::DataError("no images to tune the post-processing on");
+  PostprocessSearch result;
+  PostprocessSection start = from;  // on the grid the summaries resolve
   start.threshold = step_of(start.threshold) / static_cast<double>(ImageHistogram::kBins);
   start.top_threshold = step_of(start.top_threshold) / static_cast<double>(ImageHistogram::kBins);
   start.min_component_area = 0;
   result.start_dice = mean_dice(images, start);
 
-  std::nth_element(pixel_counts.begin(), pixel_counts.begin() + static_cast<std::ptrdiff_t>(pixel_counts.size() / 2),
-                   pixel_counts.end());
-  const double median_pixels = static_cast<double>(pixel_counts[pixel_counts.size() / 2]);
   std::vector<int64_t> areas{0};
   for (double share : {1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3})
     areas.push_back(std::max<int64_t>(1, std::llround(share * median_pixels)));
-  std::vector<double> gates{result.start.classifier_threshold};
+  std::vector<double> gates{from.classifier_threshold};
   if (images.front().gate) gates = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
 
   std::vector<std::pair<PostprocessSection, double>> scored;
@@ -109,11 +95,10 @@ TuneResult tune(const TuneOptions& options) {
           scored.emplace_back(s, mean_dice(images, s));
         }
   // Highest Dice first; among equal Dice the settings nearest the starting point.
-  const PostprocessSection& from = result.start;
   const auto distance = [&](const PostprocessSection& s) {
     return std::abs(s.threshold - from.threshold) + std::abs(s.top_threshold - from.top_threshold) +
            std::abs(s.classifier_threshold - from.classifier_threshold) +
-           std::abs(static_cast<double>(s.min_area - from.min_area)) / median_pixels;
+           std::abs(static_cast<double>(s.min_area - from.min_area)) / std::max(1.0, median_pixels);
   };
   std::stable_sort(scored.begin(), scored.end(), [&](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : distance(a.first) < distance(b.first);
@@ -121,6 +106,32 @@ TuneResult tune(const TuneOptions& options) {
   result.best = scored.front().first;
   result.best_dice = scored.front().second;
   for (size_t i = 1; i < std::min<size_t>(6, scored.size()); ++i) result.runners_up.push_back(scored[i]);
+  return result;
+}
+
+TuneResult tune(const TuneOptions& options) {
+  if (options.run.models.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
+  const fs::path home = postprocess_folder_of(options.run.models.front().path);
+  const fs::path out = !options.out.empty() ? options.out : home.empty() ? fs::path() : home / "postprocess.yaml";
+  if (out.empty())
+    throw core::UsageError(fmt::format("{} is not inside a run folder; give --out FILE for the tuned postprocess.yaml",
+                                       options.run.models.front().path.string()));
+  std::vector<ImageHistogram> images;
+  std::vector<int64_t> pixel_counts;
+  const LabelledRunSummary run = run_labelled(options.run, "tune", true, [&](Prediction& p, const LabelledTruth& labelled) {
+    images.push_back(summarise(p.probability, labelled.mask, p.image_probability));
+    pixel_counts.push_back(static_cast<int64_t>(p.input.pixels.total()));
+  });
+  TuneResult result;
+  result.set = run.set;
+  result.start = run.postprocess;
+  result.failures = run.failures;
+  result.images = static_cast<int64_t>(images.size());
+  const PostprocessSearch search = search_postprocess(images, median_pixels(pixel_counts), result.start);
+  result.best = search.best;
+  result.best_dice = search.best_dice;
+  result.start_dice = search.start_dice;
+  result.runners_up = search.runners_up;
   write_postprocess(out, result.best);
   result.written = out;
   return result;

@@ -78,7 +78,7 @@ TEST_CASE("Dice, IoU, ROC and precision-recall points by hand") {
   CHECK(pr[2].second == Approx(0.5));
 }
 
-TEST_CASE("the tuner's histogram Dice equals post-processing the maps, for every rule") {
+TEST_CASE("the tuner's histogram Dice and IoU equal post-processing the maps, for every rule") {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
   std::vector<cv::Mat> maps, truths;
@@ -107,8 +107,13 @@ TEST_CASE("the tuner's histogram Dice equals post-processing the maps, for every
           s.min_area = area;
           s.classifier_threshold = gate;
           double direct = 0;
-          for (size_t i = 0; i < maps.size(); ++i)
-            direct += infer::mask_dice(infer::postprocess(maps[i], s, gates[i]), truths[i]);
+          for (size_t i = 0; i < maps.size(); ++i) {
+            const cv::Mat mask = infer::postprocess(maps[i], s, gates[i]);
+            direct += infer::mask_dice(mask, truths[i]);
+            const infer::ImageOverlap overlap = infer::image_overlap(summaries[i], s);
+            CHECK(overlap.dice == Approx(infer::mask_dice(mask, truths[i])).epsilon(1e-12));
+            CHECK(overlap.iou == Approx(infer::mask_iou(mask, truths[i])).epsilon(1e-12));
+          }
           INFO("bottom " << bottom << " top " << top << " area " << area << " gate " << gate);
           CHECK(infer::mean_dice(summaries, s) == Approx(direct / static_cast<double>(maps.size())).epsilon(1e-12));
         }

@@ -111,6 +111,26 @@ TEST_CASE("two processes train to the weights one process reaches with the same 
   CHECK(largest_difference(runs / "one/last.ckpt", runs / "own/last.ckpt") > 1e-2);
 }
 
+TEST_CASE("pneumo launch runs cv: each fold data-parallel on two processes, one report") {
+  TempDir dir;
+  const fs::path config = experiment(dir), top = dir / "runs/ddp/cv";
+  const auto result = run_pneumo({"launch", "--nproc-per-node", "2", "--", "cv", config.string(), "--folds", "0,1",
+                                  "--set", "experiment.run_name=cv"});
+  INFO(result.err);
+  REQUIRE(result.exit_code == 0);
+  for (const char* fold : {"fold-0", "fold-1"}) {
+    CHECK_THAT(pneumo::testing::read_file(top / fold / "log.txt"), Contains("data-parallel: 2 processes"));
+    CHECK(fs::exists(top / fold / "finished.json"));
+  }
+  CHECK_FALSE(fs::exists(top / "fold-2"));
+  CHECK(fs::exists(top / "oof/fold-0.csv"));
+  CHECK(fs::exists(top / "oof/fold-1.csv"));
+  // The report is printed once, by rank 0.
+  const std::string out = result.out;
+  CHECK(out.find("# Cross-validation") != std::string::npos);
+  CHECK(out.find("# Cross-validation") == out.rfind("# Cross-validation"));
+}
+
 TEST_CASE("a data-parallel run resumes from its checkpoint with another number of processes") {
   TempDir dir;
   const fs::path config = experiment(dir, 2);

@@ -209,8 +209,9 @@ void Trainer::open_run_folder() {
   config_yaml_ = experiment_to_yaml(recorded);
   if (parallel_.writer()) {
     const core::ExperimentSection& e = config_.experiment;
-    run_dir_ = resuming ? core::RunDirectory::open(options_.resume)
-                        : core::RunDirectory::create(e.output_dir, e.name, e.run_name, options_.overwrite);
+    run_dir_ = resuming                  ? core::RunDirectory::open(options_.resume)
+               : !options_.folder.empty() ? core::RunDirectory::create_at(options_.folder, options_.overwrite)
+                                          : core::RunDirectory::create(e.output_dir, e.name, e.run_name, options_.overwrite);
     if (resuming) {
       core::open_log_file(run_dir_->log_file());
       if (const int removed = run_dir_->remove_interrupted_writes())

@@ -14,6 +14,8 @@ class RunDirectory {
   // `overwrite` is false, and ConfigError for names that are not plain folder names.
   static RunDirectory create(const std::filesystem::path& root, const std::string& experiment,
                              const std::string& run_name = "", bool overwrite = false);
+  // Creates exactly `path` (a fold of `pneumo cv`), with create's rules for an existing folder.
+  static RunDirectory create_at(const std::filesystem::path& path, bool overwrite = false);
   // Opens an existing run (for resume, evaluate); throws UsageError if it is not one.
   static RunDirectory open(const std::filesystem::path& path);
 

@@ -38,6 +38,7 @@ inline const std::vector<std::string>& run_member_choices() {
 
 struct Member {
   std::filesystem::path checkpoint;
+  std::filesystem::path model_path;  // the --model it came from (a checkpoint, run or CV run folder)
   train::ExperimentConfig config;  // from the checkpoint, with the caller's overrides
   std::shared_ptr<models::Network> network;  // eval mode, on the device
   double weight = 1.0;  // a run's members share its weight equally
@@ -59,8 +60,10 @@ struct Member {
 // `Pneumothorax` class; undefined when it has none.
 at::Tensor pneumothorax_logit(const Member& member, const models::ModelOutput& out);
 
-// The checkpoint files `spec` stands for. Throws UsageError for a missing path, an unknown
-// `members` choice or a run folder lacking those checkpoints.
+// The checkpoint files `spec` stands for: a file itself, a run folder's `members` checkpoints,
+// or for a cross-validation run (pneumo cv) those of each of its folds. Throws UsageError for a
+// missing path, an unknown `members` choice, a run folder lacking those checkpoints or a CV run
+// whose folds have not all finished training.
 std::vector<std::filesystem::path> expand_model(const std::filesystem::path& path, const std::string& members);
 
 // Loads every member strictly (weights must match the network the checkpoint's config builds;
@@ -73,5 +76,9 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
 
 // The run folder a checkpoint belongs to (its parent when that holds config.yaml), else empty.
 std::filesystem::path run_folder_of(const std::filesystem::path& checkpoint);
+
+// The folder whose postprocess.yaml applies to a --model path: a CV run folder itself, else the
+// run folder of the checkpoint or run (empty when neither).
+std::filesystem::path postprocess_folder_of(const std::filesystem::path& model_path);
 
 }  // namespace pneumo::infer

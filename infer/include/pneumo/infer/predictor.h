@@ -36,6 +36,9 @@ struct PredictorOptions {
 struct Prediction {
   InputImage input;
   cv::Mat probability;  // CV_32FC1 at the native size; empty when no member segments
+  // The same before resizing: CV_32FC1 at the largest segmenter input size, where the members'
+  // probabilities are averaged (what pneumo cv stores as out-of-fold predictions).
+  cv::Mat input_size_probability;
   std::optional<double> image_probability;  // classifiers', else auxiliary heads' average
   std::vector<double> class_probabilities;   // per class of Predictor::classes() (class-table classifiers)
   cv::Mat mask;         // CV_8UC1 at the native size, 255 inside (post-processed)

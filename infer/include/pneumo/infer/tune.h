@@ -35,9 +35,29 @@ struct ImageHistogram {
 // Builds the summary of a CV_32FC1 probability map against a CV_8UC1 truth mask.
 ImageHistogram summarise(const cv::Mat& probability, const cv::Mat& truth, std::optional<double> gate);
 
-// The mean Kaggle Dice of `settings` over the summaries (thresholds must be multiples of 0.01;
-// min_component_area is ignored).
+// One image's Kaggle Dice and IoU under `settings` (each 1 when truth and prediction are both
+// empty; thresholds must be multiples of 0.01; min_component_area is ignored).
+struct ImageOverlap {
+  double dice = 0, iou = 0;
+};
+ImageOverlap image_overlap(const ImageHistogram& image, const PostprocessSection& settings);
+
+// The mean Kaggle Dice of `settings` over the summaries (as image_overlap).
 double mean_dice(const std::vector<ImageHistogram>& images, const PostprocessSection& settings);
+
+// The search itself: every combination of the grid above, highest mean Dice first, ties going to
+// the settings nearest `start`. `median_pixels` (the images' median pixel count) scales the
+// min_area grid. The start is scored on the grid the summaries resolve.
+struct PostprocessSearch {
+  PostprocessSection best;
+  double start_dice = 0, best_dice = 0;
+  std::vector<std::pair<PostprocessSection, double>> runners_up;  // the next best, best first
+};
+PostprocessSearch search_postprocess(const std::vector<ImageHistogram>& images, double median_pixels,
+                                     const PostprocessSection& start);
+
+// The median of the images' pixel counts, as search_postprocess wants it.
+double median_pixels(std::vector<int64_t> pixel_counts);
 
 struct TuneOptions {
   LabelledRunOptions run;     // its postprocess overrides are the starting point, reported

@@ -19,6 +19,9 @@ struct TrainOptions {
   // config.yaml, as load_run_config gives). Optimiser, schedule, RNG and early-stopping state
   // are restored, so a resumed run ends as an uninterrupted one would.
   std::filesystem::path resume;
+  // Create the run exactly here instead of <output_dir>/<name>/<run_name>/ (pneumo cv's
+  // fold-K folders). Only rank 0's value counts in a distributed run.
+  std::filesystem::path folder;
   int stop_after_epochs = 0;  // end this session after N epochs (0: run to the end); resume later
   // This process's place in a data-parallel run (placement_from_environment); the default is
   // a run of one process. Every process calls train_experiment with the same config.

@@ -1,0 +1,197 @@
+// `pneumo cv CONFIG [--folds 0,1,2] [--set key=value ...] [--members best] [--tta] [--overwrite]`
+// and `pneumo cv --resume RUN`: k-fold cross-validation as one command. Trains every fold into
+// RUN/fold-K/, predicts each fold's validation images with its own model (out-of-fold), tunes
+// the post-processing on all OOF predictions together and writes the fold ensemble's manifest
+// and the report (infer/include/pneumo/infer/cross_validation.h describes the folder).
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+#include "pneumo/core/log.h"
+#include "pneumo/core/run_dir.h"
+#include "pneumo/infer/cross_validation.h"
+#include "pneumo/infer/ensemble.h"
+#include "pneumo/train/trainer.h"
+
+namespace pneumo::tools {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CvCommandOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string folds;
+  std::string members = "best";
+  bool tta = false;
+  bool overwrite = false;
+  std::string resume;
+  const CLI::App* command = nullptr;  // to tell which options were given
+};
+
+std::vector<int> parse_folds(const std::string& text, int folds) {
+  std::vector<int> out;
+  if (text.empty()) {
+    for (int k = 0; k < folds; ++k) out.push_back(k);
+    return out;
+  }
+  std::set<int> seen;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    int k = -1;
+    size_t used = 0;
+    try {
+      k = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || k < 0 || k >= folds)
+      throw core::UsageError(fmt::format("--folds {}: '{}' is not a fold of 0..{} (data.folds is {})", text, item,
+                                         folds - 1, folds));
+    if (!seen.insert(k).second) throw core::UsageError(fmt::format("--folds {}: fold {} given twice", text, k));
+    out.push_back(k);
+  }
+  if (out.empty()) throw core::UsageError("--folds: expected a comma-separated list such as 0,1,2");
+  return out;
+}
+
+// The experiment and manifest of a new CV run, its folder created and both recorded in it.
+fs::path start_cv_run(const CvCommandOptions& o, const train::ExperimentConfig& config, infer::CvManifest& manifest) {
+  const core::ExperimentSection& e = config.experiment;
+  const core::RunDirectory top = core::RunDirectory::create(e.output_dir, e.name, e.run_name, o.overwrite);
+  core::write_file_atomic(top.file("experiment.yaml"), train::experiment_to_yaml(config));
+  infer::write_cv_manifest(top.path(), manifest);
+  return top.path();
+}
+
+// Trains fold K (or continues it), unless it finished before.
+void train_fold(const fs::path& top, int fold, const train::ExperimentConfig& experiment,
+                const train::ProcessPlacement& placement) {
+  const bool known = !top.empty();  // false on the other processes of a new distributed run: nothing to find yet
+  if (const auto done = known ? infer::read_fold_finished(top, fold) : std::nullopt) {
+    core::log::info("fold {}: finished before ({} epochs, best {} {:.4f} at epoch {}); kept as it is", fold, done->epochs,
+                    done->monitor, done->best_value, done->best_epoch);
+    return;
+  }
+  const fs::path folder = infer::fold_folder(top, fold);
+  train::TrainOptions options;
+  options.placement = placement;
+  train::ExperimentConfig config = experiment;
+  config.data.fold = fold;
+  bool resumable = false;
+  if (known && fs::exists(folder / "config.yaml")) {
+    try {
+      train::resume_checkpoint(folder);
+      resumable = true;
+    } catch (const core::CheckpointError&) {
+      core::log::info("fold {}: interrupted before its first checkpoint; training it from the start", fold);
+    }
+  }
+  if (resumable) {
+    options.resume = folder;
+    config = train::load_run_config(folder);
+  } else {
+    options.folder = folder;
+    options.overwrite = true;  // a fold folder without a checkpoint holds nothing to keep
+  }
+  core::log::info("fold {}: {}", fold, resumable ? "continuing the interrupted training" : "training");
+  const train::TrainSummary s = train::train_experiment(config, options);
+  if (placement.rank != 0) return;
+  infer::write_fold_finished(top, fold, {s.epochs_run, s.monitor, s.best_value, s.best_epoch, s.stopped_early});
+  core::open_log_file(top / "log.txt");  // the fold's run wrote to its own log
+}
+
+// Every fold must have trained on the same split (the folds are drawn from the data and the
+// seed; a data set changed between sessions would break the OOF guarantee).
+void check_same_folds(const fs::path& top, const std::vector<int>& folds) {
+  const fs::path first = infer::fold_folder(top, folds.front()) / "folds.csv";
+  const std::string expected = core::read_text_file(first);
+  for (const int fold : folds) {
+    const fs::path file = infer::fold_folder(top, fold) / "folds.csv";
+    if (core::read_text_file(file) != expected)
+      throw core::DataError(fmt::format("{} differs from {}: the folds trained on different splits (did the data "
+                                        "change between sessions?); out-of-fold predictions need one split",
+                                        file.string(), first.string()));
+  }
+}
+
+void run_cv(const CvCommandOptions& o) {
+  if (o.file.empty() == o.resume.empty()) throw core::UsageError("give either an experiment file or --resume RUN_DIR");
+  if (!o.resume.empty())
+    for (const char* fixed : {"--set", "--folds", "--members", "--tta", "--overwrite"})
+      if (o.command->count(fixed) > 0)
+        throw core::UsageError(fmt::format("{} cannot change a cross-validation run being resumed; it continues as "
+                                           "its ensemble.json and experiment.yaml say", fixed));
+  const train::ProcessPlacement placement = train::placement_from_environment();
+  fs::path top;
+  train::ExperimentConfig config;
+  infer::CvManifest manifest;
+  if (o.resume.empty()) {
+    config = train::load_experiment(o.file, o.overrides);
+    manifest.folds = parse_folds(o.folds, config.data.folds);
+    manifest.members = o.members;
+    manifest.hflip = o.tta;
+  } else {
+    top = o.resume;
+    manifest = infer::read_cv_manifest(top);
+    config = train::load_experiment((top / "experiment.yaml").string(), {});
+  }
+  if (!config.data.table.empty())
+    throw core::UsageError("pneumo cv needs mask labels (data.labels or data.masks) for its out-of-fold Dice; an "
+                           "image-level class table trains fold by fold with pneumo train --set data.fold=K");
+  const auto& choices = infer::run_member_choices();
+  if (std::find(choices.begin(), choices.end(), manifest.members) == choices.end())
+    throw core::UsageError(fmt::format("--members {}: expected one of {}", manifest.members, fmt::join(choices, ", ")));
+  if (placement.rank == 0) {
+    if (top.empty()) top = start_cv_run(o, config, manifest);
+    core::open_log_file(top / "log.txt");
+    core::log::info("cross-validation run {}: folds {}", top.string(), fmt::join(manifest.folds, ","));
+  }
+  for (const int fold : manifest.folds) train_fold(top, fold, config, placement);
+  if (placement.rank != 0) return;  // rank 0 predicts, tunes and reports
+
+  check_same_folds(top, manifest.folds);
+  infer::OofOptions oof;
+  oof.device = config.runtime.device;
+  for (const int fold : manifest.folds) {
+    if (infer::has_out_of_fold(top, fold)) continue;
+    const int64_t images = infer::predict_out_of_fold(top, fold, manifest, oof);
+    core::log::info("fold {}: {} out-of-fold predictions", fold, images);
+  }
+  infer::PostprocessSection start;
+  start.threshold = start.top_threshold = start.classifier_threshold = config.train.threshold;
+  const infer::CvReport report = infer::tune_out_of_fold(top, manifest, start);
+  fmt::print("{}", infer::write_cv_report(top, report));
+  fmt::print("\nrun: {}\n", top.string());
+}
+
+}  // namespace
+
+void setup_cv(CLI::App& app) {
+  auto options = std::make_shared<CvCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "cv", "Cross-validate an experiment: train every fold into RUN/fold-K, predict each fold's held-out images with "
+            "its own model, tune the post-processing on them, write ensemble.json, postprocess.yaml, cv.md, cv.json");
+  options->command = cmd;
+  cmd->add_option("file", options->file, "experiment YAML file");
+  cmd->add_option("--resume", options->resume,
+                  "continue this CV run: finished folds are kept, the interrupted one resumes, the rest train");
+  cmd->add_option("--folds", options->folds, "the folds to train, e.g. 0,1,2 (default: all of data.folds)");
+  cmd->add_option("--members", options->members, "which checkpoints of each fold join the ensemble and predict its "
+                                                 "out-of-fold images: best, last, swa, ema, snapshots, top");
+  cmd->add_flag("--tta", options->tta, "out-of-fold predictions averaged with the mirrored image");
+  cmd->add_option("--set", options->overrides, "override a value: key.path=value (repeatable)");
+  cmd->add_flag("--overwrite", options->overwrite, "replace an existing run folder of the same name");
+  cmd->callback([options] { run_cv(*options); });
+}
+
+}  // namespace pneumo::tools
