@@ -4,7 +4,9 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <tuple>
 #include <optional>
 #include <string_view>
 
@@ -12,6 +14,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef PNEUMO_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -77,6 +80,39 @@ ProcessPlacement placement_from_environment() {
 // ---------------------------------------------------------------------------------------
 // ProcessGroup
 
+// The meeting point (the TCPStore rank 0 hosts) of this process, kept for its whole life and
+// shared by the process groups it opens in turn (pneumo cv opens one per fold), each under its
+// own key prefix. A store per group would let a process that finished a fold first meet the
+// slower rank 0's previous store on the same port, and read that group's stale addresses.
+// Keyed by address, port and rank: tests run several ranks as threads of one process.
+namespace {
+
+struct MeetingPoint {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  int groups = 0;  // opened so far: every process opens them in the same order
+};
+
+// Opens a group's view of its meeting point, creating the store on first use.
+c10::intrusive_ptr<c10d::Store> meet(const ProcessPlacement& placement, std::chrono::milliseconds timeout) {
+  static std::mutex mutex;
+  static auto* points = new std::map<std::tuple<std::string, int, int>, MeetingPoint>();  // never destroyed
+  const std::lock_guard<std::mutex> lock(mutex);
+  MeetingPoint& point = (*points)[{placement.master_addr, placement.master_port, placement.rank}];
+  if (!point.store) {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(placement.master_port);
+    options.isServer = placement.rank == 0;
+    options.numWorkers = static_cast<std::size_t>(placement.world_size);
+    options.waitWorkers = true;
+    options.timeout = timeout;
+    point.store = c10::make_intrusive<c10d::TCPStore>(placement.master_addr, options);
+  }
+  point.store->setTimeout(timeout);
+  return c10::make_intrusive<c10d::PrefixStore>(fmt::format("group-{}", point.groups++), point.store);
+}
+
+}  // namespace
+
 struct ProcessGroup::Impl {
   int rank = 0, size = 1;
   std::string backend;
@@ -125,13 +161,7 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const ProcessPlacement& plac
                                         device.str(), TORCH_VERSION));
 #endif
   try {
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(placement.master_port);
-    options.isServer = placement.rank == 0;
-    options.numWorkers = static_cast<std::size_t>(placement.world_size);
-    options.waitWorkers = true;
-    options.timeout = timeout;
-    impl->store = c10::make_intrusive<c10d::TCPStore>(placement.master_addr, options);
+    impl->store = meet(placement, timeout);
   } catch (const std::exception& e) {
     impl->fail(fmt::format("meeting the other {} process(es) at {}:{} (rank 0 hosts the meeting point)",
                            placement.world_size - 1, placement.master_addr, placement.master_port),

@@ -22,8 +22,9 @@ struct PostprocessOverrides {
 };
 
 // The ensemble's post-processing: train.threshold of the first member for both thresholds
-// and the gate, then the postprocess.yaml `pneumo tune` left in the first member's run folder,
-// then `overrides.file`, then each single override.
+// and the gate, then the postprocess.yaml of the first member's --model (postprocess_folder_of:
+// its run folder, where `pneumo tune` leaves it, or the CV folder `pneumo cv` tuned), then
+// `overrides.file`, then each single override.
 PostprocessSection resolve_postprocess(const std::vector<Member>& members, const PostprocessOverrides& overrides);
 
 // Which models, as every command that runs or exports an ensemble takes them. The option
