@@ -222,9 +222,9 @@ struct FoldSummaries {
 };
 
 // `segments`: whether the folds' ensembles segment (then every image has its map).
-FoldSummaries summarise_fold(const fs::path& top, int fold, bool segments) {
+FoldSummaries summarise_fold(const fs::path& top, int fold, const std::vector<OofImage>& images, bool segments) {
   FoldSummaries s;
-  for (const OofImage& image : read_out_of_fold(top, fold)) {
+  for (const OofImage& image : images) {
     cv::Mat truth;
     try {
       truth = data::decode_rle(image.truth, image.height, image.width);
@@ -273,11 +273,12 @@ CvReport tune_out_of_fold(const fs::path& top, const CvManifest& manifest, const
   FoldSummaries pooled;
   std::map<std::string, int> fold_of;  // each image in one fold only
   for (const int fold : manifest.folds) {
-    for (const OofImage& image : read_out_of_fold(top, fold))
+    const std::vector<OofImage> images = read_out_of_fold(top, fold);
+    for (const OofImage& image : images)
       if (const auto [it, added] = fold_of.emplace(image.id, fold); !added)
         throw core::DataError(fmt::format("{}: image {} is also in fold {}'s out-of-fold predictions; each image belongs "
                                           "to one fold", oof_csv(top, fold).string(), image.id, it->second));
-    folds.push_back(summarise_fold(top, fold, report.segments));
+    folds.push_back(summarise_fold(top, fold, images, report.segments));
     const FoldSummaries& f = folds.back();
     pooled.images.insert(pooled.images.end(), f.images.begin(), f.images.end());
     pooled.scores.insert(pooled.scores.end(), f.scores.begin(), f.scores.end());
