@@ -46,6 +46,8 @@ positive=$(awk -F, 'NR > 1 && $2 != "-1" { print $1; exit }' "$out/data/train-rl
   --out "$out/example-mask.png"
 "$pneumo" augment preview configs/demo.yaml --image "$out/data/dicom/$positive.dcm" \
   --mask "$out/example-mask.png" --out "$out/augment-preview.png"
+echo "-- the experiment pneumo plan proposes from the demo data (fingerprint, measured batch size):"
+"$pneumo" plan configs/demo.yaml --out "$out/plan.yaml" --overwrite --max-batch 16 | tee "$out/plan-summary.txt"
 
 echo
 echo "== 4. cross-validate configs/demo.yaml over 3 folds (U-Net ResNet18, 128x128, 15 epochs per fold)"

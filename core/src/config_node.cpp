@@ -216,7 +216,10 @@ void emit(YAML::Emitter& out, const ConfigNode& node, bool with_docs) {
       out << YAML::BeginMap;
       for (const auto& e : node.entries()) {
         out << YAML::Key << e.key;
-        const bool nested = e.value.is_map() && !e.value.entries().empty();
+        // A comment on a block (a section, or a list of sections) goes on its key's line.
+        const bool nested = (e.value.is_map() && !e.value.entries().empty()) ||
+                            (e.value.is_sequence() && !std::all_of(e.value.items().begin(), e.value.items().end(),
+                                                                   [](const ConfigNode& n) { return n.is_scalar(); }));
         if (with_docs && nested && !e.value.doc().empty()) out << YAML::Comment(e.value.doc());
         out << YAML::Value;
         emit(out, e.value, with_docs);

@@ -6,6 +6,7 @@
 #include <gdcmSequenceOfFragments.h>
 #include <gdcmUIDs.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -325,16 +326,78 @@ cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_j
   return stored_from_bytes(read_bytes(file), file, meta, fast_jpeg);
 }
 
-std::string read_dicom_patient_id(const fs::path& file) {
+namespace {
+
+// An unsigned short (US) element's first value; 0 when absent or too short. The value is
+// little endian: explicit VR big endian (retired) files give byte-swapped numbers here.
+int tag_uint16(const gdcm::DataSet& ds, uint16_t group, uint16_t element) {
+  const gdcm::Tag tag(group, element);
+  if (!ds.FindDataElement(tag)) return 0;
+  const gdcm::ByteValue* value = ds.GetDataElement(tag).GetByteValue();
+  if (value == nullptr || value->GetLength() < 2) return 0;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(value->GetPointer());
+  return bytes[0] | (bytes[1] << 8);
+}
+
+// Checks the file's structure and parses its elements up to (not including) `stop`; `stream`
+// must outlive `reader`'s use of it.
+detail::StructureCheck read_header_up_to(gdcm::Reader& reader, std::istringstream& stream, const fs::path& file,
+                                         const gdcm::Tag& stop) {
   detail::silence_gdcm_traces();
   std::string bytes = read_bytes(file);
-  const detail::StructureCheck check = detail::check_dicom_structure(bytes);
+  detail::StructureCheck check = detail::check_dicom_structure(bytes);
   if (!check.problem.empty()) fail(file, check.problem);
-  std::istringstream stream(check.implicit_vr_mislabelled ? detail::relabel_as_implicit_vr(bytes) : std::move(bytes));
-  gdcm::Reader reader;
+  stream.str(check.implicit_vr_mislabelled ? detail::relabel_as_implicit_vr(bytes) : std::move(bytes));
   reader.SetStream(stream);
-  if (!reader.ReadUpToTag(gdcm::Tag(0x0010, 0x0021)))
-    fail(file, "is not a readable DICOM file (GDCM could not parse its header)");
+  if (!reader.ReadUpToTag(stop)) fail(file, "is not a readable DICOM file (GDCM could not parse its header)");
+  return check;
+}
+
+}  // namespace
+
+DicomMetadata read_dicom_header(const fs::path& file) {
+  std::istringstream stream;
+  gdcm::Reader reader;
+  const detail::StructureCheck check = read_header_up_to(reader, stream, file, gdcm::Tag(0x7fe0, 0x0010));
+  const gdcm::DataSet& ds = reader.GetFile().GetDataSet();
+  DicomMetadata m;
+  m.sop_class_uid = tag_string(ds, 0x0008, 0x0016);
+  m.sop_instance_uid = tag_string(ds, 0x0008, 0x0018);
+  m.study_instance_uid = tag_string(ds, 0x0020, 0x000d);
+  m.series_instance_uid = tag_string(ds, 0x0020, 0x000e);
+  m.transfer_syntax_uid = check.transfer_syntax;
+  gdcm::UIDs uid;
+  m.transfer_syntax_name = uid.SetFromUID(m.transfer_syntax_uid.c_str()) ? uid.GetName() : "unknown";
+  m.rows = tag_uint16(ds, 0x0028, 0x0010);
+  m.columns = tag_uint16(ds, 0x0028, 0x0011);
+  if (m.rows == 0 || m.columns == 0)
+    fail(file, fmt::format("has {} rows and {} columns in its header; expected an image", m.rows, m.columns));
+  m.frames = std::max(1, static_cast<int>(nth_number(tag_string(ds, 0x0028, 0x0008), 0).value_or(1)));
+  m.samples_per_pixel = std::max(1, tag_uint16(ds, 0x0028, 0x0002));
+  m.bits_allocated = tag_uint16(ds, 0x0028, 0x0100);
+  m.bits_stored = tag_uint16(ds, 0x0028, 0x0101);
+  m.is_signed = tag_uint16(ds, 0x0028, 0x0103) == 1;
+  m.photometric = tag_string(ds, 0x0028, 0x0004);
+  m.rescale_slope = nth_number(tag_string(ds, 0x0028, 0x1053), 0).value_or(1.0);
+  m.rescale_intercept = nth_number(tag_string(ds, 0x0028, 0x1052), 0).value_or(0.0);
+  m.window_center = nth_number(tag_string(ds, 0x0028, 0x1050), 0);
+  m.window_width = nth_number(tag_string(ds, 0x0028, 0x1051), 0);
+  std::string spacing = tag_string(ds, 0x0028, 0x0030);
+  if (spacing.empty()) spacing = tag_string(ds, 0x0018, 0x1164);  // Imager Pixel Spacing
+  m.pixel_spacing_row_mm = nth_number(spacing, 0);
+  m.pixel_spacing_col_mm = nth_number(spacing, 1);
+  m.modality = tag_string(ds, 0x0008, 0x0060);
+  m.view_position = tag_string(ds, 0x0018, 0x5101);
+  m.patient_id = tag_string(ds, 0x0010, 0x0020);
+  m.patient_sex = tag_string(ds, 0x0010, 0x0040);
+  m.patient_age = tag_string(ds, 0x0010, 0x1010);
+  return m;
+}
+
+std::string read_dicom_patient_id(const fs::path& file) {
+  std::istringstream stream;
+  gdcm::Reader reader;
+  read_header_up_to(reader, stream, file, gdcm::Tag(0x0010, 0x0021));
   return tag_string(reader.GetFile().GetDataSet(), 0x0010, 0x0020);
 }
 

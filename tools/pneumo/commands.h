@@ -27,6 +27,7 @@ void setup_predict(CLI::App& app);
 void setup_rle(CLI::App& app);
 void setup_train(CLI::App& app);
 void setup_cv(CLI::App& app);
+void setup_plan(CLI::App& app);
 void setup_launch(CLI::App& app);
 void setup_serve(CLI::App& app);
 void setup_pacs(CLI::App& app);

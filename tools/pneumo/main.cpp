@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   tools::setup_rle(app);
   tools::setup_train(app);
   tools::setup_cv(app);
+  tools::setup_plan(app);
   tools::setup_launch(app);
   tools::setup_serve(app);
   tools::setup_pacs(app);

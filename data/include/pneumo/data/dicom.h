@@ -72,6 +72,13 @@ DicomImage read_dicom(const std::filesystem::path& file, const DicomReadOptions&
 // errors. Untrusted bytes go through the same structural checks as files.
 DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options = {});
 
+// What the header alone says of the image (GDCM stops before the pixel data, nothing is
+// decoded): sizes, bit depths, photometric interpretation, rescale, VOI window, pixel spacing,
+// transfer syntax and the patient/study fields, after the same structural checks as a full
+// read. `frames` is (0028,0008) or 1. Throws DataError naming the file when it is not a
+// readable DICOM image header.
+DicomMetadata read_dicom_header(const std::filesystem::path& file);
+
 // Patient ID (0010,0020) from the header alone (GDCM stops reading before the pixel data),
 // after the same structural checks as a full read; empty when the file has none. Throws
 // DataError naming the file when it is not a readable DICOM.
