@@ -163,8 +163,8 @@ TEST_CASE("cv trains each fold, predicts each image out of fold once, tunes on t
   CHECK(read_file(top / "cv.json") == scores);
 }
 
-TEST_CASE("cv --resume after SIGKILL in fold 2 keeps folds 0 and 1 and ends as an uninterrupted run") {
-  TempDir a, b;
+TEST_CASE("cv --resume after SIGKILL in fold 2 keeps folds 0 and 1 and ends as an uninterrupted run, as --parallel-folds does") {
+  TempDir a, b, c;
   const fs::path straight_top = a / "runs/tiny/run", top = b / "runs/tiny/run";
   REQUIRE(run_pneumo({"-q", "cv", cv_experiment(a, 3).string()}).exit_code == 0);
   const pid_t child = pneumo::testing::spawn_quiet({PNEUMO_CLI_PATH, "-q", "cv", cv_experiment(b, 3).string()});
@@ -197,6 +197,21 @@ TEST_CASE("cv --resume after SIGKILL in fold 2 keeps folds 0 and 1 and ends as a
   CHECK(contents(top / "oof") == contents(straight_top / "oof"));
   CHECK(read_file(top / "cv.json") == read_file(straight_top / "cv.json"));
   CHECK(read_file(top / "postprocess.yaml") == read_file(straight_top / "postprocess.yaml"));
+
+  // Folds side by side (two processes of one thread each here) give what one after the other gave.
+  const fs::path side_top = c / "runs/tiny/run";
+  const auto side = run_pneumo({"cv", cv_experiment(c, 3).string(), "--parallel-folds", "2"});
+  INFO(side.err);
+  REQUIRE(side.exit_code == 0);
+  CHECK_THAT(side.err, Contains("fold worker 0: fold(s) 0,2 on cpu") && Contains("fold worker 1: fold(s) 1 on cpu"));
+  for (int k = 0; k < 3; ++k) {
+    const auto p = pneumo::train::read_checkpoint(straight_top / fmt::format("fold-{}/last.ckpt", k));
+    const auto q = pneumo::train::read_checkpoint(side_top / fmt::format("fold-{}/last.ckpt", k));
+    REQUIRE(p.model.size() == q.model.size());
+    for (size_t i = 0; i < p.model.size(); ++i) CHECK(torch::equal(p.model[i].second, q.model[i].second));
+  }
+  CHECK(contents(side_top / "oof") == contents(straight_top / "oof"));
+  CHECK(read_file(side_top / "cv.json") == read_file(straight_top / "cv.json"));
 }
 
 TEST_CASE("cv refuses bad folds, changes to a resumed run, damaged OOF files and class tables") {
@@ -226,6 +241,21 @@ TEST_CASE("cv refuses bad folds, changes to a resumed run, damaged OOF files and
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Contains("cannot change a cross-validation run"));
   }
+  // A fold worker of --parallel-folds that fails stops the command, naming it and its output;
+  // the other folds stay as they were.
+  const std::string fold_config = read_file(top / "fold-2/config.yaml");
+  const std::string finished = read_file(top / "fold-2/finished.json");
+  const auto fold_0 = contents(top / "fold-0");
+  fs::remove(top / "fold-2/finished.json");
+  write_file(top / "fold-2/config.yaml", "data: [not a section\n");
+  const auto failed = run_pneumo({"cv", "--resume", top.string(), "--parallel-folds", "2"});
+  CHECK(failed.exit_code != 0);
+  CHECK_THAT(failed.err, Contains("fold worker 0 (folds 2;") && Contains("failed") && Contains("cv --resume"));
+  CHECK_THAT(read_file(top / "workers/worker-0.log"), Contains("config.yaml"));
+  CHECK(contents(top / "fold-0") == fold_0);
+  write_file(top / "fold-2/config.yaml", fold_config);
+  write_file(top / "fold-2/finished.json", finished);
+
   // A damaged OOF table is named with its line; a damaged manifest with its file.
   const std::string table = read_file(top / "oof/fold-2.csv");
   for (const std::string& row : {std::string("x,64,64,0.5,,-1,extra"), std::string("x,0,64,0.5,,-1"),

@@ -83,7 +83,7 @@ TEST_CASE("plan: SIIM's own training masks ask for 512 x 512 inputs") {
   CHECK_THAT(why, Contains("2669 pneumothoraces"));
 }
 
-TEST_CASE("plan: the negative share starts balanced and ends at every negative; balanced data keeps all") {
+TEST_CASE("plan: the negative share starts balanced and ends at every negative, and balanced data keeps all") {
   data::DatasetFingerprint fp;
   fp.images = 50;
   fp.positives = 10;

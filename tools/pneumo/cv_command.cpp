@@ -1,4 +1,5 @@
-// `pneumo cv CONFIG [--folds 0,1,2] [--set key=value ...] [--members best] [--tta] [--overwrite]`
+// `pneumo cv CONFIG [--folds 0,1,2] [--set key=value ...] [--members best] [--tta] [--overwrite]
+// [--parallel-folds N]`
 // and `pneumo cv --resume RUN`: k-fold cross-validation as one command. Trains every fold into
 // RUN/fold-K/, predicts each fold's validation images with its own model (out-of-fold), tunes
 // the post-processing on all OOF predictions together and writes the fold ensemble's manifest
@@ -10,6 +11,8 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/cuda.h>
 
 #include "commands.h"
 #include "pneumo/core/error.h"
@@ -18,6 +21,8 @@
 #include "pneumo/core/run_dir.h"
 #include "pneumo/infer/cross_validation.h"
 #include "pneumo/infer/ensemble.h"
+#include "pneumo/core/runtime.h"
+#include "pneumo/train/launcher.h"
 #include "pneumo/train/trainer.h"
 
 namespace pneumo::tools {
@@ -34,6 +39,11 @@ struct CvCommandOptions {
   bool tta = false;
   bool overwrite = false;
   std::string resume;
+  int parallel_folds = 1;
+  // A process started by --parallel-folds: these folds of --resume RUN, on this device.
+  std::string worker_folds;
+  std::string worker_device;
+  int worker_threads = 0;
   const CLI::App* command = nullptr;  // to tell which options were given
 };
 
@@ -124,7 +134,63 @@ void check_same_folds(const fs::path& top, const std::vector<int>& folds) {
   }
 }
 
+// --parallel-folds N: the unfinished folds dealt to N processes (fold i to process i mod N), each
+// a `pneumo cv` fold worker on its own device (a GPU each; on the CPU an equal share of the
+// cores), run side by side; each worker's output goes to RUN/workers/worker-I.log.
+void train_folds_side_by_side(const fs::path& top, const std::vector<int>& folds, const train::ExperimentConfig& config,
+                              int parallel) {
+  std::vector<int> pending;
+  for (const int fold : folds)
+    if (!infer::read_fold_finished(top, fold)) pending.push_back(fold);
+  if (pending.empty()) return;
+  const c10::Device device = core::resolve_device(core::parse_device(config.runtime.device));
+  const int lanes = std::min<int>(parallel, static_cast<int>(pending.size()));
+  int threads = config.runtime.threads;
+  if (device.is_cuda()) {
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    if (parallel > gpus)
+      throw core::UsageError(fmt::format("--parallel-folds {}: one GPU per fold, and {} GPU(s) are visible", parallel, gpus));
+  } else if (threads == 0) {
+    threads = std::max(1, core::hardware_threads() / lanes);
+  }
+  fs::create_directories(top / "workers");
+  std::vector<train::ProcessJob> jobs;
+  for (int lane = 0; lane < lanes; ++lane) {
+    std::vector<std::string> mine;
+    for (size_t i = static_cast<size_t>(lane); i < pending.size(); i += static_cast<size_t>(lanes))
+      mine.push_back(std::to_string(pending[i]));
+    const std::string where = device.is_cuda() ? fmt::format("cuda:{}", lane) : std::string("cpu");
+    const fs::path log = top / "workers" / fmt::format("worker-{}.log", lane);
+    core::log::info("fold worker {}: fold(s) {} on {}{}; output in {}", lane, fmt::join(mine, ","), where,
+                    device.is_cuda() ? "" : fmt::format(" ({} thread(s))", threads), log.string());
+    jobs.push_back({fmt::format("fold worker {} (folds {}; output in {})", lane, fmt::join(mine, ","), log.string()),
+                    {"cv", "--resume", top.string(), "--fold-worker", fmt::format("{}", fmt::join(mine, ",")),
+                     "--worker-device", where, "--worker-threads", std::to_string(threads)},
+                    {},
+                    log.string()});
+  }
+  const train::ProcessJobsResult result = train::run_process_jobs(jobs, lanes, 30.0);
+  if (result.worst_exit_code != 0) {
+    core::log::error("cross-validation stopped: {}; the finished folds are kept, and pneumo cv --resume {} continues",
+                     result.failed.empty() ? std::string("interrupted") : fmt::format("{} failed", result.failed.front()),
+                     top.string());
+    throw ExitCode{result.worst_exit_code};
+  }
+}
+
+// The fold worker's part: its folds of the run, trained in turn on its device.
+void run_fold_worker(const CvCommandOptions& o) {
+  const fs::path top = o.resume;
+  infer::read_cv_manifest(top);  // a cross-validation folder
+  train::ExperimentConfig config = train::load_experiment((top / "experiment.yaml").string(), {});
+  config.runtime.device = o.worker_device;
+  config.runtime.threads = o.worker_threads;
+  core::open_log_file(top / "log.txt");
+  for (const int fold : parse_folds(o.worker_folds, config.data.folds)) train_fold(top, fold, config, {});
+}
+
 void run_cv(const CvCommandOptions& o) {
+  if (!o.worker_folds.empty()) return run_fold_worker(o);
   if (o.file.empty() == o.resume.empty()) throw core::UsageError("give either an experiment file or --resume RUN_DIR");
   if (!o.resume.empty())
     for (const char* fixed : {"--set", "--folds", "--members", "--tta", "--overwrite"})
@@ -155,6 +221,12 @@ void run_cv(const CvCommandOptions& o) {
     if (top.empty()) top = start_cv_run(o, config, manifest);
     core::open_log_file(top / "log.txt");
     core::log::info("cross-validation run {}: folds {}", top.string(), fmt::join(manifest.folds, ","));
+  }
+  if (o.parallel_folds > 1) {
+    if (placement.distributed())
+      throw core::UsageError("--parallel-folds runs each fold in a process of its own; under pneumo launch every fold "
+                             "already trains data-parallel (use one or the other)");
+    train_folds_side_by_side(top, manifest.folds, config, o.parallel_folds);
   }
   for (const int fold : manifest.folds) train_fold(top, fold, config, placement);
   if (placement.rank != 0) return;  // rank 0 predicts, tunes and reports
@@ -191,6 +263,13 @@ void setup_cv(CLI::App& app) {
   cmd->add_flag("--tta", options->tta, "out-of-fold predictions averaged with the mirrored image");
   cmd->add_option("--set", options->overrides, "override a value: key.path=value (repeatable)");
   cmd->add_flag("--overwrite", options->overwrite, "replace an existing run folder of the same name");
+  cmd->add_option("--parallel-folds", options->parallel_folds,
+                  "train N folds side by side, each in a process of its own: one GPU each (cuda:0..N-1), or on the "
+                  "CPU an equal share of the cores; output in RUN/workers/")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--fold-worker", options->worker_folds)->group("");  // started by --parallel-folds
+  cmd->add_option("--worker-device", options->worker_device)->group("");
+  cmd->add_option("--worker-threads", options->worker_threads)->group("");
   cmd->callback([options] { run_cv(*options); });
 }
 

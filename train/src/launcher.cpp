@@ -1,6 +1,7 @@
 #include "pneumo/train/launcher.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -59,16 +60,20 @@ std::string describe(int status) {
   return fmt::format("exited with code {}", exit_code_of(status));
 }
 
-// The launcher's environment without the variables it sets per process.
-std::vector<std::string> inherited_environment() {
+// The supervisor's environment with `added` (NAME=VALUE) put in, replacing variables of the
+// same names; torchrun's variables are never inherited (each job says its own).
+std::vector<std::string> environment_with(const std::vector<std::string>& added) {
+  auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
   std::vector<std::string> out;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
-    const std::string name = entry.substr(0, entry.find('='));
-    if (name != "RANK" && name != "WORLD_SIZE" && name != "LOCAL_RANK" && name != "LOCAL_WORLD_SIZE" &&
+    const std::string name = name_of(entry);
+    const bool replaced = std::any_of(added.begin(), added.end(), [&](const std::string& a) { return name_of(a) == name; });
+    if (!replaced && name != "RANK" && name != "WORLD_SIZE" && name != "LOCAL_RANK" && name != "LOCAL_WORLD_SIZE" &&
         name != "MASTER_ADDR" && name != "MASTER_PORT")
       out.push_back(entry);
   }
+  out.insert(out.end(), added.begin(), added.end());
   return out;
 }
 
@@ -79,56 +84,51 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
   return out;
 }
 
-// The processes of this machine, and what happens to them: started, signalled, reaped.
-class ProcessGroupOnThisMachine {
+// A set of processes of this machine, and what happens to them: started (at most `parallel`
+// at a time), signalled, reaped.
+class SupervisedProcesses {
  public:
-  explicit ProcessGroupOnThisMachine(const LaunchOptions& o) : o_(o) {
+  SupervisedProcesses(const std::vector<ProcessJob>& jobs, int parallel, double grace_s, std::string program)
+      : jobs_(jobs), parallel_(std::max(parallel, 1)), grace_s_(grace_s), program_(std::move(program)) {
     // Signals are taken synchronously (sigtimedwait) so none is lost between checks.
     sigemptyset(&handled_);
     for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&handled_, s);
     if (::sigprocmask(SIG_BLOCK, &handled_, &previous_) != 0)
-      throw core::IoError(fmt::format("launch: cannot block signals: {}", std::strerror(errno)));
+      throw core::IoError(fmt::format("cannot block signals: {}", std::strerror(errno)));
   }
-  ~ProcessGroupOnThisMachine() { ::sigprocmask(SIG_SETMASK, &previous_, nullptr); }
-  ProcessGroupOnThisMachine(const ProcessGroupOnThisMachine&) = delete;
-  ProcessGroupOnThisMachine& operator=(const ProcessGroupOnThisMachine&) = delete;
+  ~SupervisedProcesses() { ::sigprocmask(SIG_SETMASK, &previous_, nullptr); }
+  SupervisedProcesses(const SupervisedProcesses&) = delete;
+  SupervisedProcesses& operator=(const SupervisedProcesses&) = delete;
 
-  void start_all(int port) {
-    const std::vector<std::string> inherited = inherited_environment();
-    std::vector<std::string> arguments{"pneumo"};
-    arguments.insert(arguments.end(), o_.arguments.begin(), o_.arguments.end());
-    const int world = o_.nproc_per_node * o_.nnodes;
-    for (int local = 0; local < o_.nproc_per_node; ++local) {
-      const int rank = o_.node_rank * o_.nproc_per_node + local;
-      std::vector<std::string> environment = inherited;
-      for (const std::string& variable :
-           {fmt::format("RANK={}", rank), fmt::format("WORLD_SIZE={}", world), fmt::format("LOCAL_RANK={}", local),
-            fmt::format("LOCAL_WORLD_SIZE={}", o_.nproc_per_node), fmt::format("MASTER_ADDR={}", o_.master_addr),
-            fmt::format("MASTER_PORT={}", port)})
-        environment.push_back(variable);
-      start(rank, arguments, environment);
-    }
-  }
-
-  // Until every process has ended; returns the worst exit code.
-  int supervise() {
+  // Until every job has ended or the set was stopped.
+  ProcessJobsResult run() {
+    start_more();
     while (!running_.empty()) {
       timespec tick{0, 200 * 1000 * 1000};
       const int signal = ::sigtimedwait(&handled_, nullptr, &tick);
       if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) pass_on(signal);
       reap();
+      start_more();
       if (stopping_ && !running_.empty() && Clock::now() >= kill_at_) {
-        core::log::warn("launch: {} process(es) still running {:.0f} s after SIGTERM; killing them", running_.size(),
-                        o_.grace_s);
+        core::log::warn("{} process(es) still running {:.0f} s after SIGTERM; killing them", running_.size(), grace_s_);
         signal_all(SIGKILL);
         kill_at_ = Clock::time_point::max();
       }
     }
-    return received_ != 0 ? std::max(worst_, 128 + received_) : worst_;
+    if (received_ != 0) result_.worst_exit_code = std::max(result_.worst_exit_code, 128 + received_);
+    return result_;
   }
 
  private:
-  void start(int rank, std::vector<std::string>& arguments, std::vector<std::string>& environment) {
+  void start_more() {
+    while (!stopping_ && next_ < jobs_.size() && static_cast<int>(running_.size()) < parallel_) start(next_++);
+  }
+
+  void start(size_t index) {
+    const ProcessJob& job = jobs_[index];
+    std::vector<std::string> arguments{"pneumo"};
+    arguments.insert(arguments.end(), job.arguments.begin(), job.arguments.end());
+    std::vector<std::string> environment = environment_with(job.environment);
     std::vector<char*> argv = pointers(arguments), envp = pointers(environment);
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
@@ -139,28 +139,36 @@ class ProcessGroupOnThisMachine {
     posix_spawnattr_setsigmask(&attributes, &none);
     posix_spawnattr_setsigdefault(&attributes, &defaults);
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_t files;
+    posix_spawn_file_actions_init(&files);
+    if (!job.log_file.empty()) {
+      posix_spawn_file_actions_addopen(&files, 1, job.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      posix_spawn_file_actions_adddup2(&files, 1, 2);
+    }
     pid_t pid = 0;
-    const int error = ::posix_spawn(&pid, o_.program.c_str(), nullptr, &attributes, argv.data(), envp.data());
+    const int error = ::posix_spawn(&pid, program_.c_str(), &files, &attributes, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&files);
     posix_spawnattr_destroy(&attributes);
     if (error != 0) {
       signal_all(SIGTERM);
-      throw core::IoError(fmt::format("launch: cannot start process {}: {}", rank, std::strerror(error)));
+      throw core::IoError(fmt::format("cannot start {}: {}", job.name, std::strerror(error)));
     }
-    running_[pid] = rank;
+    running_[pid] = index;
+    ++result_.started;
   }
 
   void signal_all(int signal) {
-    for (const auto& [pid, rank] : running_) ::kill(pid, signal);
+    for (const auto& [pid, index] : running_) ::kill(pid, signal);
   }
 
   void stop_others() {
-    if (!stopping_) kill_at_ = deadline(o_.grace_s);
+    if (!stopping_) kill_at_ = deadline(grace_s_);
     stopping_ = true;
   }
 
   void pass_on(int signal) {
     received_ = signal;
-    core::log::warn("launch: got signal {} ({}); passing it on to the {} process(es)", signal, ::strsignal(signal),
+    core::log::warn("got signal {} ({}); passing it on to the {} process(es)", signal, ::strsignal(signal),
                     running_.size());
     signal_all(signal);
     stop_others();
@@ -172,30 +180,41 @@ class ProcessGroupOnThisMachine {
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       const auto found = running_.find(pid);
       if (found == running_.end()) continue;
-      const int rank = found->second;
+      const ProcessJob& job = jobs_[found->second];
       running_.erase(found);
       const int code = exit_code_of(status);
-      if ((stopping_ && received_ == 0) || code == 0) continue;  // stopped by the launcher after another failed
-      core::log::error("launch: rank {} (pid {}) {}", rank, pid, describe(status));
-      worst_ = std::max(worst_, code);
+      if ((stopping_ && received_ == 0) || code == 0) continue;  // stopped by the supervisor after another failed
+      core::log::error("{} (pid {}) {}", job.name, pid, describe(status));
+      result_.worst_exit_code = std::max(result_.worst_exit_code, code);
+      result_.failed.push_back(job.name);
       if (!stopping_ && !running_.empty()) {
-        core::log::error("launch: stopping the other {} process(es)", running_.size());
+        core::log::error("stopping the other {} process(es)", running_.size());
         signal_all(SIGTERM);
-        stop_others();
       }
+      stop_others();
     }
   }
 
-  const LaunchOptions& o_;
+  const std::vector<ProcessJob>& jobs_;
+  const int parallel_;
+  const double grace_s_;
+  const std::string program_;
   sigset_t handled_{}, previous_{};
-  std::map<pid_t, int> running_;  // pid -> global rank
-  int worst_ = core::kExitOk;
-  int received_ = 0;  // a signal the launcher was sent and passed on
+  std::map<pid_t, size_t> running_;  // pid -> job
+  size_t next_ = 0;
+  ProcessJobsResult result_;
+  int received_ = 0;  // a signal the supervisor was sent and passed on
   bool stopping_ = false;
   Clock::time_point kill_at_{};
 };
 
 }  // namespace
+
+ProcessJobsResult run_process_jobs(const std::vector<ProcessJob>& jobs, int parallel, double grace_s,
+                                   const std::string& program) {
+  SupervisedProcesses processes(jobs, parallel, grace_s, program);
+  return processes.run();
+}
 
 int launch_processes(const LaunchOptions& o) {
   if (o.node_rank >= o.nnodes)
@@ -203,12 +222,19 @@ int launch_processes(const LaunchOptions& o) {
   if (o.nnodes > 1 && o.master_addr == "127.0.0.1")
     throw core::UsageError("with several machines, --master-addr must be the address of node 0 that the others reach");
   const int port = o.master_port != 0 ? o.master_port : o.nnodes == 1 ? free_local_port() : 29500;
-  ProcessGroupOnThisMachine processes(o);
-  processes.start_all(port);
+  const int world = o.nproc_per_node * o.nnodes;
+  std::vector<ProcessJob> jobs;
+  for (int local = 0; local < o.nproc_per_node; ++local) {
+    const int rank = o.node_rank * o.nproc_per_node + local;
+    jobs.push_back({fmt::format("launch: rank {}", rank), o.arguments,
+                    {fmt::format("RANK={}", rank), fmt::format("WORLD_SIZE={}", world), fmt::format("LOCAL_RANK={}", local),
+                     fmt::format("LOCAL_WORLD_SIZE={}", o.nproc_per_node), fmt::format("MASTER_ADDR={}", o.master_addr),
+                     fmt::format("MASTER_PORT={}", port)},
+                    ""});
+  }
   core::log::info("launch: {} process(es) on this machine (ranks {}..{} of {}), meeting at {}:{}", o.nproc_per_node,
-                  o.node_rank * o.nproc_per_node, (o.node_rank + 1) * o.nproc_per_node - 1, o.nproc_per_node * o.nnodes,
-                  o.master_addr, port);
-  return processes.supervise();
+                  o.node_rank * o.nproc_per_node, (o.node_rank + 1) * o.nproc_per_node - 1, world, o.master_addr, port);
+  return run_process_jobs(jobs, o.nproc_per_node, o.grace_s, o.program).worst_exit_code;
 }
 
 }  // namespace pneumo::train

@@ -7,6 +7,7 @@
 //                     (best, swa, snapshots, ...) and whether OOF used flip TTA. It makes the
 //                     folder one --model for predict, evaluate, tune, export, serve and pacs.
 //   fold-K/           an ordinary run folder per fold; finished.json once its training ended
+//   workers/worker-I.log  with `pneumo cv --parallel-folds`: the output of fold worker I
 //   oof/fold-K/<ImageId>.png  the fold's OOF probability maps: 8-bit (round(p * 255)) at the
 //                     ensemble's segmentation input size (data.size), the size the members'
 //                     probabilities are averaged at; resized to the image's own size with
