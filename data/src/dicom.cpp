@@ -110,20 +110,41 @@ void open_image(gdcm::ImageReader& reader, std::istringstream& stream, std::stri
              "parse it)");
 }
 
+// The header fields that are text in the data set (UIDs, window, spacing, patient, ...);
+// GDCM's image reader and the header-only read share them.
+void read_text_fields(const gdcm::DataSet& ds, DicomMetadata& m) {
+  m.sop_class_uid = tag_string(ds, 0x0008, 0x0016);
+  m.sop_instance_uid = tag_string(ds, 0x0008, 0x0018);
+  m.study_instance_uid = tag_string(ds, 0x0020, 0x000d);
+  m.series_instance_uid = tag_string(ds, 0x0020, 0x000e);
+  m.window_center = nth_number(tag_string(ds, 0x0028, 0x1050), 0);
+  m.window_width = nth_number(tag_string(ds, 0x0028, 0x1051), 0);
+  std::string spacing = tag_string(ds, 0x0028, 0x0030);
+  if (spacing.empty()) spacing = tag_string(ds, 0x0018, 0x1164);  // Imager Pixel Spacing
+  m.pixel_spacing_row_mm = nth_number(spacing, 0);
+  m.pixel_spacing_col_mm = nth_number(spacing, 1);
+  m.modality = tag_string(ds, 0x0008, 0x0060);
+  m.view_position = tag_string(ds, 0x0018, 0x5101);
+  m.patient_id = tag_string(ds, 0x0010, 0x0020);
+  m.patient_sex = tag_string(ds, 0x0010, 0x0040);
+  m.patient_age = tag_string(ds, 0x0010, 0x1010);
+}
+
+std::string transfer_syntax_name(const std::string& uid) {
+  gdcm::UIDs uids;
+  return uids.SetFromUID(uid.c_str()) ? uids.GetName() : "unknown";
+}
+
 DicomMetadata metadata_of(const gdcm::ImageReader& reader) {
   const gdcm::Image& image = reader.GetImage();
   const gdcm::DataSet& ds = reader.GetFile().GetDataSet();
   const gdcm::PixelFormat& pf = image.GetPixelFormat();
   DicomMetadata m;
-  m.sop_class_uid = tag_string(ds, 0x0008, 0x0016);
-  m.sop_instance_uid = tag_string(ds, 0x0008, 0x0018);
-  m.study_instance_uid = tag_string(ds, 0x0020, 0x000d);
-  m.series_instance_uid = tag_string(ds, 0x0020, 0x000e);
+  read_text_fields(ds, m);
   m.transfer_syntax_uid = tag_string(reader.GetFile().GetHeader(), 0x0002, 0x0010);
   if (m.transfer_syntax_uid.empty())
     m.transfer_syntax_uid = gdcm::TransferSyntax::GetTSString(image.GetTransferSyntax());
-  gdcm::UIDs uid;
-  m.transfer_syntax_name = uid.SetFromUID(m.transfer_syntax_uid.c_str()) ? uid.GetName() : "unknown";
+  m.transfer_syntax_name = transfer_syntax_name(m.transfer_syntax_uid);
   const unsigned int* dims = image.GetDimensions();
   m.columns = static_cast<int>(dims[0]);
   m.rows = static_cast<int>(dims[1]);
@@ -136,17 +157,6 @@ DicomMetadata metadata_of(const gdcm::ImageReader& reader) {
   m.photometric = pi == nullptr ? "" : trimmed(pi, std::strlen(pi));
   m.rescale_slope = image.GetSlope();
   m.rescale_intercept = image.GetIntercept();
-  m.window_center = nth_number(tag_string(ds, 0x0028, 0x1050), 0);
-  m.window_width = nth_number(tag_string(ds, 0x0028, 0x1051), 0);
-  std::string spacing = tag_string(ds, 0x0028, 0x0030);
-  if (spacing.empty()) spacing = tag_string(ds, 0x0018, 0x1164);  // Imager Pixel Spacing
-  m.pixel_spacing_row_mm = nth_number(spacing, 0);
-  m.pixel_spacing_col_mm = nth_number(spacing, 1);
-  m.modality = tag_string(ds, 0x0008, 0x0060);
-  m.view_position = tag_string(ds, 0x0018, 0x5101);
-  m.patient_id = tag_string(ds, 0x0010, 0x0020);
-  m.patient_sex = tag_string(ds, 0x0010, 0x0040);
-  m.patient_age = tag_string(ds, 0x0010, 0x1010);
   return m;
 }
 
@@ -361,13 +371,9 @@ DicomMetadata read_dicom_header(const fs::path& file) {
   const detail::StructureCheck check = read_header_up_to(reader, stream, file, gdcm::Tag(0x7fe0, 0x0010));
   const gdcm::DataSet& ds = reader.GetFile().GetDataSet();
   DicomMetadata m;
-  m.sop_class_uid = tag_string(ds, 0x0008, 0x0016);
-  m.sop_instance_uid = tag_string(ds, 0x0008, 0x0018);
-  m.study_instance_uid = tag_string(ds, 0x0020, 0x000d);
-  m.series_instance_uid = tag_string(ds, 0x0020, 0x000e);
+  read_text_fields(ds, m);
   m.transfer_syntax_uid = check.transfer_syntax;
-  gdcm::UIDs uid;
-  m.transfer_syntax_name = uid.SetFromUID(m.transfer_syntax_uid.c_str()) ? uid.GetName() : "unknown";
+  m.transfer_syntax_name = transfer_syntax_name(m.transfer_syntax_uid);
   m.rows = tag_uint16(ds, 0x0028, 0x0010);
   m.columns = tag_uint16(ds, 0x0028, 0x0011);
   if (m.rows == 0 || m.columns == 0)
@@ -380,17 +386,6 @@ DicomMetadata read_dicom_header(const fs::path& file) {
   m.photometric = tag_string(ds, 0x0028, 0x0004);
   m.rescale_slope = nth_number(tag_string(ds, 0x0028, 0x1053), 0).value_or(1.0);
   m.rescale_intercept = nth_number(tag_string(ds, 0x0028, 0x1052), 0).value_or(0.0);
-  m.window_center = nth_number(tag_string(ds, 0x0028, 0x1050), 0);
-  m.window_width = nth_number(tag_string(ds, 0x0028, 0x1051), 0);
-  std::string spacing = tag_string(ds, 0x0028, 0x0030);
-  if (spacing.empty()) spacing = tag_string(ds, 0x0018, 0x1164);  // Imager Pixel Spacing
-  m.pixel_spacing_row_mm = nth_number(spacing, 0);
-  m.pixel_spacing_col_mm = nth_number(spacing, 1);
-  m.modality = tag_string(ds, 0x0008, 0x0060);
-  m.view_position = tag_string(ds, 0x0018, 0x5101);
-  m.patient_id = tag_string(ds, 0x0010, 0x0020);
-  m.patient_sex = tag_string(ds, 0x0010, 0x0040);
-  m.patient_age = tag_string(ds, 0x0010, 0x1010);
   return m;
 }
 
