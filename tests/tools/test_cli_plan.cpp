@@ -86,8 +86,13 @@ TEST_CASE("pneumo plan proposes the size, negative share, folds and batch that a
   CHECK_THAT(text, Contains("20 of 20 patients have several images"));
   CHECK_THAT(text, Contains("batch   4:"));
   CHECK_THAT(r.out, Contains("train.batch_size: 4"));
-  // An ordinary experiment file.
+  // An ordinary experiment file, which pneumo cv runs (one epoch here).
   CHECK(run_pneumo({"config", "check", plan.string()}).exit_code == 0);
+  const auto cv = run_pneumo({"-q", "cv", plan.string(), "--set", "train.epochs=1", "--set", "experiment.run_name=cv"});
+  INFO(cv.err);
+  CHECK(cv.exit_code == 0);
+  CHECK(fs::exists(set / "runs/planned/cv/cv.md"));
+  CHECK(fs::exists(set / "runs/planned/cv/fold-1/finished.json"));
 }
 
 TEST_CASE("pneumo plan sizes up for small masks, but never above the images' own size") {
