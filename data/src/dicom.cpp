@@ -338,8 +338,9 @@ cv::Mat read_dicom_stored(const fs::path& file, DicomMetadata* meta, bool fast_j
 
 namespace {
 
-// An unsigned short (US) element's first value; 0 when absent or too short. The value is
-// little endian: explicit VR big endian (retired) files give byte-swapped numbers here.
+// An unsigned short (US) element's first value; 0 when absent or too short. GDCM's reader
+// hands binary values over little endian, explicit VR big endian files included (the header
+// test reads pydicom's ExplVR_BigEnd.dcm as the full read does).
 int tag_uint16(const gdcm::DataSet& ds, uint16_t group, uint16_t element) {
   const gdcm::Tag tag(group, element);
   if (!ds.FindDataElement(tag)) return 0;
