@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -11,6 +12,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -118,18 +121,58 @@ int spawn_logged(const std::vector<std::string>& argv, const std::vector<std::st
   return child;
 }
 
-int free_tcp_port() {
+namespace {
+
+// The lowest port the kernel hands out by itself (bind to port 0, outgoing connections).
+int lowest_ephemeral_port() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768;
+  if (!(range >> low) || low < 12000) low = 32768;
+  return low;
+}
+
+bool nobody_listens(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error("socket() failed");
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   ::close(fd);
-  if (!ok) throw std::runtime_error("no free port on 127.0.0.1");
-  return ntohs(address.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+// A port the kernel's own choice (port 0) returns is free only until the next process asks:
+// tests running side by side, and the Gloo and HTTP sockets they open, were handed the same
+// port before its user bound it. So ports come from below the kernel's ephemeral range, and
+// each is claimed for the life of this process by a lock on a file named after it, which the
+// other test processes respect.
+int free_tcp_port() {
+  static std::mutex mutex;
+  static std::vector<int> claims;  // lock file descriptors, held until the process exits
+  const std::lock_guard<std::mutex> lock(mutex);
+  const fs::path folder = fs::temp_directory_path() / "pneumo-test-ports";
+  std::error_code ignored;
+  fs::create_directories(folder, ignored);
+  const int high = lowest_ephemeral_port(), low = high - 10000;
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> pick(low, high - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = pick(random);
+    const std::string claim = (folder / std::to_string(port)).string();
+    const int fd = ::open(claim.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+    if (fd < 0) continue;  // a claim file of another user's: try another port
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && nobody_listens(port)) {
+      claims.push_back(fd);
+      return port;
+    }
+    ::close(fd);
+  }
+  throw std::runtime_error("no free port on 127.0.0.1 below " + std::to_string(high) + " (port claims in " +
+                           folder.string() + ")");
 }
 
 int wait_for_exit(int pid, double seconds) {

@@ -46,7 +46,9 @@ int spawn_quiet(const std::vector<std::string>& argv);
 int spawn_logged(const std::vector<std::string>& argv, const std::vector<std::string>& environment,
                  const std::filesystem::path& log);
 
-// A TCP port on 127.0.0.1 that nobody listens on now.
+// A TCP port on 127.0.0.1 that nobody listens on now, claimed for this process: no other test
+// process is given it, and the kernel does not hand it out by itself (it lies below the
+// ephemeral range).
 int free_tcp_port();
 
 // Waits up to `seconds` for the child `pid` to end: its exit code (128 + signal when killed),

@@ -88,27 +88,34 @@ ProcessPlacement placement_from_environment() {
 namespace {
 
 struct MeetingPoint {
+  std::mutex mutex;  // held while the store is made: rank 0's waits for the other ranks
   c10::intrusive_ptr<c10d::TCPStore> store;
   int groups = 0;  // opened so far: every process opens them in the same order
 };
 
-// Opens a group's view of its meeting point, creating the store on first use.
+// Opens a group's view of its meeting point, creating the store on first use. Only the
+// lookup holds the lock of all points: making a store blocks until the ranks meet, and the
+// ranks of a test are threads of one process that must reach their own points meanwhile.
 c10::intrusive_ptr<c10d::Store> meet(const ProcessPlacement& placement, std::chrono::milliseconds timeout) {
-  static std::mutex mutex;
+  static std::mutex points_mutex;
   static auto* points = new std::map<std::tuple<std::string, int, int>, MeetingPoint>();  // never destroyed
-  const std::lock_guard<std::mutex> lock(mutex);
-  MeetingPoint& point = (*points)[{placement.master_addr, placement.master_port, placement.rank}];
-  if (!point.store) {
+  MeetingPoint* point = nullptr;
+  {
+    const std::lock_guard<std::mutex> lock(points_mutex);
+    point = &(*points)[{placement.master_addr, placement.master_port, placement.rank}];  // map nodes stay put
+  }
+  const std::lock_guard<std::mutex> lock(point->mutex);
+  if (!point->store) {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(placement.master_port);
     options.isServer = placement.rank == 0;
     options.numWorkers = static_cast<std::size_t>(placement.world_size);
     options.waitWorkers = true;
     options.timeout = timeout;
-    point.store = c10::make_intrusive<c10d::TCPStore>(placement.master_addr, options);
+    point->store = c10::make_intrusive<c10d::TCPStore>(placement.master_addr, options);
   }
-  point.store->setTimeout(timeout);
-  return c10::make_intrusive<c10d::PrefixStore>(fmt::format("group-{}", point.groups++), point.store);
+  point->store->setTimeout(timeout);
+  return c10::make_intrusive<c10d::PrefixStore>(fmt::format("group-{}", point->groups++), point->store);
 }
 
 }  // namespace
