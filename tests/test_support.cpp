@@ -146,8 +146,8 @@ bool nobody_listens(int port) {
 }  // namespace
 
 // A port the kernel's own choice (port 0) returns is free only until the next process asks:
-// tests running side by side, and the Gloo and HTTP sockets they open, were handed the same
-// port before its user bound it. So ports come from below the kernel's ephemeral range, and
+// tests running side by side, and the Gloo and HTTP sockets they open, can be handed the same
+// port before its user binds it. So ports come from below the kernel's ephemeral range, and
 // each is claimed for the life of this process by a lock on a file named after it, which the
 // other test processes respect.
 int free_tcp_port() {
