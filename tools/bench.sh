@@ -30,7 +30,8 @@ done
 for b in bench_decode bench_augment bench_train bench_infer bench_serve pneumo; do
   [ -x "$bin/$b" ] || { echo "bench: $bin/$b is missing; build first (tools/build.sh)" >&2; exit 2; }
 done
-[ -x /usr/bin/python3 ] || { echo "bench: /usr/bin/python3 (Debian's, with python3-torch) is missing; run tools/setup.sh --tests" >&2; exit 2; }
+python="$root/.venv/bin/python"
+"$python" -c 'import torch, cv2, pydicom' 2>/dev/null || { echo "bench: the Python references are not in $root/.venv; run tools/setup.sh --tests" >&2; exit 2; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -71,6 +72,10 @@ run bench_train "${train_args[@]}"
 if grep -q -w avx512_bf16 /proc/cpuinfo; then
   run bench_train "${train_args[@]}" --models unet,classifier --amp --amp-dtype bfloat16
 fi
+# PyTorch 2.x's torch.compile on the Python side (U-Net/ResNet34; compiling happens in the
+# warm-up steps, left out of the timing).
+run bench_train "${train_args[@]}" --models unet --compile
+# bench_infer's Python side also times torch.compile, ONNX Runtime and OpenVINO (anchors).
 run bench_infer "${infer_args[@]}"
 if command -v wrk > /dev/null; then
   run bench_serve "${serve_args[@]}"
@@ -82,11 +87,12 @@ fi
   echo "## pneumo vs Python, $(date -u '+%Y-%m-%d %H:%M UTC')"
   [ "$quick" = 1 ] && echo "(--quick: short runs at small sizes; not figures to quote)"
   echo
-  echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB," \
+       "$(grep -q -w avx512f /proc/cpuinfo && echo AVX-512 || echo "AVX2 (no AVX-512)")"
   echo "- pneumo: $("$bin/pneumo" version | sed -n 2p | sed "s/, [0-9]* CPU threads//")"
-  echo "- Python: $(/usr/bin/python3 -c 'import sys, torch, cv2, pydicom; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, OpenCV {cv2.__version__}, pydicom {pydicom.__version__}")')"
+  echo "- Python: $("$python" -c 'import sys, torch, cv2, pydicom; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, OpenCV {cv2.__version__}, pydicom {pydicom.__version__}")')"
   echo
-  /usr/bin/python3 "$root/tools/bench/summary_table.py" "$summary"
+  "$python" "$root/tools/bench/summary_table.py" "$summary"
 } > "$work/table.md"
 echo
 cat "$work/table.md"

@@ -26,8 +26,10 @@ done
 build="$root/build-sanitize"
 # Debug information records the source folder; these let ccache reuse objects across clones.
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+torch_args=$("$root/tools/torch_cmake_args.sh") || { echo "sanitize: cannot configure LibTorch (above)" >&2; exit 1; }
+mapfile -t torch_args <<< "$torch_args"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_COMPILER=clang++-14 -DPNEUMO_FUZZ=ON
+  -DCMAKE_CXX_COMPILER=clang++-14 -DPNEUMO_FUZZ=ON "${torch_args[@]}"
 targets=(fuzz_dicom fuzz_upload fuzz_labels fuzz_config fuzz_checkpoint)
 # shellcheck disable=SC2086
 cmake --build "$build" --parallel "$(nproc)" --target "${targets[@]}" $([ "$run_tests" = 1 ] && echo $suites)
@@ -59,7 +61,7 @@ for target in "${targets[@]}"; do
     fuzz_dicom)
       patterns=(-name '*.dcm')
       [ -d "$root/../shared/data/siim" ] && seeds+=("$root/../shared/data/siim")
-      pydicom_files=$(/usr/bin/python3 -c 'import os, pydicom.data; print(os.path.dirname(pydicom.data.__file__) + "/test_files")' 2>/dev/null || true)
+      pydicom_files=$("$root/.venv/bin/python" -c 'import os, pydicom.data; print(os.path.dirname(pydicom.data.__file__) + "/test_files")' 2>/dev/null || true)
       [ -n "$pydicom_files" ] && [ -d "$pydicom_files" ] && seeds+=("$pydicom_files") ;;
     fuzz_upload)  # what pneumo serve is sent: PNG, JPEG, DICOM
       patterns=(-name '*.png' -o -name '*.jpg' -o -name '*.dcm')

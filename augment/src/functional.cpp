@@ -275,9 +275,9 @@ cv::Mat grid_distortion(const cv::Mat& img, int num_steps, const std::vector<dou
 cv::Mat optical_distortion(const cv::Mat& img, double k, double dx, double dy, int interpolation,
                            int border_mode, double value) {
   const int height = img.rows, width = img.cols;
-  // 0.4.x uses the width as both focal lengths.
+  // Focal lengths: the width and the height, as Albumentations 0.4.6.
   const cv::Matx33f camera(static_cast<float>(width), 0.0f, static_cast<float>(width * 0.5 + dx),
-                           0.0f, static_cast<float>(width), static_cast<float>(height * 0.5 + dy),
+                           0.0f, static_cast<float>(height), static_cast<float>(height * 0.5 + dy),
                            0.0f, 0.0f, 1.0f);
   const cv::Matx<float, 1, 5> distortion(static_cast<float>(k), static_cast<float>(k), 0, 0, 0);
   cv::Mat map1, map2;
@@ -311,13 +311,13 @@ cv::Mat brightness_contrast_adjust(const cv::Mat& img, double alpha, double beta
   return out;
 }
 
-cv::Mat gamma_transform(const cv::Mat& img, double gamma, double eps) {
+cv::Mat gamma_transform(const cv::Mat& img, double gamma) {
   require_one_channel(img, "RandomGamma");
   if (img.type() == CV_8UC1) {
-    const double inverse = 1.0 / (gamma + eps);
+    // numpy's arange(0, 256 / 255, 1 / 255) holds i * (1 / 255), not i / 255.
     cv::Mat lut(1, 256, CV_8UC1);
     for (int i = 0; i < 256; ++i)
-      lut.at<uint8_t>(i) = static_cast<uint8_t>(std::pow(i / 255.0, inverse) * 255.0);
+      lut.at<uint8_t>(i) = static_cast<uint8_t>(std::pow(i * (1.0 / 255.0), gamma) * 255.0);
     cv::Mat out;
     cv::LUT(img, lut, out);
     return out;

@@ -47,20 +47,20 @@ class RandomGamma : public Transform {
  public:
   explicit RandomGamma(OpParams& params)
       : Transform("RandomGamma", read_probability(params, 0.5)),
-        limit_(params.int_pair("gamma_limit", {80, 120}, positive_int())),
-        eps_(params.number("eps", 1e-7, non_negative())) {
+        limit_(params.int_pair("gamma_limit", {80, 120}, positive_int())) {
+    // Albumentations 0.4.6 takes eps and ignores it ("Deprecated"); so do we.
+    params.number("eps", 0.0, non_negative());
     if (limit_.first > limit_.second) params.fail("gamma_limit", "expected [lo, hi] with lo <= hi");
   }
 
  protected:
   void apply(Target& t, core::Rng& rng) const override {
     const double gamma = static_cast<double>(rng.randint(limit_.first, limit_.second)) / 100.0;
-    t.image = fn::gamma_transform(t.image, gamma, eps_);
+    t.image = fn::gamma_transform(t.image, gamma);
   }
 
  private:
   std::pair<int, int> limit_;
-  double eps_;
 };
 
 class Clahe : public Transform {

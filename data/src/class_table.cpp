@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"

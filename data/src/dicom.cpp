@@ -261,7 +261,7 @@ cv::Mat decode_stored(const gdcm::ImageReader& reader, const DicomMetadata& m,
     const uint64_t needed = stored_frame * static_cast<uint64_t>(m.frames);
     if (native->GetLength() < needed)
       fail(file, fmt::format("pixel data holds {} bytes; {} frame(s) of {} x {} need {} "
-                             "(truncated?)", native->GetLength(), m.frames, m.columns, m.rows,
+                             "(truncated?)", static_cast<uint32_t>(native->GetLength()), m.frames, m.columns, m.rows,
                              needed));
   }
 

@@ -329,7 +329,9 @@ DicomResult make_secondary_capture(std::string_view bytes, const std::string& na
       ds.insertEmptyElement(tag);  // type 2: present, maybe empty
   }
   const std::string sop_instance = instance_uid.empty() ? new_uid() : instance_uid;
-  const std::tm now = fmt::localtime(std::time(nullptr));
+  const std::time_t seconds = std::time(nullptr);
+  std::tm now{};
+  localtime_r(&seconds, &now);  // (fmt 12 dropped fmt::localtime)
   const std::string date = fmt::format("{:%Y%m%d}", now), time = fmt::format("{:%H%M%S}", now);
   const std::vector<std::pair<DcmTagKey, std::string>> values{
       {DCM_SOPClassUID, UID_SecondaryCaptureImageStorage},

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"

@@ -1,6 +1,7 @@
-// Each op with fixed parameters against the Python way: numpy + OpenCV-Python with
-// Albumentations 0.4.x formulas (reference_augment.py), on a non-square image so that width
-// and height mix-ups show.
+// Each op with fixed parameters against the Python way: Albumentations 0.4.6's own functions
+// (reference_augment.py), on a non-square image so that width and height mix-ups show (the
+// transcription of its formulas these tests once used had optical distortion's focal length
+// and RandomGamma's 8-bit table wrong, and pneumo with it).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -105,7 +106,7 @@ cv::Mat read_reference(const std::filesystem::path& dir, const std::string& name
 
 }  // namespace
 
-TEST_CASE("every op with fixed parameters matches Albumentations' formulas run in Python") {
+TEST_CASE("every op with fixed parameters matches Albumentations 0.4.6 run in Python") {
   TempDir dir;
   const cv::Mat image = test_image();
   REQUIRE(cv::imwrite((dir / "image.png").string(), image));

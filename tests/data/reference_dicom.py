@@ -3,19 +3,17 @@
 For every *.dcm in the given folder, writes the first frame's stored values as little-endian
 int32 (<name>.raw, shape rows x columns x samples) and one manifest line:
     name <TAB> ok|error <TAB> rows <TAB> columns <TAB> samples <TAB> transfer syntax <TAB> message
-Handlers: pydicom's numpy handler for native syntaxes, then GDCM (python3-gdcm), then
-pydicom's RLE handler.
+Decoders: pydicom 3's own (native and RLE), pylibjpeg's for JPEG and JPEG 2000, pyjpegls's for
+JPEG-LS (all pinned in tools/python/requirements.txt).
 """
 import os
 import sys
 
 import numpy as np
 import pydicom
-from pydicom.pixel_data_handlers import gdcm_handler, numpy_handler, rle_handler
 
 
 def main(source, out):
-    pydicom.config.pixel_data_handlers = [numpy_handler, gdcm_handler, rle_handler]
     os.makedirs(out, exist_ok=True)
     lines = []
     for name in sorted(os.listdir(source)):

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kPydicomFiles = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+const fs::path kPydicomFiles = PNEUMO_PYDICOM_TEST_FILES;
 const fs::path kSiim = fs::path(PNEUMO_SHARED_DATA_DIR) / "siim";
 const std::string kReferenceScript = PNEUMO_SOURCE_DIR "/tests/data/reference_dicom.py";
 
@@ -215,7 +215,7 @@ TEST_CASE("rescale and a VOI window map CT values like pydicom's formulas") {
   TempDir out;
   const std::string script =
       "import sys, numpy as np, pydicom\n"
-      "from pydicom.pixel_data_handlers.util import apply_modality_lut\n"
+      "from pydicom.pixels import apply_modality_lut\n"
       "ds = pydicom.dcmread(sys.argv[1])\n"
       "x = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)\n"
       "c, w = 40.0, 400.0\n"

@@ -1,7 +1,8 @@
 """Reference networks for pneumo's models tests and training benchmark, the Python way:
-torchvision's architectures, segmentation_models_pytorch's encoder stages, U-Net and UNet++
-(transcribed here with smp's module names; smp itself is not packaged by Debian), Attention
-U-Net (AttU_Net's names) and Double U-Net (the paper's Keras model in PyTorch, pneumo's names).
+torchvision's architectures and segmentation_models_pytorch's U-Net and UNet++ themselves; the
+encoders' stages as smp takes them from torchvision's modules. No package holds Attention U-Net
+or Double U-Net, so those two are transcribed here: Attention U-Net with AttU_Net's names,
+Double U-Net (the paper's Keras model in PyTorch) with pneumo's.
 
 usage: reference_models.py OUT_DIR
 
@@ -10,6 +11,8 @@ OUT_DIR/<case>.io.pth (a dict: input, out0..outN, parameters = parameter count).
 """
 import sys
 
+import safetensors.torch
+import segmentation_models_pytorch as smp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -77,111 +80,22 @@ def densenet_stages(m, x):
     return out
 
 
-# --- smp's U-Net decoder, names as in segmentation_models_pytorch ----------------------------
+# --- U-Net and UNet++: segmentation_models_pytorch itself -------------------------------------
 
-class Conv2dReLU(nn.Sequential):
-    def __init__(self, cin, cout, use_batchnorm=True):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=not use_batchnorm),
-                         nn.BatchNorm2d(cout) if use_batchnorm else nn.Identity(), nn.ReLU(inplace=True))
-
-
-class SCSEModule(nn.Module):
-    def __init__(self, c, reduction=16):
-        super().__init__()
-        self.cSE = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c // reduction, 1),
-                                 nn.ReLU(inplace=True), nn.Conv2d(c // reduction, c, 1), nn.Sigmoid())
-        self.sSE = nn.Sequential(nn.Conv2d(c, 1, 1), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.cSE(x) + x * self.sSE(x)
+def Unet(attention=None, aux=False):
+    """smp's U-Net over ResNet34 (random weights): scSE attention or none, optionally its
+    auxiliary classification head. Returns the mask logits, or (masks, logits) with the head."""
+    return smp.Unet("resnet34", encoder_weights=None, decoder_attention_type=attention,
+                    aux_params={"classes": 1} if aux else None)
 
 
-class Attention(nn.Module):
-    def __init__(self, name, c):
-        super().__init__()
-        self.attention = SCSEModule(c) if name == "scse" else nn.Identity()
-
-    def forward(self, x):
-        return self.attention(x)
+def UnetPlusPlus():
+    return smp.UnetPlusPlus("resnet34", encoder_weights=None)
 
 
-class DecoderBlock(nn.Module):
-    def __init__(self, cin, skip, cout, use_batchnorm, attention):
-        super().__init__()
-        self.conv1 = Conv2dReLU(cin + skip, cout, use_batchnorm)
-        self.attention1 = Attention(attention, cin + skip)
-        self.conv2 = Conv2dReLU(cout, cout, use_batchnorm)
-        self.attention2 = Attention(attention, cout)
-
-    def forward(self, x, skip=None):
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-            x = self.attention1(x)
-        return self.attention2(self.conv2(self.conv1(x)))
-
-
-class UnetDecoder(nn.Module):
-    def __init__(self, encoder_channels, decoder_channels, use_batchnorm, attention):
-        super().__init__()
-        encoder_channels = encoder_channels[1:][::-1]
-        head = encoder_channels[0]
-        ins = [head] + list(decoder_channels[:-1])
-        skips = list(encoder_channels[1:]) + [0]
-        self.center = nn.Identity()
-        self.blocks = nn.ModuleList([DecoderBlock(i, s, o, use_batchnorm, attention)
-                                     for i, s, o in zip(ins, skips, decoder_channels)])
-
-    def forward(self, *features):
-        features = features[1:][::-1]
-        x, skips = self.center(features[0]), features[1:]
-        for i, block in enumerate(self.blocks):
-            x = block(x, skips[i] if i < len(skips) else None)
-        return x
-
-
-class UnetPlusPlusDecoder(nn.Module):
-    def __init__(self, encoder_channels, decoder_channels, use_batchnorm, attention):
-        super().__init__()
-        encoder_channels = encoder_channels[1:][::-1]
-        head = encoder_channels[0]
-        self.in_channels = [head] + list(decoder_channels[:-1])
-        self.skip_channels = list(encoder_channels[1:]) + [0]
-        self.out_channels = decoder_channels
-        self.center = nn.Identity()
-        blocks = {}
-        for layer_idx in range(len(self.in_channels) - 1):
-            for depth_idx in range(layer_idx + 1):
-                if depth_idx == 0:
-                    in_ch = self.in_channels[layer_idx]
-                    skip_ch = self.skip_channels[layer_idx] * (layer_idx + 1)
-                    out_ch = self.out_channels[layer_idx]
-                else:
-                    out_ch = self.skip_channels[layer_idx]
-                    skip_ch = self.skip_channels[layer_idx] * (layer_idx + 1 - depth_idx)
-                    in_ch = self.skip_channels[layer_idx - 1]
-                blocks[f"x_{depth_idx}_{layer_idx}"] = DecoderBlock(in_ch, skip_ch, out_ch, use_batchnorm, attention)
-        blocks[f"x_0_{len(self.in_channels) - 1}"] = DecoderBlock(self.in_channels[-1], 0, self.out_channels[-1],
-                                                                  use_batchnorm, attention)
-        self.blocks = nn.ModuleDict(blocks)
-        self.depth = len(self.in_channels) - 1
-
-    def forward(self, *features):
-        features = features[1:][::-1]
-        dense_x = {}
-        for layer_idx in range(len(self.in_channels) - 1):
-            for depth_idx in range(self.depth - layer_idx):
-                if layer_idx == 0:
-                    output = self.blocks[f"x_{depth_idx}_{depth_idx}"](features[depth_idx], features[depth_idx + 1])
-                    dense_x[f"x_{depth_idx}_{depth_idx}"] = output
-                else:
-                    dense_l_i = depth_idx + layer_idx
-                    cat_features = [dense_x[f"x_{idx}_{dense_l_i}"] for idx in range(depth_idx + 1, dense_l_i + 1)]
-                    cat_features = torch.cat(cat_features + [features[dense_l_i + 1]], dim=1)
-                    dense_x[f"x_{depth_idx}_{dense_l_i}"] = self.blocks[f"x_{depth_idx}_{dense_l_i}"](
-                        dense_x[f"x_{depth_idx}_{dense_l_i - 1}"], cat_features)
-        dense_x[f"x_0_{self.depth}"] = self.blocks[f"x_0_{self.depth}"](dense_x[f"x_0_{self.depth - 1}"])
-        return dense_x[f"x_0_{self.depth}"]
+def outputs(result):
+    """An smp network's result, or a transcribed one's list, as a list of tensors."""
+    return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
 class ResNetEncoder(torchvision.models.ResNet):
@@ -192,23 +106,6 @@ class ResNetEncoder(torchvision.models.ResNet):
 
     def forward(self, x):
         return resnet_stages(self, x)
-
-
-class Unet(nn.Module):
-    def __init__(self, attention, aux, decoder=UnetDecoder):
-        super().__init__()
-        self.encoder = ResNetEncoder(torchvision.models.resnet.BasicBlock, [3, 4, 6, 3])
-        self.decoder = decoder((3, 64, 64, 128, 256, 512), (256, 128, 64, 32, 16), True, attention)
-        self.segmentation_head = nn.Sequential(nn.Conv2d(16, 1, 3, padding=1), nn.Identity(), nn.Identity())
-        self.classification_head = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity(),
-                                                  nn.Linear(512, 1)) if aux else None)
-
-    def forward(self, x):
-        features = self.encoder(x)
-        out = [self.segmentation_head(self.decoder(*features))]
-        if self.classification_head is not None:
-            out.append(self.classification_head(features[-1]))
-        return out
 
 
 # --- Attention U-Net (Oktay et al.), names as the common AttU_Net implementation --------------
@@ -384,27 +281,6 @@ class DoubleUnet(nn.Module):
         return [self.output2(y), mask1]
 
 
-def write_safetensors(state, path):
-    """The safetensors layout, written by hand (the package is not in Debian): 8-byte header
-    length, JSON header (dtype, shape, data_offsets), raw little-endian data."""
-    import json
-    names = {torch.float32: "F32", torch.int64: "I64"}
-    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
-    for key, value in state.items():
-        data = value.contiguous().numpy().tobytes()
-        header[key] = {"dtype": names[value.dtype], "shape": list(value.shape),
-                       "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
 def save(out_dir, name, model, outputs, x, drop=()):
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(drop)} if drop else dict(model.state_dict())
     count = sum(v.numel() for k, v in model.named_parameters() if not (drop and k.startswith(drop)))
@@ -460,7 +336,7 @@ def main():
         model = Unet("scse", True)
         randomise_batch_norm(model)
         model.eval()
-        save(out_dir, "unet_resnet34", model, model(x), x)
+        save(out_dir, "unet_resnet34", model, outputs(model(x)), x)
 
         # The same weights as a training script saves them: nested, with DataParallel prefixes;
         # and as `torch.save(model.state_dict())` writes them (an OrderedDict with _metadata).
@@ -468,13 +344,13 @@ def main():
                    f"{out_dir}/unet_nested.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_ordered.pth")
         torch.save(model.state_dict(), f"{out_dir}/unet_legacy.pth", _use_new_zipfile_serialization=False)
-        write_safetensors(model.state_dict(), f"{out_dir}/unet.safetensors")
+        safetensors.torch.save_file(model.state_dict(), f"{out_dir}/unet.safetensors")
 
         # UNet++ (Nested U-Net), resnet34, no attention, no auxiliary head.
-        model = Unet(None, False, UnetPlusPlusDecoder)
+        model = UnetPlusPlus()
         randomise_batch_norm(model)
         model.eval()
-        save(out_dir, "unetpp_resnet34", model, model(x), x)
+        save(out_dir, "unetpp_resnet34", model, outputs(model(x)), x)
 
         # Attention U-Net: AttU_Net's plain encoder (narrow widths), and over ResNet34.
         for name, model in (("attention_unet_plain", AttentionUnet("plain", (8, 16, 32, 64, 128))),

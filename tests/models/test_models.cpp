@@ -1,6 +1,6 @@
-// Encoders, the classifier and U-Net against torchvision and a segmentation_models_pytorch-named
-// Python reference (reference_models.py) with the same random weights; shapes, gradients and
-// weight files.
+// Encoders, the classifier, U-Net and UNet++ against torchvision and segmentation_models_pytorch
+// (reference_models.py) with the same random weights, both ways; shapes, gradients and weight
+// files.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -16,6 +16,7 @@
 #include "pneumo/models/double_unet.h"
 #include "pneumo/models/encoder.h"
 #include "pneumo/models/unet.h"
+#include "pneumo/models/torch_save.h"
 #include "pneumo/models/unet_plus_plus.h"
 #include "pneumo/models/weights.h"
 #include "pneumo_test_paths.h"
@@ -109,7 +110,7 @@ TEST_CASE("the classifier equals torchvision's DenseNet121 with a one-logit head
   CHECK(classifier->pneumothorax_logit(logits).sizes() == torch::IntArrayRef({2}));
 }
 
-TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
+TEST_CASE("U-Net equals segmentation_models_pytorch's, auxiliary head included") {
   torch::NoGradGuard no_grad;
   models::UNetOptions options;
   options.encoder = {"resnet34", 3, 5};
@@ -136,7 +137,51 @@ TEST_CASE("U-Net equals the smp-named reference, auxiliary head included") {
   }
 }
 
-TEST_CASE("UNet++ equals the smp-named reference") {
+TEST_CASE("weights pneumo initialises and saves load strictly into segmentation_models_pytorch") {
+  // The other way round: pneumo's own random weights, saved by pneumo, loaded by smp's U-Net
+  // and UNet++ with strict=True, give pneumo's outputs.
+  pneumo::testing::TempDir dir;
+  torch::manual_seed(11);
+  models::UNetOptions unet_options;
+  unet_options.encoder = {"resnet34", 3, 5};
+  unet_options.attention = "scse";
+  unet_options.aux_head = true;
+  models::UNet unet(unet_options);
+  models::UNetPlusPlusOptions pp_options;
+  pp_options.encoder = {"resnet34", 3, 5};
+  models::UNetPlusPlus pp(pp_options);
+  unet->eval();
+  pp->eval();
+  models::save_weights(*unet, dir / "unet.pth");
+  models::save_weights(*pp, dir / "unetpp.pth");
+  const torch::Tensor x = torch::randn({2, 3, 64, 64});
+  pneumo::testing::write_file(dir / "x.pth", models::torch_save_bytes({{"x", x}}));
+  const auto r = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-W", "ignore", "-c",
+       "import sys, torch, segmentation_models_pytorch as smp\n"
+       "d = sys.argv[1]\n"
+       "x = torch.load(d + '/x.pth')['x']\n"
+       "unet = smp.Unet('resnet34', encoder_weights=None, decoder_attention_type='scse', aux_params={'classes': 1})\n"
+       "pp = smp.UnetPlusPlus('resnet34', encoder_weights=None)\n"
+       "unet.load_state_dict(torch.load(d + '/unet.pth'), strict=True)\n"
+       "pp.load_state_dict(torch.load(d + '/unetpp.pth'), strict=True)\n"
+       "unet.eval(); pp.eval()\n"
+       "with torch.no_grad():\n"
+       "    masks, logits = unet(x)\n"
+       "    torch.save({'masks': masks, 'logits': logits, 'pp': pp(x)}, d + '/smp.pth')\n",
+       dir.path().string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  std::map<std::string, torch::Tensor> theirs;
+  for (const auto& [key, tensor] : models::read_weights(dir / "smp.pth")) theirs[key] = tensor;
+  torch::NoGradGuard no_grad;
+  const auto ours = unet->forward(x);
+  CHECK(relative_error(ours.masks, theirs["masks"]) < 1e-5);
+  CHECK(relative_error(ours.logits, theirs["logits"]) < 1e-5);
+  CHECK(relative_error(pp->forward(x).masks, theirs["pp"]) < 1e-5);
+}
+
+TEST_CASE("UNet++ equals segmentation_models_pytorch's") {
   torch::NoGradGuard no_grad;
   models::UNetPlusPlusOptions options;
   options.encoder = {"resnet34", 3, 5};

@@ -1,4 +1,7 @@
-"""Checks a DICOM result object of pneumo against its source, independently of pneumo (pydicom).
+"""Checks a DICOM result object of pneumo against its source, independently of pneumo: pydicom
+for the attributes, then highdicom reads the object back as PACS-side tools do (the Segmentation
+with highdicom.seg.segread: its segments and frames must equal the mask; the Secondary Capture
+with highdicom.imread: its frame must equal the overlay).
 
 usage: check_dicom_result.py seg RESULT.dcm SOURCE.dcm MASK.png
        check_dicom_result.py sc  RESULT.dcm SOURCE.dcm OVERLAY.png
@@ -9,6 +12,7 @@ import json
 import sys
 
 import cv2
+import highdicom
 import numpy as np
 import pydicom
 
@@ -52,6 +56,21 @@ def main():
             expect(np.array_equal(pixels.astype(bool), mask > 0),
                    "%d pixels differ from the mask" % int((pixels.astype(bool) != (mask > 0)).sum()))
         info["positive_pixels"] = int(pixels.astype(bool).sum())
+        seg = highdicom.seg.segread(result_path)
+        expect(seg.number_of_segments == 1, "highdicom reads %d segments, expected 1" % seg.number_of_segments)
+        expect(str(seg.segmentation_type.value) == "BINARY", "highdicom reads a %s segmentation" % seg.segmentation_type)
+        expect([str(c.value) for c in seg.segmented_property_types] == ["36118008"],
+               "highdicom reads the segmented property types %s" % [str(c.value) for c in seg.segmented_property_types])
+        expect(source.SOPInstanceUID in [uid[2] for uid in seg.get_source_image_uids()],
+               "highdicom does not find the source among the segmentation's source images")
+        by_source = seg.get_pixels_by_source_instance(source_sop_instance_uids=[source.SOPInstanceUID],
+                                                      segment_numbers=[1])
+        expect(by_source.shape == (1,) + mask.shape + (1,),
+               "highdicom's frame for the source has shape %s, expected %s" % (by_source.shape, (1,) + mask.shape + (1,)))
+        if by_source.shape == (1,) + mask.shape + (1,):
+            expect(np.array_equal(by_source[0, :, :, 0].astype(bool), mask > 0),
+                   "highdicom's frame differs from the mask in %d pixels"
+                   % int((by_source[0, :, :, 0].astype(bool) != (mask > 0)).sum()))
     else:
         expect(result.SOPClassUID == SECONDARY_CAPTURE, "not a Secondary Capture: " + result.SOPClassUID)
         expect(result.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID,
@@ -60,6 +79,10 @@ def main():
         overlay = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         pixels = result.pixel_array
         expect(np.array_equal(pixels, overlay), "the pixels differ from the overlay")
+        image = highdicom.imread(result_path)
+        frame = image.get_frame(1)
+        expect(frame.shape == overlay.shape and np.array_equal(frame, overlay),
+               "highdicom's frame (shape %s) differs from the overlay" % (frame.shape,))
     print(json.dumps({"problems": problems, **info}))
     sys.exit(1 if problems else 0)
 

@@ -308,7 +308,7 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   fs::create_directories(PNEUMO_ARTIFACT_DIR);
   const std::string prefix = std::string(PNEUMO_ARTIFACT_DIR) + "/serve-page";
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
-  const auto r = pneumo::testing::run_command({PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/browser_check.py",
+  const auto r = pneumo::testing::run_command({PNEUMO_SYSTEM_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/browser_check.py",
                                                url, dicom.string(), prefix, "page-token"});
   if (r.exit_code == 77) {
     WARN("browser test skipped: " << r.err);

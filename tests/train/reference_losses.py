@@ -1,7 +1,7 @@
 """Reference values for pneumo's losses and metrics, the Python way: the seeds' loss code
 transcribed to PyTorch (Keras bce_dice_loss / weighted_bce_dice_loss, the SIIM winner's
-StableBCE, soft_dice_loss and FocalLoss2d, Berman's Lovasz hinge), scikit-learn for the
-classification metrics and numpy for the Kaggle and TGS metrics.
+StableBCE, soft_dice_loss and FocalLoss2d, Berman's Lovasz hinge), scikit-learn and MONAI for
+the classification metrics, numpy and MONAI's DiceMetric for the Kaggle and TGS metrics.
 
 usage: reference_losses.py OUT_FILE     (a torch.save dict of tensors)
 """
@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.metrics import DiceMetric, compute_roc_auc
 from sklearn import metrics as skm
 
 
@@ -122,6 +123,10 @@ def main():
         v = (np.sum(np.logical_and(p, t) > 0) + 1e-10) / (np.sum(np.logical_or(p, t) > 0) + 1e-10)
         tgs.append(np.mean([v > th for th in np.arange(0.5, 1, 0.05)]))
     out["kaggle_dice"], out["iou"], out["tgs_iou"] = (torch.tensor(x, dtype=torch.float64) for x in (dice, ious, tgs))
+    # MONAI's Dice per image as the Kaggle metric counts it: ignore_empty=False scores an empty
+    # prediction of an empty mask 1 (and anything else against an empty mask 0).
+    monai_dice = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    out["monai_dice"] = monai_dice(torch.from_numpy(pred[:, None]).double(), torch.from_numpy(truth[:, None]).double())[:, 0].double()
 
     # Classification metrics with ties in the scores.
     rng = np.random.RandomState(5)
@@ -133,6 +138,7 @@ def main():
     out["sk"] = torch.tensor([skm.roc_auc_score(labels, scores), skm.average_precision_score(labels, scores),
                               skm.precision_score(labels, predicted), skm.recall_score(labels, predicted),
                               skm.f1_score(labels, predicted), tn / (tn + fp), tp, fp, tn, fn], dtype=torch.float64)
+    out["monai_auc"] = torch.tensor(compute_roc_auc(torch.from_numpy(scores), torch.from_numpy(labels)), dtype=torch.float64)
     # Multi-label AUCs as CheXNet's table: per class over the known targets (NaN: ignored),
     # scikit-learn's roc_auc_score each, and their mean; class 3 has one label only (no AUC).
     ml_scores = np.round(rng.rand(120, 4), 2)

@@ -80,9 +80,10 @@ TEST_CASE("losses are small for perfect predictions and give gradients") {
   CHECK(x.grad().abs().sum().item<double>() > 0);
 }
 
-TEST_CASE("the Kaggle metric, IoU and the TGS IoU match numpy, empty-empty counting 1") {
+TEST_CASE("the Kaggle metric, IoU and the TGS IoU match numpy and MONAI, empty-empty counting 1") {
   auto ref = reference();
   CHECK(torch::allclose(train::kaggle_dice(ref["pred_masks"], ref["true_masks"]), ref["kaggle_dice"]));
+  CHECK(torch::allclose(train::kaggle_dice(ref["pred_masks"], ref["true_masks"]), ref["monai_dice"]));
   CHECK(torch::allclose(train::iou(ref["pred_masks"], ref["true_masks"]), ref["iou"]));
   CHECK(torch::allclose(train::tgs_iou(ref["pred_masks"], ref["true_masks"]), ref["tgs_iou"]));
   // By hand: both empty 1; one empty 0; 4 of 6 and 4 of 4 pixels: 2*4 / (6 + 4) = 0.8.
@@ -97,7 +98,7 @@ TEST_CASE("the Kaggle metric, IoU and the TGS IoU match numpy, empty-empty count
   CHECK(train::iou(p, t)[2].item<double>() == Approx(4.0 / 6.0));
 }
 
-TEST_CASE("classification metrics equal scikit-learn's, ties included") {
+TEST_CASE("classification metrics equal scikit-learn's and MONAI's, ties included") {
   auto ref = reference();
   std::vector<double> scores;
   std::vector<int> labels;
@@ -108,6 +109,7 @@ TEST_CASE("classification metrics equal scikit-learn's, ties included") {
   const train::BinaryMetrics m = train::binary_metrics(scores, labels, 0.5);
   const torch::Tensor& sk = ref["sk"];
   CHECK(m.auc == Approx(sk[0].item<double>()).epsilon(1e-12));
+  CHECK(m.auc == Approx(ref["monai_auc"].item<double>()).epsilon(1e-12));
   CHECK(m.average_precision == Approx(sk[1].item<double>()).epsilon(1e-12));
   CHECK(m.precision == Approx(sk[2].item<double>()).epsilon(1e-12));
   CHECK(m.recall == Approx(sk[3].item<double>()).epsilon(1e-12));

@@ -112,8 +112,8 @@ double device_rate(const augment::BatchPipeline& ops, const cv::Mat& image, cons
 
 double python_rate(int size, double seconds, const fs::path& image, const fs::path& mask) {
   const std::string command =
-      fmt::format("/usr/bin/python3 {}/tools/bench/augment_python.py {} {} '{}' '{}'",
-                  PNEUMO_SOURCE_DIR, size, seconds, image.string(), mask.string());
+      fmt::format("{} {}/tools/bench/augment_python.py {} {} '{}' '{}'",
+                  PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, size, seconds, image.string(), mask.string());
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw core::Error("cannot start the Python reference");
   char line[64] = {};

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -77,8 +78,8 @@ double cached_rate(const std::vector<std::string>& files, int size, double secon
 }
 
 double python_rate(const std::vector<std::string>& files, int size, double seconds) {
-  std::string command = fmt::format("/usr/bin/python3 {}/tools/bench/decode_python.py {} {}",
-                                    PNEUMO_SOURCE_DIR, size, seconds);
+  std::string command = fmt::format("{} {}/tools/bench/decode_python.py {} {}",
+                                    PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, size, seconds);
   for (const auto& f : files) command += " '" + f + "'";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw core::Error("cannot start the Python reference");

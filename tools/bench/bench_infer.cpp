@@ -1,10 +1,13 @@
 // Benchmark (not a test): one 1024x1024 JPEG DICOM -> SIIM RLE with U-Net/ResNet34 at 512,
 // and the throughput over a folder, pneumo against the Python way (tools/bench/infer_python.py:
-// pydicom + OpenCV + PyTorch eager + the same post-processing) on the same random weights and
-// device, in one run; the two submissions are compared row by row.
+// pydicom + OpenCV + segmentation_models_pytorch's U-Net in PyTorch eager + the same
+// post-processing) on the same random weights and device, in one run; the two submissions are
+// compared row by row. On the CPU the Python side also runs the network with torch.compile, ONNX
+// Runtime and OpenVINO (each checked against eager within 1e-4 first, or left out with the
+// reason), printed as anchors beside eager.
 //
 //   bench_infer [--images 16] [--size 512] [--native 1024] [--threads 2] [--repeats 5] [--batch 1] [--workers 1]
-//               [--device cpu|cuda] [--cuda-graphs] [--python /usr/bin/python3]
+//               [--device cpu|cuda] [--cuda-graphs] [--python .venv/bin/python]
 //
 // On a GPU both sides copy the mask probabilities back to the host for post-processing, so each
 // image's time includes the device's work; --cuda-graphs replays pneumo's network as CUDA graphs.
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "single-image runs; the median is reported")->check(CLI::Range(1, 1000));
   app.add_option("--batch", batch, "pipeline: images per forward pass")->check(CLI::Range(1, 64));
   app.add_option("--workers", workers, "pipeline: reader threads")->check(CLI::Range(0, 16));
-  std::string device_name = "cpu", python_program = "/usr/bin/python3";
+  std::string device_name = "cpu", python_program = PNEUMO_PYTHON;
   bool cuda_graphs = false;
   app.add_option("--device", device_name, "cpu or cuda (both sides)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--cuda-graphs", cuda_graphs, "pneumo side: replay the network as CUDA graphs (--device cuda)");
@@ -172,6 +175,22 @@ int main(int argc, char** argv) {
   fmt::print("{:<58} {:>12.2f} {:>8.2f}x\n",
              fmt::format("pneumo predict pipeline (batch {}, {} reader thread(s))", batch, workers), pipelined,
              pipelined / py_rate);
+  const nlohmann::json anchors = python.value("anchors", nlohmann::json::array());
+  if (!anchors.empty()) {
+    fmt::print("{:<58} {:>12} {:>9}\n", "anchors: the same Python pipeline, the network run by", "ms | img/s",
+               "pneumo's");
+    for (const auto& a : anchors) {
+      const std::string name = a["name"].get<std::string>();
+      if (a.contains("skipped")) {
+        fmt::print("  {:<56} left out: {}\n", name, a["skipped"].get<std::string>());
+        continue;
+      }
+      const double ms = a["latency_ms"].get<double>(), rate = a["images_per_second"].get<double>();
+      fmt::print("  {:<56} {:>12.1f} {:>8.2f}x  (logits within {:.1g} of eager's, relative)\n", name + ", one image", ms,
+                 ms / latency_ms, a["max_abs_diff"].get<double>());
+      fmt::print("  {:<56} {:>12.2f} {:>8.2f}x\n", name + ", folder one by one", rate, sequential / rate);
+    }
+  }
   fmt::print("submissions: {} of {} rows identical, mean Dice between them {:.6f}\n", same, ours.size(),
              dice / static_cast<double>(ours.size()));
   struct rusage usage {};
@@ -183,6 +202,13 @@ int main(int argc, char** argv) {
   summary.add("inference", what + ", one image", "ms", py_latency, latency_ms, false);
   summary.add("inference", what + fmt::format(", folder of {}", inputs.size()), "images/s", py_rate, pipelined, true);
   summary.add("inference", what + ", peak memory", "MiB", py_peak, peak, false);
+  for (const auto& a : anchors) {
+    if (a.contains("skipped")) continue;
+    const std::string by = ", Python side with " + a["name"].get<std::string>();
+    summary.add("inference", what + ", one image" + by, "ms", a["latency_ms"].get<double>(), latency_ms, false);
+    summary.add("inference", what + ", folder one by one" + by, "images/s", a["images_per_second"].get<double>(),
+                sequential, true);
+  }
   const double mean_dice = dice / static_cast<double>(ours.size());
   if (device_name == "cpu" ? same != static_cast<int>(ours.size()) : mean_dice < 0.999) {
     fmt::print(stderr, "the two submissions differ in {} row(s), mean Dice {:.6f}\n", ours.size() - same, mean_dice);

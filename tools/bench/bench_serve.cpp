@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
                   threads, PNEUMO_BINARY_DIR, (dir / "model.ckpt").string(), our_port, max_batch),
       dir / "pneumo.log", our_port);
   const int their_port = free_port();
-  const pid_t theirs = start_server(fmt::format("/usr/bin/python3 {}/tools/bench/serve_python.py {} {} {} {}",
-                                                PNEUMO_SOURCE_DIR, (dir / "model.pth").string(), size, threads, their_port),
+  const pid_t theirs = start_server(fmt::format("{} {}/tools/bench/serve_python.py {} {} {} {}",
+                                                PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, (dir / "model.pth").string(), size, threads, their_port),
                                     dir / "python.log", their_port);
 
   // Both answer the same mask for the same image.

@@ -6,7 +6,7 @@
 //   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--channels-last]
 //               [--models unet,unet++,attention_unet,double_unet,classifier]
 //               [--device cpu|cuda] [--amp [--amp-dtype float16|bfloat16]] [--compile]
-//               [--python /usr/bin/python3]
+//               [--python .venv/bin/python]
 //
 // On a GPU (--device cuda) both sides synchronise the device at each phase boundary; --amp runs
 // forward passes under autocast on both sides (pneumo's runtime.mixed_precision, torch.autocast
@@ -79,7 +79,7 @@ struct Setup {
   bool channels_last = false, amp = false, compile = false;
   std::string device = "cpu";
   std::string amp_dtype = "float16";
-  std::string python = "/usr/bin/python3";
+  std::string python = PNEUMO_PYTHON;
 };
 
 // Runs in a child process, so that its peak memory is its own (and CUDA starts there, after the fork).

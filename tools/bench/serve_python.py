@@ -1,6 +1,6 @@
 """The Python way of serving the model, for bench_serve: the seeds' Flask page done with the
 standard library's threaded HTTP server, one request per thread, each running pydicom, OpenCV
-and the PyTorch eager U-Net/ResNet34 (tests/models/reference_models.py) with the same weights,
+and segmentation_models_pytorch's U-Net/ResNet34 in PyTorch eager (tests/models/reference_models.py) with the same weights,
 then the same answer as pneumo serve: probability, SIIM RLE, area and a base64 PNG overlay.
 
 usage: serve_python.py WEIGHTS.pth SIZE THREADS PORT
@@ -66,7 +66,7 @@ def make_handler(model, size):
             small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
             x = (small[None, :, :] - MEAN[:, None, None]) / STD[:, None, None]
             with torch.no_grad():
-                logits = model(torch.from_numpy(x[None]))[0]
+                logits = model(torch.from_numpy(x[None]))
             small_p = torch.sigmoid(logits)[0, 0].numpy()
             probability = cv2.resize(small_p, (pixels.shape[1], pixels.shape[0]), interpolation=cv2.INTER_LINEAR)
             mask = probability > 0.5
@@ -80,7 +80,7 @@ def main():
     weights, size, threads, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    model = Unet(None, False)
+    model = Unet()
     model.load_state_dict(torch.load(weights))
     model.eval()
     ThreadingHTTPServer.request_queue_size = 128  # as pneumo's backlog: no resets when many connect at once

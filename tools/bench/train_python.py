@@ -22,14 +22,14 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "models"))
-from reference_models import AttentionUnet, DoubleUnet, Unet, UnetPlusPlusDecoder  # noqa: E402
+from reference_models import AttentionUnet, DoubleUnet, Unet, UnetPlusPlus, outputs  # noqa: E402
 
 
 def build(name):
     if name == "unet":
-        return Unet(None, False)
+        return Unet()
     if name == "unet++":
-        return Unet(None, False, UnetPlusPlusDecoder)
+        return UnetPlusPlus()
     if name == "attention_unet":
         return AttentionUnet("resnet34")
     if name == "double_unet":
@@ -72,7 +72,7 @@ def main():
         if name == "classifier":
             loss = F.binary_cross_entropy_with_logits(out.float(), labels)
         else:
-            logits = out[0].float()
+            logits = outputs(out)[0].float()
             p = torch.sigmoid(logits)
             dice = 1 - (2 * (p * masks).sum() + 1) / (p.sum() + masks.sum() + 1)
             loss = F.binary_cross_entropy_with_logits(logits, masks) + dice

@@ -32,7 +32,7 @@ binary="$build/bin/pneumo"
 [ -x "$binary" ] || { echo "bundle: $binary not found; build first (tools/build.sh)" >&2; exit 1; }
 
 dev_packages=(
-  libyaml-cpp-dev libfmt-dev libcli11-dev libgdcm-dev nlohmann-json3-dev
+  libyaml-cpp-dev libgloo-dev libcli11-dev libgdcm-dev nlohmann-json3-dev
   libopencv-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-calib3d-dev
   libopencv-features2d-dev libopencv-flann-dev
   libcpp-httplib-dev libdcmtk-dev libcurl4-openssl-dev zlib1g-dev catch2

@@ -26,12 +26,8 @@ namespace pneumo::train {
 
 namespace {
 
-// From LibTorch 2.0 the backends (Gloo, NCCL) are c10d::Backend; before, c10d::ProcessGroup.
-#if TORCH_VERSION_MAJOR >= 2
+// The backends (Gloo, NCCL) are c10d::Backend.
 using Backend = c10d::Backend;
-#else
-using Backend = c10d::ProcessGroup;
-#endif
 
 std::optional<std::string> environment(const char* name) {
   const char* value = std::getenv(name);

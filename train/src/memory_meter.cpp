@@ -170,10 +170,15 @@ MemoryMeter::~MemoryMeter() {
 
 #ifdef PNEUMO_WITH_CUDA
 namespace {
-const c10::cuda::CUDACachingAllocator::Stat& reserved(const c10::Device& device) {
-  static thread_local c10::cuda::CUDACachingAllocator::DeviceStats stats;
-  stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
-  return stats.reserved_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+// The caching allocator's reserved bytes on a device, now and at their peak. (The statistics'
+// types moved from c10::cuda::CUDACachingAllocator to c10::CachingAllocator in LibTorch 2.x.)
+struct Reserved {
+  int64_t current = 0, peak = 0;
+};
+Reserved reserved(const c10::Device& device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+  const auto& bytes = stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+  return {bytes.current, bytes.peak};
 }
 }  // namespace
 #endif

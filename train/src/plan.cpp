@@ -144,7 +144,8 @@ std::string flow_text(const core::ConfigNode& node) {
   std::vector<std::string> parts;
   for (const core::ConfigNode& item : node.items()) parts.push_back(flow_text(item));
   for (const core::ConfigEntry& e : node.entries()) parts.push_back(e.key + ": " + flow_text(e.value));
-  return fmt::format(node.is_map() ? "{{{}}}" : "[{}]", fmt::join(parts, ", "));
+  const std::string joined = fmt::format("{}", fmt::join(parts, ", "));
+  return node.is_map() ? "{" + joined + "}" : "[" + joined + "]";
 }
 
 }  // namespace

@@ -57,8 +57,8 @@ cv::Mat optical_distortion(const cv::Mat& img, double k, double dx, double dy, i
 // img * alpha + beta * (255 or 1.0 if beta_by_max, else the image mean), clipped.
 cv::Mat brightness_contrast_adjust(const cv::Mat& img, double alpha, double beta, bool beta_by_max);
 
-// 8-bit: a lookup table of (i/255)^(1/(gamma+eps)) * 255 (truncated); float: img^gamma.
-cv::Mat gamma_transform(const cv::Mat& img, double gamma, double eps = 1e-7);
+// 8-bit: a lookup table of (i/255)^gamma * 255 (truncated); float: img^gamma.
+cv::Mat gamma_transform(const cv::Mat& img, double gamma);
 
 // Contrast-limited adaptive histogram equalisation; 8-bit only (DataError otherwise).
 cv::Mat clahe(const cv::Mat& img, double clip_limit, int tile_width, int tile_height);
