@@ -1,4 +1,5 @@
-"""Reference decoder for the DICOM conformance test: pydicom's pixel_array.
+"""Reference decoder for the DICOM conformance test: pydicom's pixel_array, as stored values
+(`as_rgb=False`: pydicom 3 otherwise converts YBR colour to RGB, which read_dicom_stored does not).
 
 For every *.dcm in the given folder, writes the first frame's stored values as little-endian
 int32 (<name>.raw, shape rows x columns x samples) and one manifest line:
@@ -11,6 +12,7 @@ import sys
 
 import numpy as np
 import pydicom
+from pydicom.pixels import pixel_array
 
 
 def main(source, out):
@@ -24,7 +26,7 @@ def main(source, out):
         try:
             ds = pydicom.dcmread(path)
             syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
-            pixels = ds.pixel_array
+            pixels = pixel_array(ds, as_rgb=False)
             frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
             if frames > 1:
                 pixels = pixels[0]
