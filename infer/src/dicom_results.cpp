@@ -212,6 +212,21 @@ Uint16 add_pneumothorax_segment(DcmSegmentation& seg, const std::string& algorit
   return segment_number;
 }
 
+// The mask is the source image's grid, pixel for pixel: Spatial Locations Preserved (0028,135A)
+// YES in the frame's Source Image item, which readers such as highdicom need to index the
+// segmentation by its source. (DCMTK 3.6.7's SourceImageItem has no setter for it.)
+void mark_spatial_locations_preserved(DcmItem& dataset, const std::string& name) {
+  DcmItem* frame = nullptr;
+  DcmItem* derivation = nullptr;
+  DcmItem* source_image = nullptr;
+  if (dataset.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, 0).bad() ||
+      frame->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation, 0).bad() ||
+      derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source_image, 0).bad())
+    fail(name, "the segmentation has no Source Image item to mark");
+  check(source_image->putAndInsertOFStringArray(DCM_SpatialLocationsPreserved, "YES"), name,
+        "Spatial Locations Preserved");
+}
+
 // Pixel spacing when the source gives it (Pixel Spacing, else Imager Pixel Spacing), and the
 // placeholders DCMTK needs without a frame of reference. Returns whether the source had a spacing.
 bool add_geometry(DcmSegmentation& seg, const Source& source, bool frame_of_reference, const std::string& name) {
@@ -221,6 +236,11 @@ bool add_geometry(DcmSegmentation& seg, const Source& source, bool frame_of_refe
   const bool has_spacing = !spacing.empty() && measures.setPixelSpacing(spacing.c_str(), OFFalse).good();
   if (has_spacing || !frame_of_reference) {
     if (!has_spacing) check(measures.setPixelSpacing("1\\1"), name, "pixel measures");  // a placeholder
+    // Slice Thickness is 1C in the macro, but readers such as highdicom require it in the Pixel
+    // Measures item: the source's when it has one, else 1 (mm; a projection image has none).
+    std::string thickness = text(*source.dataset, DCM_SliceThickness);
+    if (thickness.empty() || measures.setSliceThickness(thickness.c_str(), OFFalse).bad())
+      check(measures.setSliceThickness("1"), name, "pixel measures");
     check(seg.addForAllFrames(measures), name, "pixel measures");
   }
   if (!frame_of_reference) {
@@ -307,6 +327,7 @@ DicomResult make_segmentation(std::string_view bytes, const std::string& name, c
   DcmFileFormat out;
   check(seg->writeDataset(*out.getDataset()), name, "writing the segmentation");
   if (!frame_of_reference) remove_placeholders(*out.getDataset(), has_spacing);
+  mark_spatial_locations_preserved(*out.getDataset(), name);
   return {as_bytes(out, name), sop_instance};
 }
 

@@ -57,7 +57,13 @@ void RAdamParamState::serialize(torch::serialize::InputArchive& archive) {
 }
 
 RAdam::RAdam(std::vector<torch::optim::OptimizerParamGroup> param_groups, RAdamOptions defaults)
-    : Optimizer(std::move(param_groups), std::make_unique<RAdamOptions>(defaults)) {
+    : Optimizer(param_groups, std::make_unique<RAdamOptions>(defaults)) {
+  // Since LibTorch 2.x's add_param_group merges a group's own options into the defaults only for
+  // the optimisers LibTorch knows (Adam, SGD, ...), a group of ours would silently run with the
+  // defaults (found when CI moved to LibTorch 2.15: every group had the default learning rate).
+  // Each group gets back the options it came with.
+  for (size_t i = 0; i < param_groups.size(); ++i)
+    if (param_groups[i].has_options()) param_groups_[i].set_options(param_groups[i].options().clone());
   TORCH_CHECK(defaults.lr() >= 0, "RAdam: invalid learning rate ", defaults.lr());
   TORCH_CHECK(defaults.eps() >= 0, "RAdam: invalid epsilon ", defaults.eps());
   const auto [beta1, beta2] = defaults.betas();

@@ -70,10 +70,44 @@ std::string optimizer_bytes(torch::optim::Optimizer& optimizer) {
   return bytes;
 }
 
+namespace {
+
+// Whether every moment the optimiser holds has its parameter's shape.
+bool state_fits(torch::optim::Optimizer& optimizer) {
+  const auto fits = [](const torch::Tensor& p, const torch::Tensor& t) { return !t.defined() || t.sizes() == p.sizes(); };
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& p : group.params()) {
+      const auto found = optimizer.state().find(p.unsafeGetTensorImpl());
+      if (found == optimizer.state().end()) continue;
+      const auto* state = found->second.get();
+      if (const auto* s = dynamic_cast<const torch::optim::AdamParamState*>(state)) {
+        if (!fits(p, s->exp_avg()) || !fits(p, s->exp_avg_sq())) return false;
+      } else if (const auto* s = dynamic_cast<const torch::optim::AdamWParamState*>(state)) {
+        if (!fits(p, s->exp_avg()) || !fits(p, s->exp_avg_sq())) return false;
+      } else if (const auto* s = dynamic_cast<const torch::optim::SGDParamState*>(state)) {
+        if (!fits(p, s->momentum_buffer())) return false;
+      } else if (const auto* s = dynamic_cast<const RAdamParamState*>(state)) {
+        if (!fits(p, s->exp_avg()) || !fits(p, s->exp_avg_sq())) return false;
+      }
+    }
+  return true;
+}
+
+}  // namespace
+
 void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   archive.load_from(bytes.data(), bytes.size());
   optimizer.load(archive);
+  // LibTorch 1.13 keyed optimiser state by the parameters' addresses as text, 2.x by pointer;
+  // 2.x reads a 1.13 archive, and its moments can come out paired with other parameters (seen on
+  // tests/train/fixtures/c0189b9-run: a shape error at the first step). Refuse such pairs
+  // rather than fail at the next step with a shape error.
+  if (!state_fits(optimizer)) {
+    core::log::warn("the checkpoint's optimiser state (written with LibTorch 1.13) does not map onto this "
+                    "LibTorch's parameters; the optimiser's moments start afresh");
+    optimizer.state().clear();
+  }
 }
 
 void capture_random_state(TrainingState& state) {
