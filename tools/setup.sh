@@ -17,9 +17,10 @@ build_packages=(
   catch2
 )
 # The browser (driven from Debian's Python by python3-selenium), PACS server and load generator
-# the serving tests and benchmarks use. The Python references are in .venv (--tests).
+# the serving tests and benchmarks use, and David Clunie's DICOM validator dciodvfy (dicom3tools)
+# the DICOM result tests run. The Python references are in .venv (--tests).
 test_packages=(
-  chromium chromium-driver python3-selenium orthanc wrk
+  chromium chromium-driver python3-selenium orthanc wrk dicom3tools
 )
 
 # The sanitizer and fuzzing build (tools/sanitize.sh).

@@ -284,6 +284,15 @@ void add_mask_frame(DcmSegmentation& seg, const Source& source, const cv::Mat& m
   seg.getCommonInstanceReference().addReferences(references, source.study.c_str());
 }
 
+// `tag` from the source into `target`, or present and empty when the source lacks it.
+void copy_or_empty(DcmItem& source, DcmItem& target, const DcmTagKey& tag, const std::string& name) {
+  DcmElement* element = nullptr;
+  if (source.findAndGetElement(tag, element).good() && element != nullptr)
+    check(target.insert(OFstatic_cast(DcmElement*, element->clone()), OFTrue), name, DcmTag(tag).getTagName());
+  else
+    check(target.insertEmptyElement(tag, OFTrue), name, DcmTag(tag).getTagName());
+}
+
 // Takes the frame-of-reference placeholders out of the written dataset again.
 void remove_placeholders(DcmDataset& ds, bool has_spacing) {
   ds.findAndDeleteElement(DCM_FrameOfReferenceUID);
@@ -305,7 +314,9 @@ DicomResult make_segmentation(std::string_view bytes, const std::string& name, c
   check_size(source, mask, name);
 
   const IODGeneralEquipmentModule::EquipmentInfo equipment(kManufacturer, "pneumo", "1", algorithm.c_str());
-  const ContentIdentificationMacro content("1", "PNEUMOTHORAX", "Pneumothorax segmented automatically", "pneumo");
+  // Content Creator's Name is a person's (PN); an algorithm made this one, and it is named in the
+  // segment and the equipment instead, so the name stays empty (type 2).
+  const ContentIdentificationMacro content("1", "PNEUMOTHORAX", "Pneumothorax segmented automatically", "");
   DcmSegmentation* created = nullptr;
   check(DcmSegmentation::createBinarySegmentation(created, static_cast<Uint16>(mask.rows), static_cast<Uint16>(mask.cols),
                                                   equipment, content),
@@ -328,6 +339,9 @@ DicomResult make_segmentation(std::string_view bytes, const std::string& name, c
   check(seg->writeDataset(*out.getDataset()), name, "writing the segmentation");
   if (!frame_of_reference) remove_placeholders(*out.getDataset(), has_spacing);
   mark_spatial_locations_preserved(*out.getDataset(), name);
+  // Without Image Orientation (Patient), the General Image module needs Patient Orientation
+  // (type 2C): the mask is the source's pixel grid, so it has the source's orientation.
+  copy_or_empty(*source.dataset, *out.getDataset(), DCM_PatientOrientation, name);
   return {as_bytes(out, name), sop_instance};
 }
 
@@ -373,7 +387,15 @@ DicomResult make_secondary_capture(std::string_view bytes, const std::string& na
       {DCM_PhotometricInterpretation, "RGB"},
   };
   for (const auto& [tag, value] : values) check(ds.putAndInsertString(tag, value.c_str()), name, "writing the capture");
-  ds.insertEmptyElement(DCM_PatientOrientation);
+  copy_or_empty(*source.dataset, ds, DCM_PatientOrientation, name);
+  // General Series: the body part and laterality of what the capture shows, the source's. When the
+  // source names neither, Laterality (type 2C for paired body parts) is present and empty.
+  for (const DcmTagKey& tag : {DCM_BodyPartExamined, DCM_Laterality}) {
+    DcmElement* element = nullptr;
+    if (source.dataset->findAndGetElement(tag, element).good() && element != nullptr)
+      ds.insert(OFstatic_cast(DcmElement*, element->clone()), OFTrue);
+  }
+  if (!ds.tagExists(DCM_BodyPartExamined) && !ds.tagExists(DCM_Laterality)) ds.insertEmptyElement(DCM_Laterality);
   if (lossy(*source.dataset)) check(ds.putAndInsertString(DCM_LossyImageCompression, "01"), name, "the lossy flag");
   for (const auto& [tag, value] : std::vector<std::pair<DcmTagKey, Uint16>>{{DCM_SamplesPerPixel, 3},
                                                                            {DCM_PlanarConfiguration, 0},

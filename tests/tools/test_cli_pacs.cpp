@@ -33,6 +33,21 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kOrthanc = "/usr/sbin/Orthanc";
+constexpr const char* kDciodvfy = "/usr/bin/dciodvfy";  // Debian's dicom3tools
+
+// David Clunie's validator on a DICOM object pneumo wrote: no line may start with "Error". Its
+// warnings are listed in the README ("DICOM results") with the reason each stays.
+void check_valid_dicom(const fs::path& file) {
+  INFO("dciodvfy is in Debian's dicom3tools, which tools/setup.sh --tests installs");
+  REQUIRE(fs::exists(kDciodvfy));
+  const auto r = run_command({kDciodvfy, file.string()});
+  std::vector<std::string> errors;
+  std::istringstream lines(r.out + r.err);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("Error", 0) == 0) errors.push_back(line);
+  INFO(file << ":\n" << r.out << r.err);
+  CHECK(errors == std::vector<std::string>{});
+}
 
 // The DICOMs to use: the shared SIIM samples, else a small synthetic set.
 std::vector<fs::path> sample_dicoms(const TempDir& dir) {
@@ -150,7 +165,7 @@ pneumo::testing::ModelRecipe without_aux_head() {
   return r;
 }
 
-TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that pydicom reads back") {
+TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that pydicom reads back and dciodvfy passes") {
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", without_aux_head());
   const std::vector<fs::path> sources = sample_dicoms(dir);
@@ -169,6 +184,8 @@ TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that 
                            ["positive_pixels"]
                                .get<int64_t>();
     check_result("sc", dir / "out/dicom" / (id + ".sc.dcm"), source, dir / "out/overlays" / (id + ".png"));
+    check_valid_dicom(dir / "out/dicom" / (id + ".seg.dcm"));
+    check_valid_dicom(dir / "out/dicom" / (id + ".sc.dcm"));
   }
   INFO("all masks empty: the comparison would not see a misplaced bit");
   CHECK(positive_pixels > 0);
