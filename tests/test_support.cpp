@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include <catch2/catch.hpp>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -86,6 +88,17 @@ CommandResult run_pneumo(const std::vector<std::string>& args) {
   std::vector<std::string> argv{PNEUMO_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv);
+}
+
+std::filesystem::path edited_dicom_copy(const std::filesystem::path& source, const std::filesystem::path& out,
+                                        const std::vector<std::string>& assignments) {
+  std::vector<std::string> argv{PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/edit_dicom.py", source.string(),
+                                out.string()};
+  argv.insert(argv.end(), assignments.begin(), assignments.end());
+  std::filesystem::create_directories(out.parent_path());
+  const CommandResult r = run_command(argv);
+  if (r.exit_code != 0) FAIL("edit_dicom.py failed on " << source << ": " << r.err);
+  return out;
 }
 
 int spawn_quiet(const std::vector<std::string>& argv) {

@@ -37,6 +37,12 @@ CommandResult run_command(const std::vector<std::string>& argv);
 // Runs build/bin/pneumo with the given arguments.
 CommandResult run_pneumo(const std::vector<std::string>& args);
 
+// Writes a copy of the DICOM `source` to `out` with header attributes changed ("Keyword=Value",
+// by pydicom: tests/tools/edit_dicom.py) under a new SOP Instance UID: a lateral view, a child...
+// made from a real file. FAILs the test when the script fails.
+std::filesystem::path edited_dicom_copy(const std::filesystem::path& source, const std::filesystem::path& out,
+                                        const std::vector<std::string>& assignments);
+
 // Starts a program (argv[0] is its path) with stdout and stderr discarded and returns its pid
 // without waiting (for tests that kill it).
 int spawn_quiet(const std::vector<std::string>& argv);

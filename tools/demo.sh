@@ -8,12 +8,14 @@
 #   3. convert one positive image to PNG, decode its label to a mask PNG and preview the
 #      demo experiment's augmentation on it
 #   4. cross-validate the demo experiment (configs/demo.yaml) over 3 folds: train each fold,
-#      predict each fold's held-out images with its own model, tune the post-processing on
-#      those out-of-fold predictions, report cv.md (about 4 minutes on 2 cores)
+#      predict each fold's held-out images with its own model, tune the post-processing and
+#      fit the probability's calibration on those out-of-fold predictions, report cv.md
 #   5. evaluate the 3-fold ensemble on a separate held-out demo set at the images' own
-#      resolution (metrics and charts)
+#      resolution (metrics, calibration before and after, operating points with bootstrap
+#      intervals, charts)
 #   6. predict the held-out images with the ensemble and flip TTA (submission, masks,
-#      overlays, JSON lines)
+#      overlays, Grad-CAM explanations, JSON lines, and per DICOM a Segmentation and a
+#      Structured Report for the PACS)
 #   7. export the ensemble as one TorchScript file
 #   8. train a 3-label DenseNet121 classifier on the class table (configs/demo-classes.yaml)
 #      and evaluate it: the AUC of each class and their mean
@@ -60,8 +62,9 @@ echo "== 5. evaluate the fold ensemble on 60 held-out images at full resolution"
   --out "$out/evaluation"
 
 echo
-echo "== 6. predict the held-out images with the fold ensemble (flip TTA)"
-"$pneumo" predict --model runs/demo/demo-cv "$out/test/dicom" --tta --out "$out/predictions"
+echo "== 6. predict the held-out images with the fold ensemble (flip TTA), explained, with DICOM results"
+"$pneumo" predict --model runs/demo/demo-cv "$out/test/dicom" --tta --explain --out "$out/predictions" \
+  --dicom-out "$out/predictions/dicom"
 
 echo
 echo "== 7. export the fold ensemble as TorchScript"
@@ -80,9 +83,9 @@ echo "  cache:         $root/$out/cache"
 echo "  DICOM info:    $root/$out/dicom-info.txt"
 echo "  example:       $root/$out/example-image.png, $root/$out/example-mask.png"
 echo "  augmentation:  $root/$out/augment-preview.png"
-echo "  CV run:        $root/runs/demo/demo-cv (cv.md, cv.json, postprocess.yaml, ensemble.json, fold-0..2/ runs, oof/)"
+echo "  CV run:        $root/runs/demo/demo-cv (cv.md, cv.json, postprocess.yaml, calibration.yaml, ensemble.json, fold-0..2/ runs, oof/)"
 echo "  held-out set:  $root/$out/test (dicom/, train-rle.csv)"
-echo "  evaluation:    $root/$out/evaluation (metrics.json, per_image.csv, roc.png, pr.png, confusion.png, dice_histogram.png, worst.png)"
-echo "  predictions:   $root/$out/predictions (submission.csv, predictions.jsonl, masks/, overlays/)"
+echo "  evaluation:    $root/$out/evaluation (metrics.json, per_image.csv, roc.png, pr.png, confusion.png, reliability.png, dice_histogram.png, worst.png)"
+echo "  predictions:   $root/$out/predictions (submission.csv, predictions.jsonl, refused.csv, masks/, overlays/, explanations/, dicom/ with .seg.dcm and .sr.dcm)"
 echo "  TorchScript:   $root/$out/demo-unet.pt (the 3 fold models)"
 echo "  classifier:    $root/runs/demo-classes/demo (metrics.csv with auc:<class> columns), $root/$out/evaluation-classes (class_metrics.csv, roc/)"

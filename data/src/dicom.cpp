@@ -128,6 +128,7 @@ void read_text_fields(const gdcm::DataSet& ds, DicomMetadata& m) {
   m.patient_id = tag_string(ds, 0x0010, 0x0020);
   m.patient_sex = tag_string(ds, 0x0010, 0x0040);
   m.patient_age = tag_string(ds, 0x0010, 0x1010);
+  m.body_part = tag_string(ds, 0x0018, 0x0015);
 }
 
 std::string transfer_syntax_name(const std::string& uid) {

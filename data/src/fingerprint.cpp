@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <optional>
 #include <set>
 
@@ -32,27 +31,14 @@ struct ImageFacts {
   bool sampled = false;
 };
 
-uint32_t big_endian32(const unsigned char* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
-// A PNG's size and bit depth from its IHDR chunk (the first 33 bytes), nothing decoded.
-void read_png_header(const fs::path& file, ImageFacts& facts) {
-  std::ifstream in(file, std::ios::binary);
-  std::array<unsigned char, 33> head{};
-  in.read(reinterpret_cast<char*>(head.data()), head.size());
-  static constexpr unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (!in || !std::equal(kSignature, kSignature + 8, head.begin()) || std::string(head.begin() + 12, head.begin() + 16) != "IHDR")
-    throw core::DataError(fmt::format("{}: not a PNG file (no PNG signature followed by an IHDR chunk)", file.string()));
-  const uint32_t width = big_endian32(&head[16]), height = big_endian32(&head[20]);
-  if (width == 0 || height == 0 || width > (1u << 16) || height > (1u << 16))
-    throw core::DataError(fmt::format("{}: PNG header says {}x{}; expected 1..65536 on each side", file.string(), width,
-                                      height));
-  facts.columns = static_cast<int>(width);
-  facts.rows = static_cast<int>(height);
-  facts.bits = head[24];
+// A PNG's size and bit depth from its IHDR chunk, nothing decoded.
+void read_png_facts(const fs::path& file, ImageFacts& facts) {
+  const PngHeader header = read_png_header(file);
+  facts.columns = header.width;
+  facts.rows = header.height;
+  facts.bits = header.bits;
   facts.format = "PNG";
-  facts.photometric = head[25] == 0 || head[25] == 4 ? "PNG grey" : "PNG colour";
+  facts.photometric = header.grey ? "PNG grey" : "PNG colour";
 }
 
 void read_header(const IndexEntry& entry, ImageFacts& facts) {
@@ -62,7 +48,7 @@ void read_header(const IndexEntry& entry, ImageFacts& facts) {
     return e;
   }();
   if (extension == ".png") {
-    read_png_header(entry.file, facts);
+    read_png_facts(entry.file, facts);
   } else if (is_png_or_jpeg(entry.file)) {
     const cv::Mat image = read_grey_image(entry.file);  // a JPEG header says no more than this
     facts.rows = image.rows;

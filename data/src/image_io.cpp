@@ -1,7 +1,9 @@
 #include "pneumo/data/image_io.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <fstream>
 #include <utility>
 #include <vector>
 
@@ -75,6 +77,29 @@ std::string lower_extension(const fs::path& p) {
 }
 
 }  // namespace
+
+PngHeader parse_png_header(std::string_view b, const std::string& name) {
+  if (b.size() < 33 || b.substr(0, 8) != std::string_view("\x89PNG\r\n\x1a\n", 8) || b.substr(12, 4) != "IHDR")
+    throw core::DataError(fmt::format("{}: not a PNG file (no PNG signature followed by an IHDR chunk)", name));
+  PngHeader h;
+  const uint32_t width = big_endian(b, 16, 4), height = big_endian(b, 20, 4);
+  if (width == 0 || height == 0 || width > (1u << 16) || height > (1u << 16))
+    throw core::DataError(fmt::format("{}: PNG header says {}x{}; expected 1..65536 on each side", name, width, height));
+  h.width = static_cast<int>(width);
+  h.height = static_cast<int>(height);
+  h.bits = static_cast<unsigned char>(b[24]);
+  const auto colour_type = static_cast<unsigned char>(b[25]);
+  h.grey = colour_type == 0 || colour_type == 4;
+  return h;
+}
+
+PngHeader read_png_header(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw core::DataError(fmt::format("{}: cannot be opened", file.string()));
+  std::array<char, 33> head{};
+  in.read(head.data(), head.size());
+  return parse_png_header(std::string_view(head.data(), static_cast<size_t>(in.gcount())), file.string());
+}
 
 bool is_png_or_jpeg(const fs::path& file) {
   const std::string ext = lower_extension(file);

@@ -22,11 +22,15 @@
 #include <dcmtk/dcmiod/iodreferences.h>
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
+#include <dcmtk/dcmsr/cmr/init.h>
+#include <dcmtk/dcmsr/cmr/tid1500.h>
+#include <dcmtk/dcmsr/dsrdoc.h>
 #include <dcmtk/oflog/oflog.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
 
+#include "pneumo/core/build_info.h"
 #include "pneumo/core/error.h"
 
 namespace pneumo::infer {
@@ -36,6 +40,7 @@ namespace {
 constexpr const char* kManufacturer = "pneumo";
 constexpr const char* kSegSeriesNumber = "9901";
 constexpr const char* kCaptureSeriesNumber = "9902";
+constexpr const char* kReportSeriesNumber = "9903";
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) {
   throw core::DataError(fmt::format("{}: {}", name, what));
@@ -414,6 +419,111 @@ DicomResult make_secondary_capture(std::string_view bytes, const std::string& na
   cv::cvtColor(overlay, rgb, cv::COLOR_BGR2RGB);
   check(ds.putAndInsertUint8Array(DCM_PixelData, rgb.data, static_cast<unsigned long>(rgb.total() * 3)), name,
         "the pixel data");
+  return {as_bytes(out, name), sop_instance};
+}
+
+namespace {
+
+// The codes the report uses: SNOMED CT and DICOM's own (PS3.16), no local ones.
+const DSRCodedEntryValue kPneumothorax("36118008", "SCT", "Pneumothorax");
+const DSRCodedEntryValue kPresent("52101004", "SCT", "Present");
+const DSRCodedEntryValue kAbsent("2667000", "SCT", "Absent");
+const DSRCodedEntryValue kChestRadiograph("399208008", "SCT", "Plain chest X-ray");
+const DSRCodedEntryValue kProbability("122157", "DCM", "Probability");
+const DSRCodedEntryValue kCalibrationMethod("122422", "DCM", "Calibration Method");
+
+// The report's content tree: TID 1500 with one TID 1411 group about the segmented pneumothorax.
+void fill_measurement_report(TID1500_MeasurementReport& report, Source& source, DcmItem& segmentation,
+                             const ReportFindings& findings, const std::string& name) {
+  check(report.setLanguage(CID5000_Languages::English_US, CID5001_Countries::UnitedStates), name, "the language");
+  check(report.getObservationContext().addDeviceObserver(derived_uid(findings.algorithm, "pneumo device"), "pneumo",
+                                                         kManufacturer, findings.algorithm.substr(0, 64)),
+        name, "the observation context");
+  check(report.addProcedureReported(kChestRadiograph), name, "the procedure reported");
+  TID1600_ImageLibrary& library = report.getImageLibrary();
+  if (!library.hasImageLibrary()) check(library.createNewImageLibrary(), name, "the image library");
+  check(library.addImageGroup(), name, "the image library");
+  check(library.addImageEntry(*source.dataset, TID1600_ImageLibrary::withAllDescriptors), name,
+        "the source image in the image library");
+
+  check(report.addVolumetricROIMeasurements(), name, "the measurement group");
+  CMR_TID1411_in_TID1500& group = report.getVolumetricROIMeasurements();
+  check(group.setTrackingIdentifier("Pneumothorax"), name, "the tracking identifier");
+  check(group.setTrackingUniqueIdentifier(derived_uid(source.sop_instance, "pneumo SR tracking")), name,
+        "the tracking UID");
+  check(group.setFinding(kPneumothorax), name, "the finding");
+  check(group.setReferencedSegment(segmentation, 1, OFFalse), name, "the SEG's segment");
+  check(group.setSourceSeriesForSegmentation(source.series.c_str()), name, "the source series");
+  const std::string version = PNEUMO_VERSION;
+  if (findings.area_mm2) {
+    const CMR_SRNumericMeasurementValue area(fmt::format("{:.6g}", *findings.area_mm2).c_str(),
+                                             CID7181_AbstractMultiDimensionalImageModelComponentUnits(
+                                                 CID7181_AbstractMultiDimensionalImageModelComponentUnits::SquareMillimeter));
+    check(group.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements::Area, area), name, "the area");
+    check(group.getMeasurement().setAlgorithmIdentification(findings.algorithm.substr(0, 64).c_str(), version.c_str()),
+          name, "the area's algorithm");
+  }
+  const CMR_SRNumericMeasurementValue probability(
+      fmt::format("{:.6g}", findings.probability).c_str(),
+      CID7181_AbstractMultiDimensionalImageModelComponentUnits(DSRCodedEntryValue("1", "UCUM", "no units")));
+  check(group.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(kProbability), probability, OFFalse), name,
+        "the probability");
+  check(group.getMeasurement().setAlgorithmIdentification(findings.algorithm.substr(0, 64).c_str(), version.c_str()),
+        name, "the probability's algorithm");
+
+  check(report.addQualitativeEvaluation(kPneumothorax, findings.positive ? kPresent : kAbsent), name,
+        "the finding's presence");
+  check(report.addQualitativeEvaluation(kCalibrationMethod, findings.calibration.empty()
+                                                                ? "none: the probability is the model's raw score"
+                                                                : findings.calibration.c_str()),
+        name, "the calibration method");
+}
+
+}  // namespace
+
+DicomResult make_structured_report(std::string_view bytes, const std::string& name, const ReportFindings& findings,
+                                   std::string_view segmentation_bytes, const std::string& instance_uid) {
+  Source source = open_source(bytes, name);
+  const std::unique_ptr<DcmFileFormat> segmentation = parse(segmentation_bytes, name + " (its SEG)");
+  static std::once_flag codes;
+  std::call_once(codes, [] { CMR_ContentMappingResource::initializeAllContextGroups(); });
+
+  TID1500_MeasurementReport report(CMR_CID7021::ImagingMeasurementReport);
+  fill_measurement_report(report, source, *segmentation->getDataset(), findings, name);
+  DSRDocument document(DSRTypes::DT_ComprehensiveSR);
+  check(document.setTreeFromRootTemplate(report, OFTrue), name, "the report's content (TID 1500)");
+  check(document.createNewSeriesInStudy(source.study.c_str()), name, "the report's series");
+  check(document.setSeriesDescription("pneumo: pneumothorax findings"), name, "the series description");
+  check(document.setSeriesNumber(kReportSeriesNumber), name, "the series number");
+  check(document.setInstanceNumber("1"), name, "the instance number");
+  check(document.setManufacturer(kManufacturer), name, "the manufacturer");
+  check(document.setSoftwareVersions(findings.algorithm.substr(0, 64).c_str()), name, "the software versions");
+  check(document.setCompletionFlagDescription("Pneumothorax findings of an automated algorithm, not verified"), name,
+        "the completion flag description");
+  // The evidence the report rests on, which every image reference in its content must be listed in.
+  DcmItem& seg = *segmentation->getDataset();
+  check(document.getCurrentRequestedProcedureEvidence().addItem(source.study.c_str(), source.series.c_str(),
+                                                                  source.sop_class.c_str(), source.sop_instance.c_str()),
+        name, "the source image as evidence");
+  check(document.getCurrentRequestedProcedureEvidence().addItem(
+            text(seg, DCM_StudyInstanceUID).c_str(), text(seg, DCM_SeriesInstanceUID).c_str(),
+            text(seg, DCM_SOPClassUID).c_str(), text(seg, DCM_SOPInstanceUID).c_str()),
+        name, "the SEG as evidence");
+
+  DcmFileFormat out;
+  DcmDataset& ds = *out.getDataset();
+  check(document.write(ds), name, "writing the report");
+  // Patient and study as in the source, so the PACS files it with the X-ray.
+  for (const DcmTagKey& tag : {DCM_PatientName, DCM_PatientID, DCM_PatientBirthDate, DCM_PatientSex, DCM_StudyDate,
+                               DCM_StudyTime, DCM_StudyID, DCM_AccessionNumber, DCM_ReferringPhysicianName}) {
+    DcmElement* element = nullptr;
+    if (source.dataset->findAndGetElement(tag, element).good() && element != nullptr)
+      check(ds.insert(OFstatic_cast(DcmElement*, element->clone()), OFTrue), name, DcmTag(tag).getTagName());
+  }
+  const std::string sop_instance = instance_uid.empty() ? new_uid() : instance_uid;
+  check(ds.putAndInsertString(DCM_SOPInstanceUID, sop_instance.c_str()), name, "the SOP Instance UID");
+  check(ds.putAndInsertString(DCM_SeriesInstanceUID, derived_uid(source.series, "pneumo SR").c_str()), name,
+        "the series UID");
   return {as_bytes(out, name), sop_instance};
 }
 

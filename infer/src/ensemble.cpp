@@ -103,6 +103,21 @@ Member load_exported(const fs::path& file, const c10::Device& device) {
     p.min_component_area = post.at("min_component_area").get<int64_t>();
     p.classifier_threshold = post.at("classifier_threshold").get<double>();
     m.exported_postprocess = p;
+    if (meta.contains("gate")) {  // files written before the gate have none: its defaults apply
+      try {
+        m.config.gate = core::read_section<data::GateSection>(
+            core::parse_yaml(meta["gate"].get<std::string>(), file.string() + " (pneumo.json gate)"), "gate");
+      } catch (const core::ConfigError& e) {
+        throw core::CheckpointError(fmt::format("pneumo.json: {}", e.what()));
+      }
+    }
+    if (meta.contains("calibration") && !meta["calibration"].is_null()) {
+      try {
+        m.exported_calibration = calibration_from_json(meta["calibration"].dump());
+      } catch (const core::DataError& e) {
+        throw core::CheckpointError(fmt::format("pneumo.json: {}", e.what()));
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     throw core::CheckpointError(fmt::format("{}: pneumo.json lacks what pneumo export writes: {}", file.string(), e.what()));
   } catch (const core::CheckpointError& e) {

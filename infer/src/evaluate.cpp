@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -55,6 +56,8 @@ std::vector<std::pair<double, double>> sweep(const std::vector<double>& scores, 
 
 struct ImageRow {
   std::string id;
+  std::string patient;  // from the DICOM header; empty when unknown
+  std::optional<double> calibrated;
   int truth_positive = 0;
   double score = 0;
   bool predicted_positive = false;
@@ -136,6 +139,8 @@ ImageRow row_of(const Prediction& p, const cv::Mat& truth) {
   row.id = p.input.file.id;
   row.truth_positive = cv::countNonZero(truth) > 0 ? 1 : 0;
   row.score = p.score();
+  row.calibrated = p.calibrated;
+  if (p.input.facts.dicom) row.patient = p.input.facts.dicom->patient_id;
   row.predicted_positive = p.positive;
   row.dice = mask_dice(p.mask, truth);
   row.iou = mask_iou(p.mask, truth);
@@ -167,11 +172,70 @@ void summarise(const std::vector<ImageRow>& rows, EvaluationReport& report) {
   report.image.average_precision = continuous.average_precision;
 }
 
+// Calibration before and after, the operating points and the bootstrap intervals.
+void summarise_deployment(const std::vector<ImageRow>& rows, const EvaluateOptions& options,
+                          const std::optional<Calibration>& calibration, EvaluationReport& report) {
+  std::vector<double> scores, calibrated;
+  std::vector<int> labels;
+  std::vector<std::string> patients;
+  for (const ImageRow& r : rows) {
+    scores.push_back(r.score);
+    labels.push_back(r.truth_positive);
+    patients.push_back(r.patient);
+    if (r.calibrated) calibrated.push_back(*r.calibrated);
+  }
+  report.raw = calibration_figures(scores, labels);
+  if (calibration && calibrated.size() == rows.size()) {
+    report.calibrated = calibration_figures(calibrated, labels);
+    report.calibration = fmt::format("{}, fitted on {} image(s) ({})", calibration->describe(), calibration->images,
+                                     calibration->fitted_on.empty() ? "unknown" : calibration->fitted_on);
+    report.calibrated_on_same_set = !calibration->fitted_on.empty() && calibration->fitted_on == report.set;
+  }
+  // The statistics every resample recomputes, in this order: mean Dice, AUC, then per target
+  // the figure the operating point names.
+  struct Target {
+    std::string name;
+    bool at_specificity;
+    double level;
+  };
+  const std::vector<Target> targets{{"sensitivity at specificity >= 0.90", true, 0.90},
+                                    {"sensitivity at specificity >= 0.95", true, 0.95},
+                                    {"specificity at sensitivity >= 0.90", false, 0.90},
+                                    {"specificity at sensitivity >= 0.95", false, 0.95}};
+  const auto point_of = [](const std::vector<double>& s, const std::vector<int>& l, const Target& t) {
+    return t.at_specificity ? sensitivity_at_specificity(s, l, t.level) : specificity_at_sensitivity(s, l, t.level);
+  };
+  std::vector<double> s;
+  std::vector<int> l;
+  const auto statistics = [&](const std::vector<size_t>& indices) {
+    s.clear(), l.clear();
+    double dice = 0;
+    for (size_t i : indices) s.push_back(scores[i]), l.push_back(labels[i]), dice += rows[i].dice;
+    std::vector<double> values{dice / static_cast<double>(indices.size()), train::binary_metrics(s, l, 0.5).auc};
+    for (const Target& t : targets) {
+      const ThresholdPoint p = point_of(s, l, t);
+      values.push_back(t.at_specificity ? p.sensitivity : p.specificity);
+    }
+    return values;
+  };
+  const std::vector<Interval> intervals = bootstrap(rows.size(), patients, options.bootstrap, statistics);
+  report.dice_interval = intervals[0];
+  report.auc_interval = intervals[1];
+  for (size_t k = 0; k < targets.size(); ++k)
+    report.operating_points.push_back({targets[k].name, point_of(scores, labels, targets[k]), intervals[2 + k]});
+  std::set<std::string> known;
+  for (const std::string& p : patients)
+    if (!p.empty()) known.insert(p);
+  report.patients = known.empty() ? 0 : static_cast<int64_t>(known.size());
+}
+
 void write_per_image(const fs::path& file, const std::vector<ImageRow>& rows) {
-  std::string csv = "ImageId,truth_positive,score,predicted_positive,dice,iou,truth_area,predicted_area\n";
+  std::string csv = "ImageId,truth_positive,score,predicted_positive,dice,iou,truth_area,predicted_area,"
+                    "calibrated_probability\n";
   for (const ImageRow& r : rows)
-    csv += fmt::format("{},{},{:.6f},{},{:.6f},{:.6f},{},{}\n", r.id, r.truth_positive, r.score,
-                       r.predicted_positive ? 1 : 0, r.dice, r.iou, r.truth_area, r.predicted_area);
+    csv += fmt::format("{},{},{:.6f},{},{:.6f},{:.6f},{},{},{}\n", r.id, r.truth_positive, r.score,
+                       r.predicted_positive ? 1 : 0, r.dice, r.iou, r.truth_area, r.predicted_area,
+                       r.calibrated ? fmt::format("{:.6f}", *r.calibrated) : std::string());
   core::write_file_atomic(file, csv);
 }
 
@@ -184,10 +248,37 @@ void write_metrics_json(const fs::path& file, const EvaluateOptions& options, co
   j["failed"] = report.failures.size();
   j["kaggle_dice"] = report.dice;
   j["iou"] = report.iou;
+  const auto interval = [&](const Interval& i) {
+    return nlohmann::ordered_json{{"estimate", number(i.estimate)}, {"low", number(i.low)}, {"high", number(i.high)},
+                                  {"resamples", i.resamples}};
+  };
+  const auto figures = [](const CalibrationFigures& f) {
+    return nlohmann::ordered_json{{"ece", f.ece}, {"ece_equal_mass", f.ece_mass}, {"brier", f.brier}};
+  };
   j["image_level"] = {{"auc", number(m.auc)},           {"average_precision", number(m.average_precision)},
                       {"precision", m.precision},       {"recall", m.recall},
                       {"f1", m.f1},                     {"specificity", m.specificity},
                       {"tp", m.tp}, {"fp", m.fp}, {"tn", m.tn}, {"fn", m.fn}};
+  j["calibration"] = {{"bins", 10},
+                      {"raw", figures(report.raw)},
+                      {"calibrated", report.calibrated ? figures(*report.calibrated) : nlohmann::ordered_json()},
+                      {"calibration", report.calibration.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(report.calibration)},
+                      {"fitted_on_these_images", report.calibrated_on_same_set}};
+  nlohmann::ordered_json points = nlohmann::ordered_json::array();
+  for (const OperatingPointRow& row : report.operating_points)
+    points.push_back({{"name", row.name},
+                      {"threshold", number(row.point.threshold)},
+                      {"sensitivity", number(row.point.sensitivity)},
+                      {"specificity", number(row.point.specificity)},
+                      {"interval", interval(row.value)}});
+  j["operating_points"] = points;
+  j["intervals"] = {{"level", options.bootstrap.level},
+                    {"resamples", options.bootstrap.resamples},
+                    {"seed", options.bootstrap.seed},
+                    {"unit", report.patients > 0 ? "patient" : "image"},
+                    {"patients", report.patients},
+                    {"kaggle_dice", interval(report.dice_interval)},
+                    {"auc", interval(report.auc_interval)}};
   const PostprocessSection& post = report.postprocess;
   j["postprocess"] = {{"threshold", post.threshold},   {"top_threshold", post.top_threshold},
                       {"min_area", post.min_area},     {"min_component_area", post.min_component_area},
@@ -228,6 +319,26 @@ void write_charts(const fs::path& out, const std::vector<ImageRow>& rows, const 
   train::write_line_chart(out / "pr.png", chart, {pr});
   train::write_confusion_matrix(out / "confusion.png", "image-level decisions after post-processing", m.tp, m.fp, m.tn,
                                 m.fn);
+  {
+    train::ChartOptions reliability;
+    reliability.x_range = reliability.y_range = std::make_pair(0.0, 1.0);
+    reliability.diagonal = true;
+    reliability.title = "reliability: observed share of positives per bin of predicted probability";
+    reliability.x_label = "predicted probability (mean in each of 10 equal-width bins)";
+    std::vector<train::Series> series;
+    const auto add = [&](const std::string& name, const std::vector<double>& p) {
+      train::Series s{name, {}, {}};
+      for (const ReliabilityBin& b : reliability_bins(p, labels, 10, false)) s.x.push_back(b.mean_score), s.values.push_back(b.observed);
+      series.push_back(std::move(s));
+    };
+    add(fmt::format("raw score (ECE {:.3f})", report.raw.ece), scores);
+    if (report.calibrated) {
+      std::vector<double> calibrated;
+      for (const ImageRow& r : rows) calibrated.push_back(r.calibrated.value_or(r.score));
+      add(fmt::format("calibrated (ECE {:.3f})", report.calibrated->ece), calibrated);
+    }
+    train::write_line_chart(out / "reliability.png", reliability, series);
+  }
   train::write_histogram(out / "dice_histogram.png", fmt::format("per-image Kaggle Dice (mean {:.4f})", report.dice),
                          "Dice", histogram, 0.0, 1.0);
 }
@@ -278,6 +389,7 @@ EvaluationReport evaluate(const EvaluateOptions& options) {
     return report;
   }
   summarise(rows, report);
+  summarise_deployment(rows, options, run.calibration, report);
   write_per_image(options.out / "per_image.csv", rows);
   write_metrics_json(options.out / "metrics.json", options, report);
   write_charts(options.out, rows, report);

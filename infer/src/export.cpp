@@ -11,6 +11,8 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/build_info.h"
+#include "pneumo/core/config_node.h"
+#include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/models/network.h"
@@ -46,7 +48,8 @@ torch::jit::Module mirror(const models::Network& network, const std::shared_ptr<
   return root;
 }
 
-nlohmann::ordered_json metadata(const std::vector<Member>& members, const PostprocessSection& post) {
+nlohmann::ordered_json metadata(const std::vector<Member>& members, const PostprocessSection& post,
+                                const std::optional<Calibration>& calibration) {
   const data::DataSection& d = members.front().config.data;
   nlohmann::ordered_json j;
   j["format"] = "pneumo-torchscript";
@@ -72,6 +75,11 @@ nlohmann::ordered_json metadata(const std::vector<Member>& members, const Postpr
                       {"min_area", post.min_area},
                       {"min_component_area", post.min_component_area},
                       {"classifier_threshold", post.classifier_threshold}};
+  // The output `probability` is the raw score; a reader calibrates it with this (calibration.h).
+  j["calibration"] = calibration ? nlohmann::ordered_json::parse(calibration_to_json(*calibration))
+                                 : nlohmann::ordered_json();
+  // The input gate of the first member, as the `gate:` section's YAML (load_exported reads it back).
+  j["gate"] = core::to_yaml(core::write_section(members.front().config.gate));
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const Member& m : members)
     list.push_back({{"checkpoint", m.checkpoint.filename().string()},
@@ -129,6 +137,7 @@ ExportSummary export_torchscript(const ExportOptions& options) {
   check_exportable(members);
   const data::DataSection& first = members.front().config.data;
   const PostprocessSection post = resolve_postprocess(members, options.postprocess);
+  const std::optional<Calibration> calibration = resolve_calibration(members, options);
 
   // A deployed model does not train: no autograd bookkeeping in the file's outputs.
   for (Member& m : members)
@@ -183,7 +192,7 @@ ExportSummary export_torchscript(const ExportOptions& options) {
   ExportSummary summary;
   summary.members = static_cast<int>(members.size());
   summary.input_size = first.size;
-  summary.metadata = metadata(members, post).dump(2);
+  summary.metadata = metadata(members, post, calibration).dump(2);
   std::ostringstream bytes;
   root.save(bytes, {{"pneumo.json", summary.metadata}});
   core::write_file_atomic(options.out, bytes.str());

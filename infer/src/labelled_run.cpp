@@ -46,6 +46,7 @@ LabelledRunSummary run_labelled(const LabelledRunOptions& options, const std::st
   summary.set = set.description;
   summary.classes = set.classes;
   summary.postprocess = predictor->postprocess();
+  summary.calibration = predictor->calibration();
   if (needs_segmenter && !predictor->has_segmenter())
     throw core::UsageError(fmt::format("{} needs masks; the ensemble has no segmenter", verb));
   if (needs_segmenter && !set.masks)

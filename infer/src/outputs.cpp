@@ -12,6 +12,7 @@
 #include "pneumo/data/image_io.h"
 #include "pneumo/data/rle.h"
 #include "pneumo/infer/dicom_results.h"
+#include "pneumo/infer/explain.h"
 
 namespace pneumo::infer {
 
@@ -54,6 +55,19 @@ cv::Mat draw_overlay(const cv::Mat& image, const cv::Mat& probability, const cv:
   return out;
 }
 
+ReportFindings findings_of(const Prediction& p, const std::string& algorithm,
+                           const std::optional<Calibration>& calibration) {
+  ReportFindings f;
+  f.positive = p.positive;
+  f.probability = p.reported_probability();
+  if (p.calibrated && calibration)
+    f.calibration = fmt::format("{}, fitted on {} images", calibration->describe(), calibration->images);
+  f.area_pixels = p.area_pixels();
+  f.area_mm2 = p.area_mm2();
+  f.algorithm = algorithm;
+  return f;
+}
+
 std::string csv_field(const std::string& text) {
   if (text.find_first_of(",\"\n") == std::string::npos) return text;
   std::string quoted = "\"";
@@ -74,17 +88,23 @@ void PredictionWriter::add(const Prediction& p) {
   if (options_.masks) data::write_png(options_.folder / "masks" / (id + ".png"), p.mask);
   if (options_.overlays)
     data::write_png(options_.folder / "overlays" / (id + ".png"), draw_overlay(p.input.pixels, p.probability, p.mask));
+  if (!p.explanation.empty())
+    data::write_png(options_.folder / "explanations" / (id + ".png"), draw_explanation(p.input.pixels, p.explanation));
   if (!options_.dicom_folder.empty() && is_dicom(p.input.file.path)) {
     const std::string source = core::read_text_file(p.input.file.path);
     const std::string name = p.input.file.path.string();
     fs::create_directories(options_.dicom_folder);
-    core::write_file_atomic(options_.dicom_folder / (id + ".seg.dcm"),
-                            make_segmentation(source, name, p.mask, options_.algorithm).bytes);
+    // All made before any is written: a source that cannot have one gets none.
+    const DicomResult segmentation = make_segmentation(source, name, p.mask, options_.algorithm);
+    const DicomResult report =
+        make_structured_report(source, name, findings_of(p, options_.algorithm, options_.calibration), segmentation.bytes);
+    std::optional<DicomResult> capture;
     if (options_.secondary_capture)
-      core::write_file_atomic(options_.dicom_folder / (id + ".sc.dcm"),
-                              make_secondary_capture(source, name, draw_overlay(p.input.pixels, p.probability, p.mask),
-                                                     options_.algorithm)
-                                  .bytes);
+      capture = make_secondary_capture(source, name, draw_overlay(p.input.pixels, p.probability, p.mask),
+                                       options_.algorithm);
+    core::write_file_atomic(options_.dicom_folder / (id + ".seg.dcm"), segmentation.bytes);
+    core::write_file_atomic(options_.dicom_folder / (id + ".sr.dcm"), report.bytes);
+    if (capture) core::write_file_atomic(options_.dicom_folder / (id + ".sc.dcm"), capture->bytes);
     ++dicom_written_;
   }
   nlohmann::ordered_json line;
@@ -94,7 +114,9 @@ void PredictionWriter::add(const Prediction& p) {
   line["height"] = p.input.pixels.rows;
   line["score"] = p.score();
   line["image_probability"] = p.image_probability ? nlohmann::ordered_json(*p.image_probability) : nullptr;
+  line["calibrated_probability"] = p.calibrated ? nlohmann::ordered_json(*p.calibrated) : nullptr;
   line["positive"] = p.positive;
+  line["gate"] = p.gate.str();
   line["area_pixels"] = p.area_pixels();
   const auto mm2 = p.area_mm2();
   line["area_mm2"] = mm2 ? nlohmann::ordered_json(*mm2) : nullptr;
@@ -122,8 +144,21 @@ void PredictionWriter::add_failure(const InputFile& file, const std::string& mes
   jsonl_ += line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
+void PredictionWriter::add_refusal(const InputFile& file, const data::GateDecision& decision) {
+  nlohmann::ordered_json line;
+  line["image_id"] = file.id;
+  line["file"] = file.path.string();
+  line["gate"] = decision.str();
+  line["gate_reason"] = decision.reason;
+  jsonl_ += line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  refused_csv_ += fmt::format("{},{},{},{}\n", csv_field(file.id), csv_field(file.path.string()), csv_field(decision.reason),
+                              csv_field(decision.detail));
+  ++refused_;
+}
+
 void PredictionWriter::finish() const {
   core::write_file_atomic(options_.folder / "submission.csv", submission_);
+  core::write_file_atomic(options_.folder / "refused.csv", refused_csv_);
   core::write_file_atomic(options_.folder / "predictions.jsonl", jsonl_);
   if (!options_.classes.empty()) core::write_file_atomic(options_.folder / "class_probabilities.csv", class_csv_);
 }

@@ -148,14 +148,28 @@ class Worker {
     const std::string bytes = orthanc_.get_bytes(fmt::format("/instances/{}/file", instance));
     const std::string name = "Orthanc instance " + instance;
     try {
+      InputImage image = decode_input(bytes, name, predictor_.window());
+      const data::GateDecision decision = predictor_.check_gate(image);
+      if (!decision.accepted) {  // not an image the model was made for: say so on it, store nothing
+        orthanc_.set_mark(instance, {{"status", "refused"}, {"by", algorithm_}, {"gate", decision.str()},
+                                     {"reason", decision.reason}});
+        ++summary.refused;
+        core::log::info("pacs: {} -> {}", instance, decision.str());
+        return;
+      }
       std::vector<PreparedInput> batch;
-      batch.push_back(predictor_.prepare(decode_input(bytes, name, predictor_.window())));
+      batch.push_back(predictor_.prepare(std::move(image)));
       const Prediction p = std::move(predictor_.predict(std::move(batch)).front());
       const std::string source_uid = tags.value("SOPInstanceUID", instance);
       const DicomResult seg = make_segmentation(bytes, name, p.mask, algorithm_, derived_uid(source_uid, algorithm_ + " SEG"));
       orthanc_.store(seg.bytes);
-      json mark{{"status", "done"}, {"by", algorithm_}, {"probability", p.score()}, {"positive", p.positive},
-                {"area_px", p.area_pixels()}, {"seg", seg.sop_instance_uid}};
+      const DicomResult sr = make_structured_report(bytes, name, findings_of(p, algorithm_, predictor_.calibration()), seg.bytes,
+                                                    derived_uid(source_uid, algorithm_ + " SR"));
+      orthanc_.store(sr.bytes);
+      json mark{{"status", "done"}, {"by", algorithm_}, {"probability", p.reported_probability()},
+                {"calibrated", p.calibrated.has_value()}, {"positive", p.positive},
+                {"area_px", p.area_pixels()}, {"gate", p.gate.str()}, {"seg", seg.sop_instance_uid},
+                {"sr", sr.sop_instance_uid}};
       if (options_.secondary_capture) {
         const DicomResult sc = make_secondary_capture(bytes, name, draw_overlay(p.input.pixels, p.probability, p.mask),
                                                       algorithm_, derived_uid(source_uid, algorithm_ + " SC"));
@@ -165,7 +179,7 @@ class Worker {
       orthanc_.set_mark(instance, mark);
       ++summary.processed;
       if (p.positive) ++summary.positives;
-      core::log::info("pacs: {} -> p={:.3f} {}, segmentation stored", instance, p.score(),
+      core::log::info("pacs: {} -> p={:.3f} {}, segmentation and report stored", instance, p.reported_probability(),
                       p.positive ? "positive" : "negative");
     } catch (const core::DataError& e) {
       // The instance itself is the problem: say so on it, and do not try again.

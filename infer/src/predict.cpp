@@ -39,14 +39,32 @@ PostprocessSection resolve_postprocess(const std::vector<Member>& members, const
   return p;
 }
 
+std::optional<Calibration> resolve_calibration(const std::vector<Member>& members, const ModelSelection& selection) {
+  if (selection.no_calibration) {
+    if (!selection.calibration.empty()) throw core::UsageError("--calibration FILE and --no-calibration contradict each other");
+    return std::nullopt;
+  }
+  if (!selection.calibration.empty()) return read_calibration(selection.calibration);
+  if (members.empty()) return std::nullopt;
+  const Member& first = members.front();
+  if (first.script) return first.exported_calibration;
+  const fs::path run = postprocess_folder_of(first.model_path.empty() ? first.checkpoint : first.model_path);
+  if (run.empty() || !fs::exists(run / "calibration.yaml")) return std::nullopt;
+  Calibration c = read_calibration(run / "calibration.yaml");
+  core::log::info("calibration from {}: {}", (run / "calibration.yaml").string(), c.describe());
+  return c;
+}
+
 Predictor load_predictor(const EnsembleOptions& options) {
   const c10::Device device = core::resolve_device(core::parse_device(options.device));
   std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
   const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
+  std::optional<Calibration> calibration = resolve_calibration(members, options);
   PredictorOptions predictor_options;
   predictor_options.hflip = options.hflip;
   predictor_options.cuda_graphs = options.cuda_graphs;
-  return Predictor(std::move(members), postprocess, predictor_options, device);
+  predictor_options.gate = !options.no_gate;
+  return Predictor(std::move(members), postprocess, predictor_options, device, std::move(calibration));
 }
 
 std::string algorithm_name(const Predictor& predictor) {
@@ -76,6 +94,8 @@ PredictSummary predict(const PredictOptions& options) {
   summary.postprocess = predictor.postprocess();
   core::log::info("predict: {} image(s) with {} model(s) on {}{}", inputs.size(), predictor.members().size(),
                   predictor.device().str(), options.hflip ? ", flip TTA" : "");
+  if (!predictor.gate().enabled) core::log::info("the input gate is off: every readable image is scored");
+  if (options.explain) check_explain_options(*options.explain);
 
   fs::create_directories(options.out);
   OutputOptions output;
@@ -86,14 +106,17 @@ PredictSummary predict(const PredictOptions& options) {
   output.secondary_capture = options.dicom_overlay;
   output.algorithm = algorithm_name(predictor);
   output.classes = predictor.classes();
+  output.calibration = predictor.calibration();
   PredictionWriter writer(output);
   RunOptions run;
   run.batch_size = options.batch_size;
   run.workers = options.workers;
+  run.gate = true;
   run_predictor(
       predictor, inputs, run,
       [&](Prediction& p) {
         try {
+          if (options.explain) p.explanation = predictor.explain(p.input, *options.explain);
           writer.add(p);
         } catch (const core::DataError& e) {  // a DICOM result the source does not allow
           summary.failures.emplace_back(p.input.file.path.string(), e.what());
@@ -102,6 +125,10 @@ PredictSummary predict(const PredictOptions& options) {
       [&](const InputFile& file, const std::string& message) {
         writer.add_failure(file, message);
         summary.failures.emplace_back(file.path.string(), message);
+      },
+      [&](const InputImage& image, const data::GateDecision& decision) {
+        writer.add_refusal(image.file, decision);
+        summary.refused.emplace_back(image.file.path.empty() ? image.file.id : image.file.path.string(), decision);
       });
   writer.finish();
   summary.images = writer.written();

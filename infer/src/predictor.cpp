@@ -8,11 +8,13 @@
 #include <torch/torch.h>
 
 #include "cuda_graphs.h"
+#include "grad_cam.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/ordered_workers.h"
 #include "pneumo/core/progress.h"
 #include "pneumo/data/loader.h"
+#include "pneumo/models/feature_tap.h"
 #include "pneumo/models/network.h"
 
 namespace pneumo::infer {
@@ -23,6 +25,28 @@ namespace {
 std::pair<torch::Tensor, torch::Tensor> run_script(torch::jit::Module& script, const torch::Tensor& x) {
   const auto out = script.forward({x}).toTuple();
   return {out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+}
+
+// A network member's input: normalised as it was trained, on the device, NHWC when asked.
+torch::Tensor network_input(const Member& m, const std::vector<cv::Mat>& images, const c10::Device& device,
+                            bool channels_last) {
+  data::LoaderOptions normalise;
+  normalise.channels = m.config.data.channels;
+  normalise.mean = m.config.data.mean;
+  normalise.std = m.config.data.std;
+  torch::Tensor x = data::image_tensor(images, normalise).to(device);
+  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  return x;
+}
+
+// What an explanation of member m explains (explain.h): one value for the batch of one image.
+torch::Tensor explained_target(const Member& m, const models::ModelOutput& out) {
+  const torch::Tensor logit = pneumothorax_logit(m, out);
+  if (logit.defined()) return logit.sum();
+  if (!m.segmenter) return std::get<0>(out.logits.max(1)).sum();  // a class table without Pneumothorax: its top class
+  const torch::Tensor masks = out.masks.select(1, 0);
+  const torch::Tensor positive = (masks > 0).to(masks.scalar_type());
+  return positive.sum().item<double>() > 0 ? (masks * positive).sum() : masks.sum();
 }
 
 }  // namespace
@@ -43,8 +67,12 @@ std::optional<double> Prediction::area_mm2() const {
 }
 
 Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess, PredictorOptions options,
-                     c10::Device device)
-    : members_(std::move(members)), postprocess_(postprocess), options_(options), device_(device) {
+                     c10::Device device, std::optional<Calibration> calibration)
+    : members_(std::move(members)),
+      postprocess_(postprocess),
+      options_(options),
+      calibration_(std::move(calibration)),
+      device_(device) {
   if (members_.empty()) throw core::UsageError("an ensemble needs at least one model");
   for (Member& m : members_) {
     if (options_.channels_last && m.network) models::use_channels_last(*m.network);
@@ -60,8 +88,11 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
     }
     resizer_of_.push_back(found);
     if (m.segmenter) segment_size_ = std::max(segment_size_, d.size);
+    input_size_ = std::max(input_size_, d.size);
     if (!m.classes.empty()) classes_ = m.classes;  // load_members made sure they agree
   }
+  gate_ = members_.front().config.gate;
+  if (!options_.gate) gate_.enabled = false;
   if (options_.cuda_graphs && !device_.is_cuda())
     core::log::info("CUDA graphs apply to CUDA devices only; running the models eagerly on the {}", device_.str());
   if (options_.cuda_graphs && device_.is_cuda())
@@ -80,6 +111,10 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
         };
       graphs_.push_back(std::make_shared<CudaGraphCache>(std::move(forward)));
     }
+}
+
+data::GateDecision Predictor::check_gate(const InputImage& input) const {
+  return data::check_input(gate_, input.facts, input.pixels, input_size_);
 }
 
 PreparedInput Predictor::prepare(InputImage input) const {
@@ -181,6 +216,7 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
       pred.mask = cv::Mat::zeros(native, CV_8UC1);
       pred.positive = pred.image_probability && *pred.image_probability >= postprocess_.classifier_threshold;
     }
+    if (calibration_) pred.calibrated = calibration_->apply(pred.score());
     out.push_back(std::move(pred));
   }
   return out;
@@ -215,12 +251,7 @@ void Predictor::add_exported_member(size_t k, const std::vector<cv::Mat>& images
 // A network: normalised as it was trained, sigmoid of its mask and image logits (+ flip TTA).
 void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images, EnsembleSums& sums) const {
   const Member& m = members_[k];
-  data::LoaderOptions normalise;
-  normalise.channels = m.config.data.channels;
-  normalise.mean = m.config.data.mean;
-  normalise.std = m.config.data.std;
-  torch::Tensor x = data::image_tensor(images, normalise).to(device_);
-  if (options_.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  const torch::Tensor x = network_input(m, images, device_, options_.channels_last);
   const auto run = [&](const torch::Tensor& input) {
     if (graphs_.empty()) return m.network->forward(input);
     std::vector<torch::Tensor> flat = (*graphs_[k])(input);
@@ -250,21 +281,65 @@ void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images,
   }
 }
 
+cv::Mat Predictor::explain(const InputImage& input, const ExplainOptions& options) const {
+  check_explain_options(options);
+  const PreparedInput prepared = prepare(input);
+  const cv::Size native = input.pixels.size();
+  cv::Mat sum = cv::Mat::zeros(native, CV_32FC1);
+  double weights = 0;
+  torch::AutoGradMode with_gradients(true);
+  for (size_t k = 0; k < members_.size(); ++k) {
+    const Member& m = members_[k];
+    if (!m.network) continue;
+    const int depth = m.segmenter ? m.config.model.encoder.depth : 5;
+    const int stage = options.stage > 0 ? options.stage : depth;
+    if (stage > depth)
+      throw core::UsageError(fmt::format("explanation stage {}: {} has an encoder of {} stages", stage,
+                                         m.checkpoint.string(), depth));
+    const torch::Tensor x = network_input(m, {prepared.resized[resizer_of_[k]]}, device_, options_.channels_last);
+    models::FeatureTap tap(stage);
+    const models::ModelOutput out = m.network->forward(x);
+    if (!tap.features().defined())
+      throw core::ModelError(fmt::format("{}: the network gave no stage-{} features to explain", m.checkpoint.string(), stage));
+    const torch::Tensor target = explained_target(m, out);
+    const torch::Tensor gradients = torch::autograd::grad({target}, {tap.features()})[0];
+    torch::Tensor cam = class_activation_map(tap.features().detach(), gradients.detach(), options.method)[0];
+    cam = cam.to(torch::kCPU, torch::kFloat32).contiguous();
+    cv::Mat small(static_cast<int>(cam.size(0)), static_cast<int>(cam.size(1)), CV_32FC1, cam.data_ptr<float>());
+    cv::Mat map;
+    cv::resize(small, map, native, 0, 0, cv::INTER_LINEAR);
+    double max = 0;
+    cv::minMaxLoc(map, nullptr, &max);
+    if (max > 0) map /= max;
+    sum += map * m.weight;
+    weights += m.weight;
+  }
+  if (weights == 0) return {};
+  double max = 0;
+  cv::minMaxLoc(sum, nullptr, &max);
+  if (max > 0) sum /= max;
+  return sum;
+}
+
 }  // namespace pneumo::infer
 
 namespace pneumo::infer {
 
 namespace {
+enum class ReadStatus { kReady, kFailed, kRefused };
 struct ReadBatch {
   std::vector<PreparedInput> ready;
   std::vector<std::pair<InputFile, std::string>> failed;  // in input order among themselves
-  std::vector<bool> is_ready;                               // per input of the batch, in order
+  std::vector<std::pair<InputImage, data::GateDecision>> refused;
+  std::vector<ReadStatus> status;  // per input of the batch, in order
 };
 }  // namespace
 
 void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
                    const std::function<void(Prediction&)>& on_prediction,
-                   const std::function<void(const InputFile&, const std::string&)>& on_failure) {
+                   const std::function<void(const InputFile&, const std::string&)>& on_failure,
+                   const std::function<void(const InputImage&, const data::GateDecision&)>& on_refused) {
+  if (options.gate && !on_refused) throw core::Error("run_predictor: a gate needs somewhere to send refused inputs");
   if (options.batch_size < 0) throw core::UsageError(fmt::format("batch size {}: expected >= 0", options.batch_size));
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : predictor.device().is_cuda() ? 8 : 1;
   const auto total = static_cast<int64_t>(inputs.size());
@@ -275,14 +350,24 @@ void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inp
     for (int64_t i = b * batch_size; i < end; ++i) {
       const InputFile& file = inputs[static_cast<size_t>(i)];
       try {
-        out.ready.push_back(predictor.prepare(read_input(file, predictor.window())));
-        out.is_ready.push_back(true);
+        InputImage image = read_input(file, predictor.window());
+        if (options.gate) {
+          data::GateDecision decision = predictor.check_gate(image);
+          if (!decision.accepted) {
+            image.pixels.release();
+            out.refused.emplace_back(std::move(image), std::move(decision));
+            out.status.push_back(ReadStatus::kRefused);
+            continue;
+          }
+        }
+        out.ready.push_back(predictor.prepare(std::move(image)));
+        out.status.push_back(ReadStatus::kReady);
       } catch (const core::Error& e) {
         out.failed.emplace_back(file, e.what());
-        out.is_ready.push_back(false);
+        out.status.push_back(ReadStatus::kFailed);
       } catch (const cv::Exception& e) {
         out.failed.emplace_back(file, e.what());
-        out.is_ready.push_back(false);
+        out.status.push_back(ReadStatus::kFailed);
       }
     }
     return out;
@@ -291,16 +376,19 @@ void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inp
   while (std::optional<ReadBatch> batch = reader.next()) {
     std::vector<Prediction> predictions;
     if (!batch->ready.empty()) predictions = predictor.predict(std::move(batch->ready));
-    size_t next_ready = 0, next_failed = 0;
-    for (bool ready : batch->is_ready) {
-      if (ready) {
+    size_t next_ready = 0, next_failed = 0, next_refused = 0;
+    for (ReadStatus status : batch->status) {
+      if (status == ReadStatus::kReady) {
         on_prediction(predictions[next_ready++]);
-      } else {
+      } else if (status == ReadStatus::kFailed) {
         const auto& [file, message] = batch->failed[next_failed++];
         on_failure(file, message);
+      } else {
+        const auto& [image, decision] = batch->refused[next_refused++];
+        on_refused(image, decision);
       }
     }
-    progress.advance(static_cast<int64_t>(batch->is_ready.size()));
+    progress.advance(static_cast<int64_t>(batch->status.size()));
   }
   progress.finish();
 }

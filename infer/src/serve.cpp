@@ -87,22 +87,32 @@ std::string utc_now() { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(
 // The overlay the page shows: the X-ray with the heat map and the mask's outline, drawn at
 // most `max_side` pixels wide or high (the image, probability and mask scaled down first: the
 // PNG encoding dominates the cost), as a quickly compressed PNG.
+std::string quick_png(const cv::Mat& image) {
+  std::vector<uchar> png;
+  cv::imencode(".png", image, png, {cv::IMWRITE_PNG_COMPRESSION, 1});
+  return std::string(png.begin(), png.end());
+}
+
 std::string overlay_png(const Prediction& p, int max_side) {
   const int side = std::max(p.input.pixels.cols, p.input.pixels.rows);
-  cv::Mat overlay;
-  if (side > max_side) {
-    const double scale = static_cast<double>(max_side) / side;
-    cv::Mat image, probability, mask;
-    cv::resize(p.input.pixels, image, cv::Size(), scale, scale, cv::INTER_AREA);
-    if (!p.probability.empty()) cv::resize(p.probability, probability, image.size(), 0, 0, cv::INTER_AREA);
-    cv::resize(p.mask, mask, image.size(), 0, 0, cv::INTER_NEAREST);
-    overlay = draw_overlay(image, probability, mask);
-  } else {
-    overlay = draw_overlay(p.input.pixels, p.probability, p.mask);
-  }
-  std::vector<uchar> png;
-  cv::imencode(".png", overlay, png, {cv::IMWRITE_PNG_COMPRESSION, 1});
-  return std::string(png.begin(), png.end());
+  if (side <= max_side) return quick_png(draw_overlay(p.input.pixels, p.probability, p.mask));
+  const double scale = static_cast<double>(max_side) / side;
+  cv::Mat image, probability, mask;
+  cv::resize(p.input.pixels, image, cv::Size(), scale, scale, cv::INTER_AREA);
+  if (!p.probability.empty()) cv::resize(p.probability, probability, image.size(), 0, 0, cv::INTER_AREA);
+  cv::resize(p.mask, mask, image.size(), 0, 0, cv::INTER_NEAREST);
+  return quick_png(draw_overlay(image, probability, mask));
+}
+
+// The explanation map over the X-ray, drawn at most `max_side` pixels wide or high.
+std::string explanation_png(const Prediction& p, const cv::Mat& map, int max_side) {
+  const int side = std::max(p.input.pixels.cols, p.input.pixels.rows);
+  if (side <= max_side) return quick_png(draw_explanation(p.input.pixels, map));
+  const double scale = static_cast<double>(max_side) / side;
+  cv::Mat image, small;
+  cv::resize(p.input.pixels, image, cv::Size(), scale, scale, cv::INTER_AREA);
+  cv::resize(map, small, image.size(), 0, 0, cv::INTER_AREA);
+  return quick_png(draw_explanation(image, small));
 }
 
 // The last results, for the results page. Holds no patient data: a request number, the time,
@@ -157,6 +167,20 @@ bool wants_overlay(const httplib::Request& req) {
   return !(v == "false" || v == "0" || v == "no");
 }
 
+bool wants_explanation(const httplib::Request& req) {
+  if (!req.has_param("explain")) return false;
+  const std::string v = req.get_param_value("explain");
+  return v == "true" || v == "1" || v == "yes";
+}
+
+json gate_description(const data::GateSection& g) {
+  return json{{"enabled", g.enabled},          {"modalities", g.modalities},
+              {"lateral_view", g.lateral_view}, {"body_parts", g.body_parts},
+              {"min_age_years", g.min_age_years}, {"too_small", g.too_small},
+              {"photometric", g.photometric},  {"bits_stored", g.bits_stored},
+              {"blank_std", g.blank_std},      {"saturated_share", g.saturated_share}};
+}
+
 json model_description(const Predictor& predictor, const ServeOptions& options) {
   json members = json::array();
   for (const Member& m : predictor.members()) {
@@ -181,6 +205,9 @@ json model_description(const Predictor& predictor, const ServeOptions& options) 
                 {"min_area", p.min_area},
                 {"min_component_area", p.min_component_area},
                 {"classifier_threshold", p.classifier_threshold}}},
+              {"gate", gate_description(predictor.gate())},
+              {"calibration", predictor.calibration() ? json::parse(calibration_to_json(*predictor.calibration()))
+                                                      : json(nullptr)},
               {"batching",
                {{"max_batch", options.max_batch},
                 {"max_wait_ms", options.max_wait_ms},
@@ -204,6 +231,7 @@ void check_options(const ServeOptions& o) {
   need(o.history >= 0, fmt::format("--history {}: expected >= 0", o.history));
   need(o.decoders >= 0 && o.decoders <= 256, fmt::format("--decoders {}: expected 0..256", o.decoders));
   need(o.overlay_max_side >= 16, fmt::format("--overlay-max-side {}: expected >= 16", o.overlay_max_side));
+  check_explain_options(o.explain);
   for (char c : o.token)
     need(c > 0x20 && c < 0x7f, "--token: expected printable ASCII without spaces");
 }
@@ -278,6 +306,7 @@ class Service {
   void result_overlay(const httplib::Request& req, httplib::Response& res) {
     const std::optional<std::string> png = history_.overlay(std::stoll(req.matches[1]));
     if (!png) return send_error(res, 404, "no such result (only the most recent are kept)");
+    if (png->empty()) return send_error(res, 404, "the input gate refused this image: nothing was drawn");
     res.set_content(*png, "image/png");
   }
 
@@ -286,10 +315,12 @@ class Service {
     const auto start = Clock::now();
     const int64_t id = ++request_count_;
     size_t upload_size = 0;
-    std::optional<PreparedInput> prepared = decode_upload(req, res, id, upload_size);
-    if (!prepared) return;
+    std::optional<InputImage> image = decode_upload(req, res, id, upload_size);
+    if (!image) return;
     const double decode_ms = milliseconds_since(start);
-    const std::optional<Prediction> p = wait_for_model(std::move(*prepared), res, id);
+    if (const data::GateDecision gate = predictor_.check_gate(*image); !gate.accepted)
+      return answer_refusal(res, *image, gate, id, start);
+    const std::optional<Prediction> p = wait_for_model(predictor_.prepare(std::move(*image)), res, id);
     if (!p) return;
     const double model_ms = milliseconds_since(start) - decode_ms;
     json summary = summary_of(*p, id);
@@ -300,10 +331,28 @@ class Service {
     const bool overlay_wanted = wants_overlay(req);
     if (overlay_wanted || options_.history > 0) overlay = overlay_png(*p, options_.overlay_max_side);
     if (overlay_wanted) answer["overlay_png"] = base64(overlay);
+    const double overlay_ms = milliseconds_since(overlay_start);
+    const auto explain_start = Clock::now();
+    if (wants_explanation(req)) {
+      try {
+        const cv::Mat map = predictor_.explain(p->input, options_.explain);
+        answer["explanation_png"] =
+            map.empty() ? json(nullptr) : json(base64(explanation_png(*p, map, options_.overlay_max_side)));
+        answer["explanation"] = map.empty() ? "none: exported models cannot be explained"
+                                            : fmt::format("{} of the encoder's {} stage", options_.explain.method,
+                                                          options_.explain.stage == 0
+                                                              ? std::string("deepest")
+                                                              : fmt::format("{}.", options_.explain.stage));
+      } catch (const core::Error& e) {
+        answer["explanation_png"] = nullptr;
+        answer["explanation"] = fmt::format("none: {}", e.what());
+      }
+    }
     answer["model"] = description_["members"];
     answer["timing_ms"] = {{"decode", decode_ms},
                            {"model", model_ms},
-                           {"overlay", milliseconds_since(overlay_start)},
+                           {"overlay", overlay_ms},
+                           {"explanation", milliseconds_since(explain_start)},
                            {"total", milliseconds_since(start)}};
     history_.add(std::move(summary), std::move(overlay));
     res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
@@ -321,9 +370,33 @@ class Service {
     return b;
   }
 
-  // The upload decoded and prepared for the models, or the 400/422 answered.
-  std::optional<PreparedInput> decode_upload(const httplib::Request& req, httplib::Response& res, int64_t id,
-                                             size_t& upload_size) {
+  // The input gate's refusal: a 200 answer that names the reason and scores nothing (the page
+  // and the results list show it as refused).
+  void answer_refusal(httplib::Response& res, const InputImage& image, const data::GateDecision& gate, int64_t id,
+                      Clock::time_point start) {
+    json summary{{"id", id},
+                 {"time", utc_now()},
+                 {"gate", gate.str()},
+                 {"gate_reason", gate.reason},
+                 {"accepted", false},
+                 {"probability", nullptr},
+                 {"calibrated", false},
+                 {"decision", "refused by the input gate"},
+                 {"positive", false},
+                 {"area_px", 0},
+                 {"area_mm2", nullptr},
+                 {"width", image.pixels.cols},
+                 {"height", image.pixels.rows}};
+    json answer = summary;
+    answer["timing_ms"] = {{"total", milliseconds_since(start)}};
+    history_.add(std::move(summary), "");
+    res.set_content(answer.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+    core::log::info("serve: #{} {}", id, gate.str());
+  }
+
+  // The upload decoded, or the 400/422 answered.
+  std::optional<InputImage> decode_upload(const httplib::Request& req, httplib::Response& res, int64_t id,
+                                          size_t& upload_size) {
     std::optional<std::string> bytes = upload_of(req);
     if (!bytes) {
       send_error(res, 400, "the form has no \"file\" field; expected the image as the body or as field \"file\"");
@@ -336,8 +409,8 @@ class Service {
     upload_size = bytes->size();
     try {
       const std::string name = fmt::format("upload #{}", id);
-      return predictor_.prepare(decoder_ ? decoder_->decode(std::move(*bytes), name)
-                                         : decode_input(std::move(*bytes), name, predictor_.window()));
+      return decoder_ ? decoder_->decode(std::move(*bytes), name)
+                      : decode_input(std::move(*bytes), name, predictor_.window());
     } catch (const core::DataError& e) {
       core::log::info("serve: #{} refused: {}", id, e.what());
       send_error(res, 422, e.what());
@@ -368,7 +441,11 @@ class Service {
     const std::optional<double> mm2 = p.area_mm2();
     return json{{"id", id},
                 {"time", utc_now()},
-                {"probability", p.score()},
+                {"gate", p.gate.str()},
+                {"accepted", true},
+                {"probability", p.reported_probability()},
+                {"calibrated", p.calibrated.has_value()},
+                {"score", p.score()},
                 {"image_probability", p.image_probability ? json(*p.image_probability) : json(nullptr)},
                 {"decision", p.positive ? "pneumothorax" : "no pneumothorax"},
                 {"positive", p.positive},

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
@@ -26,9 +27,46 @@ namespace {
 
 // The protocol, native byte order (both ends are the same program):
 //   request:  u32 id length, id, u32 window length, window, u64 size, bytes
-//   answer:   u8 1, i32 rows, i32 columns, u8 spacing known (row), f64, u8 (column), f64, pixels
+//   answer:   u8 1, i32 rows, i32 columns, u8 spacing known (row), f64, u8 (column), f64, pixels,
+//             u32 facts length, facts (JSON: what the input gate reads of the header)
 //             u8 0, u32 message length, message
 using Clock = std::chrono::steady_clock;
+
+// The input gate's facts as JSON text, and back (the decoder's answer carries them).
+std::string facts_to_json(const data::InputFacts& facts) {
+  nlohmann::json j{{"photometric", facts.photometric}, {"bits_stored", facts.bits_stored}};
+  if (facts.dicom) {
+    const data::DicomMetadata& m = *facts.dicom;
+    j["dicom"] = {{"modality", m.modality},     {"view_position", m.view_position}, {"body_part", m.body_part},
+                  {"patient_age", m.patient_age}, {"patient_id", m.patient_id},     {"photometric", m.photometric},
+                  {"bits_stored", m.bits_stored}, {"rows", m.rows},                 {"columns", m.columns},
+                  {"sop_instance_uid", m.sop_instance_uid}};
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+data::InputFacts facts_from_json(const std::string& text) {
+  const nlohmann::json j = nlohmann::json::parse(text);
+  data::InputFacts facts;
+  facts.photometric = j.at("photometric").get<std::string>();
+  facts.bits_stored = j.at("bits_stored").get<int>();
+  if (j.contains("dicom")) {
+    const nlohmann::json& d = j.at("dicom");
+    data::DicomMetadata m;
+    m.modality = d.at("modality").get<std::string>();
+    m.view_position = d.at("view_position").get<std::string>();
+    m.body_part = d.at("body_part").get<std::string>();
+    m.patient_age = d.at("patient_age").get<std::string>();
+    m.patient_id = d.at("patient_id").get<std::string>();
+    m.photometric = d.at("photometric").get<std::string>();
+    m.bits_stored = d.at("bits_stored").get<int>();
+    m.rows = d.at("rows").get<int>();
+    m.columns = d.at("columns").get<int>();
+    m.sop_instance_uid = d.at("sop_instance_uid").get<std::string>();
+    facts.dicom = std::move(m);
+  }
+  return facts;
+}
 
 // Writes everything or returns false (the other end is gone or the deadline passed).
 bool write_all(int fd, const void* data, size_t size, Clock::time_point deadline) {
@@ -169,6 +207,15 @@ InputImage UploadDecoder::decode(std::string bytes, const std::string& id) {
       ok = read_all(w.from, image.pixels.data, image.pixels.total(), deadline);
       for (int k = 0; k < 2; ++k)
         if (known[k]) image.pixel_spacing_mm[k] = spacing[k];
+      uint32_t length = 0;
+      ok = ok && read_all(w.from, &length, 4, deadline) && length < (1u << 20);
+      std::string facts(ok ? length : 0, '\0');
+      ok = ok && read_all(w.from, facts.data(), length, deadline);
+      try {
+        if (ok) image.facts = facts_from_json(facts);
+      } catch (const nlohmann::json::exception&) {
+        ok = false;  // spoke nonsense
+      }
     }
   } else if (ok) {
     uint32_t length = 0;
@@ -233,6 +280,9 @@ int run_decode_worker() {
         append(answer, image.pixel_spacing_mm[k].value_or(0.0));
       }
       answer.append(reinterpret_cast<const char*>(pixels.data), pixels.total());
+      const std::string facts = facts_to_json(image.facts);
+      append(answer, static_cast<uint32_t>(facts.size()));
+      answer += facts;
     } catch (const core::Error& e) {
       const std::string message = e.what();
       answer += '\0';

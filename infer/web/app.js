@@ -35,15 +35,20 @@ const pneumo = (() => {
     return body;
   }
 
-  const percent = (p) => (100 * p).toFixed(1) + " %";
+  const percent = (p) => (p == null ? "not scored" : (100 * p).toFixed(1) + " %");
+  const captions = {
+    overlay: "Heat map: pixel probability above 0.1. Yellow outline: the predicted pneumothorax.",
+    explanation: "Heat map: where the model looked for its answer (Grad-CAM of the image-level output).",
+  };
   function area(r) {
+    if (r.accepted === false) return "not measured";
     if (!r.area_px) return "none";
     const mm2 = r.area_mm2 == null ? "" : " (" + (r.area_mm2 / 100).toFixed(1) + " cm\u00b2)";
     return r.area_px.toLocaleString("en") + " pixels" + mm2;
   }
   function decision(element, r) {
     element.textContent = r.decision;
-    element.className = r.positive ? "positive" : "negative";
+    element.className = r.accepted === false ? "refused" : r.positive ? "positive" : "negative";
   }
 
   async function showModel() {
@@ -58,20 +63,41 @@ const pneumo = (() => {
     }
   }
 
+  // The overlay, and with an explanation a button switching between the two images.
+  function showImages(r) {
+    const refused = r.accepted === false;
+    $("figure").hidden = refused;
+    if (refused) return;
+    const images = { overlay: "data:image/png;base64," + r.overlay_png };
+    if (r.explanation_png) images.explanation = "data:image/png;base64," + r.explanation_png;
+    let shown = "overlay";
+    const show = (which) => {
+      shown = which;
+      $("overlay").src = images[which];
+      $("caption").textContent = captions[which];
+      $("toggle-explanation").textContent = which === "overlay" ? "Show the explanation" : "Show the prediction";
+    };
+    show("overlay");
+    $("toggle-explanation").hidden = !images.explanation;
+    $("toggle-explanation").onclick = () => show(shown === "overlay" ? "explanation" : "overlay");
+  }
+
   async function predict(file) {
     $("status").className = "";
     $("status").textContent = "Predicting " + file.name + "\u2026";
     $("result").hidden = true;
     try {
-      const response = await api("/v1/predict", {
+      const response = await api("/v1/predict" + ($("explain").checked ? "?explain=true" : ""), {
         method: "POST",
         headers: { "Content-Type": file.type || "application/octet-stream" },
         body: file,
       });
       const r = await json(response);
-      $("overlay").src = "data:image/png;base64," + r.overlay_png;
+      showImages(r);
+      $("gate").textContent = r.gate;
+      $("gate").className = r.accepted === false ? "refused" : "";
       decision($("decision"), r);
-      $("probability").textContent = percent(r.probability);
+      $("probability").textContent = percent(r.probability) + (r.calibrated ? " (calibrated)" : "");
       $("area").textContent = area(r);
       $("size").textContent = r.width + " \u00d7 " + r.height;
       $("timing").textContent = Math.round(r.timing_ms.total) + " ms";
@@ -112,6 +138,10 @@ const pneumo = (() => {
                        r.width + " \u00d7 " + r.height];
         for (const text of cells) row.insertCell().textContent = text;
         decision(row.cells[2], r);
+        if (r.accepted === false) {  // refused by the input gate: nothing was drawn
+          row.insertCell().textContent = r.gate;
+          continue;
+        }
         const img = document.createElement("img");
         img.alt = "overlay of result " + r.id;
         row.insertCell().appendChild(img);

@@ -6,6 +6,7 @@
 #include "layers.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
+#include "pneumo/models/feature_tap.h"
 #include "pneumo/models/weights.h"
 
 namespace pneumo::models {
@@ -27,7 +28,13 @@ torch::Tensor ClassifierImpl::logits(const torch::Tensor& x) {
   if (x.dim() != 4 || x.size(1) != options_.in_channels)
     throw core::ModelError(fmt::format("classifier input of shape {}; expected [N, {}, H, W]",
                                        shape_string(x), options_.in_channels));
-  torch::Tensor f = torch::relu(features_->forward(x));  // torchvision applies the last ReLU here
+  torch::Tensor f = x;
+  for (int s = 1; s <= 5; ++s) {  // features_->forward(x), each stage offered to a FeatureTap
+    auto [out, skip] = features_->stage(s, f);
+    FeatureTap::offer(s, skip);
+    f = out;
+  }
+  f = torch::relu(f);  // torchvision applies the last ReLU here
   torch::Tensor pooled = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
   if (options_.pooling == "avgmax")
     pooled = torch::cat({pooled, f.amax({2, 3})}, 1);

@@ -113,7 +113,7 @@ class DenseNetEncoder : public Encoder {
     features_ = register_module("features", DenseNet121Features(in_channels));
   }
 
-  std::vector<torch::Tensor> forward_features(const torch::Tensor& x) override {
+  std::vector<torch::Tensor> compute_features(const torch::Tensor& x) override {
     check_input(x, in_channels_);
     std::vector<torch::Tensor> features = {x};
     torch::Tensor y = x;

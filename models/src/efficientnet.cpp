@@ -130,7 +130,7 @@ class EfficientNetEncoder : public Encoder {
     }
   }
 
-  std::vector<torch::Tensor> forward_features(const torch::Tensor& x) override {
+  std::vector<torch::Tensor> compute_features(const torch::Tensor& x) override {
     check_input(x, in_channels_);
     std::vector<torch::Tensor> features = {x};
     // Stages of features: {0, 1}, {2}, {3}, {4, 5}, {6, 7} (index 0 is the stem).

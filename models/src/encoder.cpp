@@ -6,11 +6,18 @@
 #include "layers.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/registry.h"
+#include "pneumo/models/feature_tap.h"
 
 namespace pneumo::models {
 
 Encoder::Encoder(std::vector<int64_t> all_channels, int depth)
     : out_channels_(all_channels.begin(), all_channels.begin() + depth + 1), depth_(depth) {}
+
+std::vector<torch::Tensor> Encoder::forward_features(const torch::Tensor& x) {
+  std::vector<torch::Tensor> features = compute_features(x);
+  for (size_t stage = 1; stage < features.size(); ++stage) FeatureTap::offer(static_cast<int>(stage), features[stage]);
+  return features;
+}
 
 void Encoder::check_input(const torch::Tensor& x, int in_channels) const {
   const int64_t factor = int64_t{1} << depth_;

@@ -95,7 +95,7 @@ class ResNetEncoder : public Encoder {
     }
   }
 
-  std::vector<torch::Tensor> forward_features(const torch::Tensor& x) override {
+  std::vector<torch::Tensor> compute_features(const torch::Tensor& x) override {
     check_input(x, in_channels_);
     std::vector<torch::Tensor> features = {x};
     torch::Tensor y = x;

@@ -32,7 +32,7 @@ class VggEncoder : public Encoder {
     }
   }
 
-  std::vector<torch::Tensor> forward_features(const torch::Tensor& x) override {
+  std::vector<torch::Tensor> compute_features(const torch::Tensor& x) override {
     check_input(x, in_channels_);
     std::vector<torch::Tensor> features;
     torch::Tensor y = x;

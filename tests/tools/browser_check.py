@@ -1,10 +1,12 @@
 """Drives the pages of a running `pneumo serve` in headless Chromium, as a person would.
 
-usage: browser_check.py URL IMAGE SCREENSHOT_PREFIX [TOKEN]
+usage: browser_check.py URL IMAGE SCREENSHOT_PREFIX [TOKEN [REFUSED_IMAGE]]
 
-Opens the predict page, types the token if the page asks for one, chooses IMAGE in the file
-input, waits for the answer, and prints what the page shows as one JSON object (then the
-results page's first row). Screenshots go to SCREENSHOT_PREFIX-predict.png and -results.png.
+Opens the predict page, types the token if the page asks for one, ticks "explain", chooses
+IMAGE in the file input, waits for the answer, switches to the explanation and back, then (when
+given) uploads REFUSED_IMAGE, which the input gate should refuse, and prints what the page
+showed as one JSON object (then the results page's first row). Screenshots go to
+SCREENSHOT_PREFIX-predict.png, -explanation.png, -refused.png and -results.png.
 Exit 0 when both pages showed an answer, 1 otherwise, 77 when Chromium or Selenium is missing.
 """
 import json
@@ -25,6 +27,7 @@ except ImportError:
 def main():
     url, image, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
     token = sys.argv[4] if len(sys.argv) > 4 else None
+    refused_image = sys.argv[5] if len(sys.argv) > 5 else None
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
@@ -46,9 +49,12 @@ def main():
         wait.until(lambda b: not b.find_element(By.ID, "model").text.startswith("Loading"))
         # Before the first upload the result panel (overlay, decision...) is not shown at all.
         result_shown_before_upload = browser.find_element(By.ID, "result").is_displayed()
+        browser.find_element(By.ID, "explain").click()
         browser.find_element(By.ID, "file").send_keys(image)
         wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
         shown = {
+            "gate": browser.find_element(By.ID, "gate").text,
+            "explanation_button": browser.find_element(By.ID, "toggle-explanation").is_displayed(),
             "result_shown_before_upload": result_shown_before_upload,
             "state": browser.find_element(By.TAG_NAME, "body").get_attribute("data-state"),
             "status": browser.find_element(By.ID, "status").text,
@@ -60,6 +66,30 @@ def main():
             "overlay_width": browser.execute_script("return document.getElementById('overlay').naturalWidth"),
         }
         browser.save_screenshot(prefix + "-predict.png")
+        if shown["explanation_button"]:
+            overlay_src = browser.find_element(By.ID, "overlay").get_attribute("src")
+            browser.find_element(By.ID, "toggle-explanation").click()
+            wait.until(lambda b: b.find_element(By.ID, "overlay").get_attribute("src") != overlay_src)
+            wait.until(lambda b: b.execute_script("return document.getElementById('overlay').naturalWidth > 0"))
+            shown["explanation_caption"] = browser.find_element(By.ID, "caption").text
+            shown["explanation_width"] = browser.execute_script(
+                "return document.getElementById('overlay').naturalWidth")
+            browser.save_screenshot(prefix + "-explanation.png")
+            browser.find_element(By.ID, "toggle-explanation").click()
+            shown["back_to_overlay"] = browser.find_element(By.ID, "overlay").get_attribute("src") == overlay_src
+        if refused_image:
+            status_before = browser.find_element(By.ID, "status").text
+            browser.find_element(By.ID, "file").send_keys(refused_image)
+            wait.until(lambda b: b.find_element(By.ID, "status").text != status_before
+                       and b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+            wait.until(lambda b: b.find_element(By.ID, "status").text.startswith("Result"))
+            shown["refused"] = {
+                "gate": browser.find_element(By.ID, "gate").text,
+                "decision": browser.find_element(By.ID, "decision").text,
+                "probability": browser.find_element(By.ID, "probability").text,
+                "image_shown": browser.find_element(By.ID, "figure").is_displayed(),
+            }
+            browser.save_screenshot(prefix + "-refused.png")
 
         browser.get(url + "/results")
         wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done")

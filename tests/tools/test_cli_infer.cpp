@@ -2,15 +2,19 @@
 // a small demo set with a random-weight checkpoint; exit codes and messages for bad input.
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "../infer/common.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
 
+using pneumo::testing::read_file;
 using pneumo::testing::run_pneumo;
 using pneumo::testing::TempDir;
 using pneumo::testing::write_file;
 using Catch::Matchers::Contains;
+using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
@@ -69,6 +73,81 @@ TEST_CASE("predict, evaluate, tune and export run from the command line") {
   CHECK(exported.exit_code == 0);
   CHECK_THAT(exported.out, Contains("torch.jit.load"));
   CHECK(fs::file_size(dir / "model.pt") > 1000000);
+}
+
+TEST_CASE("calibrate, then evaluate's calibration, operating points and intervals, and tune for an operating point") {
+  TempDir dir;
+  make_run(dir);
+  const std::string run = (dir / "run").string(), images = (dir / "set/dicom").string(),
+                    labels = (dir / "set/train-rle.csv").string();
+  // Fitted on all 8 labelled images (the validation fold alone may lack a class).
+  auto r = run_pneumo({"calibrate", "--model", run, "--labels", labels, "--images", images, "--device", "cpu"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("calibrated on 8 image(s)") && Contains("temperature T=") && Contains("ECE"));
+  REQUIRE(fs::exists(dir / "run/calibration.yaml"));
+  CHECK_THAT(read_file(dir / "run/calibration.yaml"), Contains("method: temperature") && Contains("images: 8"));
+
+  r = run_pneumo({"evaluate", "--model", run, "--labels", labels, "--images", images, "--out", (dir / "report").string(),
+                  "--device", "cpu", "--bootstrap", "200"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("raw score         ECE") && Contains("calibrated        ECE") &&
+                        Contains("the calibration was fitted on these images"));
+  CHECK_THAT(r.out, Contains("95% bootstrap intervals (200 resamples") && Contains("sensitivity at specificity >= 0.95") &&
+                        Contains("specificity at sensitivity >= 0.90"));
+  const json metrics = json::parse(read_file(dir / "report/metrics.json"));
+  CHECK(metrics["calibration"]["calibrated"]["ece"].is_number());
+  CHECK(metrics["calibration"]["fitted_on_these_images"] == true);
+  CHECK(metrics["operating_points"].size() == 4);
+  CHECK(metrics["intervals"]["resamples"] == 200);
+  CHECK(metrics["intervals"]["unit"] == "patient");  // the demo DICOMs name their patients
+  CHECK(fs::file_size(dir / "report/reliability.png") > 1000);
+  CHECK_THAT(read_file(dir / "report/per_image.csv"), Contains(",calibrated_probability\n"));
+
+  // predict reports the calibrated probability beside the score; --no-calibration the score only.
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "pred").string(), "--device", "cpu"});
+  REQUIRE(r.exit_code == 0);
+  const json line = json::parse(read_file(dir / "pred/predictions.jsonl").substr(0, read_file(dir / "pred/predictions.jsonl").find('\n')));
+  REQUIRE(line["calibrated_probability"].is_number());
+  CHECK(line["calibrated_probability"] != line["score"]);
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "raw").string(), "--no-calibration"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(read_file(dir / "raw/predictions.jsonl"), Contains("\"calibrated_probability\":null"));
+  // An exported ensemble carries the calibration.
+  REQUIRE(run_pneumo({"export", "--model", run, "--out", (dir / "model.pt").string()}).exit_code == 0);
+  r = run_pneumo({"predict", "--model", (dir / "model.pt").string(), images, "--out", (dir / "exported").string()});
+  REQUIRE(r.exit_code == 0);
+  const std::string exported = read_file(dir / "exported/predictions.jsonl");
+  const json exported_line = json::parse(exported.substr(0, exported.find('\n')));
+  CHECK(exported_line["calibrated_probability"].get<double>() == Approx(line["calibrated_probability"].get<double>()).margin(1e-5));
+
+  // tune for an operating point instead of Dice.
+  r = run_pneumo({"tune", "--model", run, "--labels", labels, "--images", images, "--device", "cpu",
+                  "--operating-point", "sensitivity=0.5"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("chosen for sensitivity >= 0.5") && Contains("sensitivity") && Contains("TP "));
+  CHECK(fs::exists(dir / "run/postprocess.yaml"));
+
+  // What is refused, and how.
+  r = run_pneumo({"tune", "--model", run, "--operating-point", "recall=0.9"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("sensitivity=S or specificity=S"));
+  r = run_pneumo({"calibrate", "--model", run, "--method", "platt"});
+  CHECK(r.exit_code == 2);
+  r = run_pneumo({"calibrate", "--model", run, "--calibration", (dir / "run/calibration.yaml").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("calibrate fits a new one"));
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "o").string(), "--calibration",
+                  (dir / "missing.yaml").string()});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("missing.yaml"));
+  write_file(dir / "damaged.yaml", "calibration: {method: temperature, temperature: -2}\n");
+  r = run_pneumo({"predict", "--model", run, images, "--out", (dir / "o").string(), "--calibration",
+                  (dir / "damaged.yaml").string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("damaged.yaml") && Contains("temperature"));
 }
 
 TEST_CASE("inference commands fail cleanly on bad input") {

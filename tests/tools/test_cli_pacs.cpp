@@ -1,7 +1,8 @@
 // DICOM results and the PACS round trip as a hospital meets them: `pneumo predict --dicom-out`
-// checked by pydicom against the masks and overlays, and `pneumo pacs` against Debian's
-// Orthanc on loopback (one pass, a second pass that does nothing, a watch that rides out an
-// Orthanc restart).
+// checked by pydicom and highdicom against the masks, overlays and answers and by dciodvfy, the
+// input gate on SIIM files whose headers were edited into a lateral view, a child and a knee,
+// and `pneumo pacs` against Debian's Orthanc on loopback (one pass, a second pass that does
+// nothing, a watch that rides out an Orthanc restart).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -78,19 +79,36 @@ std::vector<std::string> revealing_thresholds(const fs::path& model, const std::
   REQUIRE(r.exit_code == 0);
   double lowest = 1;
   std::istringstream lines(read_file(out / "predictions.jsonl"));
-  for (std::string line; std::getline(lines, line);) lowest = std::min(lowest, json::parse(line)["score"].get<double>());
+  for (std::string line; std::getline(lines, line);)
+    if (const json j = json::parse(line); j.contains("score")) lowest = std::min(lowest, j["score"].get<double>());
   const std::string t = std::to_string(std::max(0.0, lowest - 1e-4));
   return {"--threshold", t, "--top-threshold", t, "--classifier-threshold", "0"};
 }
 
-json check_result(const std::string& kind, const fs::path& result, const fs::path& source, const fs::path& image) {
-  const auto r = run_command({PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/check_dicom_result.py", kind,
-                              result.string(), source.string(), image.string()});
+// kind "sr": `image` is the SEG and `prediction` predict's JSON line for the image.
+json check_result(const std::string& kind, const fs::path& result, const fs::path& source, const fs::path& image,
+                  const std::string& prediction = "") {
+  std::vector<std::string> argv{PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/check_dicom_result.py", kind,
+                                result.string(), source.string(), image.string()};
+  if (!prediction.empty()) argv.push_back(prediction);
+  const auto r = run_command(argv);
   INFO(result << "\n" << r.out << r.err);
   REQUIRE(!r.out.empty());
   const json verdict = json::parse(r.out);
   CHECK(verdict["problems"] == json::array());
   return verdict;
+}
+
+// predict's JSON lines by image id.
+std::map<std::string, json> predictions_by_id(const fs::path& jsonl) {
+  std::map<std::string, json> out;
+  std::istringstream lines(read_file(jsonl));
+  for (std::string line; std::getline(lines, line);) {
+    json j = json::parse(line);
+    const std::string id = j["image_id"].get<std::string>();  // before j is moved (C++17 sequences the right side first)
+    out[id] = std::move(j);
+  }
+  return out;
 }
 
 // Debian's Orthanc with its storage in `dir`, HTTP on a free loopback port, no DICOM port.
@@ -165,27 +183,33 @@ pneumo::testing::ModelRecipe without_aux_head() {
   return r;
 }
 
-TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that pydicom reads back and dciodvfy passes") {
+TEST_CASE("predict --dicom-out writes Segmentations, Structured Reports and Secondary Captures that pydicom and highdicom read back and dciodvfy passes") {
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", without_aux_head());
   const std::vector<fs::path> sources = sample_dicoms(dir);
+  // Every sample, children too (the gate has its own test): the results are what is checked here.
   std::vector<std::string> args{"predict", "--model", model.string(), "--out", (dir / "out").string(),
-                                "--dicom-out", (dir / "out/dicom").string(), "--dicom-overlay"};
+                                "--dicom-out", (dir / "out/dicom").string(), "--dicom-overlay", "--explain", "--no-gate"};
   for (const std::string& a : revealing_thresholds(model, sources, dir / "first")) args.push_back(a);
   for (const fs::path& f : sources) args.push_back(f.string());
   const auto r = run_pneumo(args);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains(std::to_string(sources.size()) + " DICOM Segmentation(s) and Secondary Capture(s)"));
+  CHECK_THAT(r.out, Contains(std::to_string(sources.size()) +
+                             " DICOM Segmentation(s) and Structured Report(s), Secondary Capture(s)"));
+  const std::map<std::string, json> predictions = predictions_by_id(dir / "out/predictions.jsonl");
   int64_t positive_pixels = 0;
   for (const fs::path& source : sources) {
     const std::string id = source.stem().string();
-    positive_pixels += check_result("seg", dir / "out/dicom" / (id + ".seg.dcm"), source, dir / "out/masks" / (id + ".png"))
-                           ["positive_pixels"]
-                               .get<int64_t>();
+    const fs::path seg = dir / "out/dicom" / (id + ".seg.dcm");
+    positive_pixels += check_result("seg", seg, source, dir / "out/masks" / (id + ".png"))["positive_pixels"].get<int64_t>();
     check_result("sc", dir / "out/dicom" / (id + ".sc.dcm"), source, dir / "out/overlays" / (id + ".png"));
-    check_valid_dicom(dir / "out/dicom" / (id + ".seg.dcm"));
+    check_result("sr", dir / "out/dicom" / (id + ".sr.dcm"), source, seg, predictions.at(id).dump());
+    check_valid_dicom(seg);
     check_valid_dicom(dir / "out/dicom" / (id + ".sc.dcm"));
+    check_valid_dicom(dir / "out/dicom" / (id + ".sr.dcm"));
+    CHECK(predictions.at(id)["gate"] == "accepted");
+    CHECK(fs::exists(dir / "out/explanations" / (id + ".png")));
   }
   INFO("all masks empty: the comparison would not see a misplaced bit");
   CHECK(positive_pixels > 0);
@@ -194,6 +218,49 @@ TEST_CASE("predict --dicom-out writes Segmentations and Secondary Captures that 
                                    sources.front().string()});
   CHECK(refused.exit_code == 2);
   CHECK_THAT(refused.err, Contains("--dicom-overlay needs --dicom-out"));
+}
+
+TEST_CASE("predict's input gate refuses a lateral view, a child and a knee made from a SIIM file, naming why, and --no-gate scores them") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  const fs::path source = sample_dicoms(dir).front();
+  const fs::path in = dir / "in";
+  pneumo::testing::edited_dicom_copy(source, in / "adult.dcm", {"PatientAge=045Y", "ViewPosition=PA"});
+  pneumo::testing::edited_dicom_copy(source, in / "lateral.dcm", {"PatientAge=045Y", "ViewPosition=LL"});
+  pneumo::testing::edited_dicom_copy(source, in / "child.dcm", {"PatientAge=006Y", "ViewPosition=PA"});
+  pneumo::testing::edited_dicom_copy(source, in / "knee.dcm", {"PatientAge=045Y", "ViewPosition=PA", "BodyPartExamined=KNEE"});
+  auto r = run_pneumo({"predict", "--model", model.string(), in.string(), "--out", (dir / "out").string(), "--dicom-out",
+                       (dir / "out/dicom").string()});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);  // refusing is an answer, not a failure
+  CHECK_THAT(r.out, Contains("1 image(s) predicted") && Contains("3 input(s) refused by the input gate"));
+  CHECK_THAT(r.out, Contains("lateral.dcm: refused: lateral_view (View Position LL)"));
+  CHECK_THAT(r.out, Contains("child.dcm: refused: paediatric (Patient's Age 006Y"));
+  CHECK_THAT(r.out, Contains("knee.dcm: refused: body_part (Body Part Examined KNEE"));
+  const std::string refused = read_file(dir / "out/refused.csv");
+  CHECK_THAT(refused, Contains("lateral,") && Contains(",lateral_view,") && Contains(",paediatric,") &&
+                          Contains(",body_part,") && !Contains("adult"));
+  const std::map<std::string, json> predictions = predictions_by_id(dir / "out/predictions.jsonl");
+  CHECK(predictions.at("adult")["gate"] == "accepted");
+  CHECK(predictions.at("lateral")["gate"] == "refused: lateral_view (View Position LL)");
+  CHECK_FALSE(predictions.at("lateral").contains("score"));  // never scored
+  CHECK(read_file(dir / "out/submission.csv").find("child") == std::string::npos);
+  CHECK(fs::exists(dir / "out/dicom/adult.seg.dcm"));
+  CHECK_FALSE(fs::exists(dir / "out/dicom/lateral.seg.dcm"));
+  CHECK_FALSE(fs::exists(dir / "out/dicom/child.sr.dcm"));
+
+  // Switched off as a whole, or rule by rule in the checkpoint's config.
+  r = run_pneumo({"predict", "--model", model.string(), in.string(), "--out", (dir / "all").string(), "--no-gate"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("4 image(s) predicted"));
+  r = run_pneumo({"predict", "--model", model.string(), in.string(), "--out", (dir / "some").string(), "--set",
+                  "gate.min_age_years=0", "--set", "gate.body_parts=[]"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("3 image(s) predicted") && Contains("1 input(s) refused"));
+  r = run_pneumo({"predict", "--model", model.string(), in.string(), "--out", (dir / "bad").string(), "--set",
+                  "gate.min_age_years=-3"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("gate.min_age_years"));
 }
 
 TEST_CASE("pacs processes each new Orthanc instance once, stores SEGs that reference it, and survives a restart") {
@@ -217,43 +284,61 @@ TEST_CASE("pacs processes each new Orthanc instance once, stores SEGs that refer
   for (const fs::path& f : sources) args.push_back(f.string());
   args.push_back(held_back.string());
   REQUIRE(run_pneumo(args).exit_code == 0);
+  // The input gate refuses the SIIM samples' children (predict and pacs share it).
+  const std::map<std::string, json> expected = predictions_by_id(dir / "expected/predictions.jsonl");
+  const auto refused = [&](const fs::path& f) { return expected.at(f.stem().string())["gate"] != "accepted"; };
+  const auto accepted = static_cast<size_t>(std::count_if(sources.begin(), sources.end(), [&](const fs::path& f) {
+    return !refused(f);
+  }));
+  REQUIRE(accepted > 0);
 
   std::vector<std::string> pacs{"pacs", "--orthanc", orthanc.url(), "--model", model.string()};
   pacs.insert(pacs.end(), thresholds.begin(), thresholds.end());
   auto r = run_pneumo(pacs);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains(std::to_string(sources.size()) + " instance(s) processed"));
+  CHECK_THAT(r.out, Contains(std::to_string(accepted) + " instance(s) processed") &&
+                        Contains(std::to_string(sources.size() - accepted) + " refused by the input gate"));
   const json instances = orthanc.get("/instances");
-  CHECK(instances.size() == 2 * sources.size());
+  CHECK(instances.size() == sources.size() + 2 * accepted);  // a SEG and an SR for each accepted image
   std::set<std::string> segs;
   int64_t positive_pixels = 0;
+  const auto fetch = [&](const json& uid, const fs::path& file) {
+    const json found = json::parse(orthanc.client()
+                                       .Post("/tools/find", json{{"Level", "Instance"}, {"Query", {{"SOPInstanceUID", uid}}}}.dump(),
+                                             "application/json")
+                                       ->body);
+    REQUIRE(found.size() == 1);
+    write_file(file, orthanc.client().Get(("/instances/" + found[0].get<std::string>() + "/file").c_str())->body);
+  };
   for (const auto& [id, file] : source_of) {
     const json mark = orthanc.mark(id);
     INFO(file << " " << mark.dump());
     REQUIRE(mark.is_object());
+    if (refused(file)) {
+      CHECK(mark["status"] == "refused");
+      CHECK(mark["reason"] == expected.at(file.stem().string())["gate_reason"]);
+      continue;
+    }
     CHECK(mark["status"] == "done");
+    CHECK(mark["gate"] == "accepted");
     segs.insert(mark["seg"].get<std::string>());
-    // Find the stored SEG by its UID and check it against the source and predict's mask.
-    const json found = json::parse(orthanc.client()
-                                       .Post("/tools/find", json{{"Level", "Instance"}, {"Query", {{"SOPInstanceUID", mark["seg"]}}}}.dump(),
-                                             "application/json")
-                                       ->body);
-    REQUIRE(found.size() == 1);
-    const auto seg = orthanc.client().Get(("/instances/" + found[0].get<std::string>() + "/file").c_str());
-    write_file(dir / "seg.dcm", seg->body);
+    // Find the stored SEG and SR by their UIDs and check them against the source and predict's answers.
+    fetch(mark["seg"], dir / "seg.dcm");
+    fetch(mark["sr"], dir / "sr.dcm");
     positive_pixels +=
         check_result("seg", dir / "seg.dcm", file, dir / "expected/masks" / (file.stem().string() + ".png"))["positive_pixels"]
             .get<int64_t>();
+    check_result("sr", dir / "sr.dcm", file, dir / "seg.dcm", expected.at(file.stem().string()).dump());
   }
-  CHECK(segs.size() == sources.size());
+  CHECK(segs.size() == accepted);
   CHECK(positive_pixels > 0);
 
   // A second pass finds nothing to do.
   r = run_pneumo(pacs);
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("0 instance(s) processed"));
-  CHECK(orthanc.get("/instances").size() == 2 * sources.size());
+  CHECK(orthanc.get("/instances").size() == sources.size() + 2 * accepted);
 
   // Watching: Orthanc goes away and comes back; a new image is then processed.
   std::vector<std::string> watch{PNEUMO_CLI_PATH};
@@ -276,9 +361,9 @@ TEST_CASE("pacs processes each new Orthanc instance once, stores SEGs that refer
   const int code = pneumo::testing::wait_for_exit(watcher, 60);
   INFO(read_file(dir / "watch.log"));
   REQUIRE(mark.is_object());
-  CHECK(mark["status"] == "done");
+  CHECK(mark["status"] == (refused(held_back) ? "refused" : "done"));
   CHECK(code == 0);
-  CHECK(orthanc.get("/instances").size() == 2 * sources.size() + 2);
+  CHECK(orthanc.get("/instances").size() == sources.size() + 2 * accepted + (refused(held_back) ? 1 : 3));
 }
 
 TEST_CASE("pacs refuses bad options and says when Orthanc cannot be reached") {

@@ -102,7 +102,7 @@ struct Expected {
 };
 
 Expected predicted(const fs::path& model, const fs::path& file, const fs::path& out) {
-  const auto r = run_pneumo({"predict", "--model", model.string(), file.string(), "--out", out.string()});
+  const auto r = run_pneumo({"predict", "--model", model.string(), file.string(), "--out", out.string(), "--no-gate"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json line = json::parse(read_file(out / "predictions.jsonl"));
@@ -128,8 +128,9 @@ TEST_CASE("serve answers as predict does, guards its API with the token and refu
   else WARN("../shared/data/siim is absent; serving only the synthetic DICOMs");
   write_file(dir / "image.png", png_bytes(80, 60));
 
-  ServerProcess server({"--model", model.string(), "--max-upload-mb", "2", "--history", "3"}, dir / "serve.log",
-                       {"PNEUMO_SERVE_TOKEN=s3cret"});
+  // Every image is scored here (a SIIM sample may be a child's); the gate has its own test.
+  ServerProcess server({"--model", model.string(), "--max-upload-mb", "2", "--history", "3", "--no-gate"},
+                       dir / "serve.log", {"PNEUMO_SERVE_TOKEN=s3cret"});
   httplib::Client client = server.client();
   const httplib::Headers auth{{"Authorization", "Bearer s3cret"}};
 
@@ -235,6 +236,43 @@ TEST_CASE("serve answers as predict does, guards its API with the token and refu
   }
 }
 
+TEST_CASE("serve answers the input gate's refusal with its reason, and explains on request") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 1;
+  demo.size = 96;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  const fs::path adult = fs::directory_iterator(dir / "set/dicom")->path();
+  const fs::path lateral = pneumo::testing::edited_dicom_copy(adult, dir / "lateral.dcm", {"ViewPosition=LL"});
+  ServerProcess server({"--model", model.string(), "--explain-method", "gradcam++"}, dir / "serve.log");
+  httplib::Client client = server.client();
+
+  const json refused = body_of(client.Post("/v1/predict?explain=true", bytes_of(lateral), "application/dicom"));
+  CHECK(refused["accepted"] == false);
+  CHECK(refused["gate"] == "refused: lateral_view (View Position LL)");
+  CHECK(refused["gate_reason"] == "lateral_view");
+  CHECK(refused["probability"].is_null());
+  CHECK_FALSE(refused.contains("rle"));
+  CHECK_FALSE(refused.contains("explanation_png"));
+  CHECK(client.Get(("/v1/results/" + std::to_string(refused["id"].get<int>()) + "/overlay.png").c_str())->status == 404);
+
+  const json answer = body_of(client.Post("/v1/predict?explain=true", bytes_of(adult), "application/dicom"));
+  CHECK(answer["accepted"] == true);
+  CHECK(answer["gate"] == "accepted");
+  REQUIRE(answer["explanation_png"].is_string());
+  CHECK(answer["explanation_png"].get<std::string>().rfind("iVBORw0KGgo", 0) == 0);
+  CHECK_THAT(answer["explanation"].get<std::string>(), Contains("gradcam++"));
+  CHECK_FALSE(body_of(client.Post("/v1/predict", bytes_of(adult), "application/dicom")).contains("explanation_png"));
+  const json recent = body_of(client.Get("/v1/results"));
+  CHECK(recent["results"].size() == 3);
+  CHECK(recent["results"][2]["gate"] == "refused: lateral_view (View Position LL)");
+  const json model_info = body_of(client.Get("/v1/model"));
+  CHECK(model_info["gate"]["enabled"] == true);
+  CHECK(model_info["gate"]["min_age_years"] == 18.0);
+  CHECK_THAT(server.log(), Contains("refused: lateral_view"));
+}
+
 TEST_CASE("serve batches concurrent requests, and a full queue answers 503 with Retry-After") {
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
@@ -301,6 +339,7 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   demo.size = 128;
   pneumo::data::write_demo_set(dir / "set", demo);
   const fs::path dicom = fs::directory_iterator(dir / "set/dicom")->path();
+  const fs::path lateral = pneumo::testing::edited_dicom_copy(dicom, dir / "lateral.dcm", {"ViewPosition=LL"});
   ServerProcess server({"--model", model.string()}, dir / "serve.log", {"PNEUMO_SERVE_TOKEN=page-token"});
   const json api = body_of(server.client().Post("/v1/predict", {{"Authorization", "Bearer page-token"}},
                                                 bytes_of(dicom), "application/dicom"));
@@ -309,7 +348,7 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   const std::string prefix = std::string(PNEUMO_ARTIFACT_DIR) + "/serve-page";
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
   const auto r = pneumo::testing::run_command({PNEUMO_SYSTEM_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/browser_check.py",
-                                               url, dicom.string(), prefix, "page-token"});
+                                               url, dicom.string(), prefix, "page-token", lateral.string()});
   if (r.exit_code == 77) {
     WARN("browser test skipped: " << r.err);
     return;
@@ -326,7 +365,15 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   CHECK(shown["size"] == "128 \u00d7 128");
   CHECK(shown["overlay_width"] == 128);
   CHECK_THAT(shown["model"].get<std::string>(), Contains("unet/resnet18"));
-  CHECK(shown["results_row"][2] == api["decision"]);
+  CHECK(shown["gate"] == "accepted");
+  CHECK(shown["explanation_button"] == true);
+  CHECK_THAT(shown["explanation_caption"].get<std::string>(), Contains("Grad-CAM"));
+  CHECK(shown["explanation_width"] == 128);
+  CHECK(shown["back_to_overlay"] == true);
+  CHECK(shown["refused"]["gate"] == "refused: lateral_view (View Position LL)");
+  CHECK(shown["refused"]["probability"] == "not scored");
+  CHECK(shown["refused"]["image_shown"] == false);
+  CHECK(shown["results_row"][2] == "refused by the input gate");  // the newest result first
   CHECK(fs::file_size(prefix + "-predict.png") > 10000);
 }
 

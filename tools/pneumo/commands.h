@@ -21,7 +21,7 @@ void setup_dicom(CLI::App& app);
 void setup_make_demo(CLI::App& app);
 void setup_models(CLI::App& app);
 void setup_export(CLI::App& app);
-void setup_evaluate(CLI::App& app);  // and tune
+void setup_evaluate(CLI::App& app);  // and tune, calibrate
 void setup_average(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_rle(CLI::App& app);

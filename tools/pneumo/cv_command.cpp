@@ -19,6 +19,7 @@
 #include "pneumo/core/file_io.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/run_dir.h"
+#include "pneumo/infer/calibrate.h"
 #include "pneumo/infer/cross_validation.h"
 #include "pneumo/infer/ensemble.h"
 #include "pneumo/core/runtime.h"
@@ -30,6 +31,8 @@ namespace pneumo::tools {
 namespace {
 
 namespace fs = std::filesystem;
+
+void calibrate_out_of_fold(const fs::path& top);  // below
 
 struct CvCommandOptions {
   std::string file;
@@ -243,7 +246,24 @@ void run_cv(const CvCommandOptions& o) {
   start.threshold = start.top_threshold = start.classifier_threshold = config.train.threshold;
   const infer::CvReport report = infer::tune_out_of_fold(top, manifest, start);
   fmt::print("{}", infer::write_cv_report(top, report));
+  calibrate_out_of_fold(top);
   fmt::print("\nrun: {}\n", top.string());
+}
+
+// Temperature scaling fitted on the out-of-fold scores (each image scored by the fold that did
+// not train on it), stored as the folder's calibration.yaml; skipped with the reason when the
+// out-of-fold images lack a positive or a negative.
+void calibrate_out_of_fold(const fs::path& top) {
+  infer::CalibrateOptions options;
+  options.run.models = {{top, 1.0}};
+  try {
+    const infer::CalibrateResult r = infer::calibrate(options);
+    fmt::print("\ncalibration ({} out-of-fold images): {}; ECE {:.4f} -> {:.4f}, Brier {:.4f} -> {:.4f}; wrote {}\n",
+               r.calibration.images, r.calibration.describe(), r.before.ece, r.after.ece, r.before.brier, r.after.brier,
+               r.written.string());
+  } catch (const core::DataError& e) {
+    core::log::warn("no calibration.yaml: {}", e.what());
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
-// `pneumo evaluate` (metrics and charts against ground truth) and `pneumo tune` (search the
-// post-processing thresholds and store them with the run).
+// `pneumo evaluate` (metrics and charts against ground truth), `pneumo tune` (search the
+// post-processing thresholds, for Dice or for an operating point, and store them with the run)
+// and `pneumo calibrate` (fit the image-level probability's calibration and store it with the
+// run). The three share how the labelled images and the models are given.
 #include <cmath>
 #include <memory>
 
@@ -9,6 +11,7 @@
 #include "commands.h"
 #include "model_options.h"
 #include "pneumo/core/error.h"
+#include "pneumo/infer/calibrate.h"
 #include "pneumo/infer/evaluate.h"
 #include "pneumo/infer/tune.h"
 
@@ -22,6 +25,9 @@ struct SetOptions {
   bool hflip = false;
   int batch_size = 0, workers = 2, worst = 16;
   std::string device = "auto";
+  int resamples = 1000;          // evaluate's bootstrap
+  std::string operating_point;   // tune: e.g. sensitivity=0.95
+  std::string method = "temperature";  // calibrate
 };
 
 void add_set_options(CLI::App& cmd, SetOptions& o) {
@@ -62,11 +68,45 @@ infer::LabelledRunOptions labelled_run(const SetOptions& o) {
   return run;
 }
 
+std::string with_interval(const infer::Interval& i) {
+  const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
+  if (std::isnan(i.estimate)) return "-";
+  return fmt::format("{}  [{}, {}]", cell(i.estimate), cell(i.low), cell(i.high));
+}
+
+// Calibration before and after, the operating points and the bootstrap intervals.
+void print_deployment_figures(const infer::EvaluationReport& r, int resamples) {
+  fmt::print("calibration of the image-level probability (10 bins; ECE equal-width / equal-mass, Brier):\n");
+  fmt::print("  raw score         ECE {:.4f} / {:.4f}  Brier {:.4f}\n", r.raw.ece, r.raw.ece_mass, r.raw.brier);
+  if (r.calibrated) {
+    fmt::print("  calibrated        ECE {:.4f} / {:.4f}  Brier {:.4f}   ({})\n", r.calibrated->ece,
+               r.calibrated->ece_mass, r.calibrated->brier, r.calibration);
+    if (r.calibrated_on_same_set)
+      fmt::print("  (the calibration was fitted on these images: the calibrated figures are optimistic)\n");
+  } else {
+    fmt::print("  calibrated        - (the run has no calibration.yaml; fit one with pneumo calibrate)\n");
+  }
+  fmt::print("95% bootstrap intervals ({} resamples of {}):\n", resamples,
+             r.patients > 0 ? fmt::format("{} patients", r.patients) : std::string("images"));
+  fmt::print("  Kaggle mean Dice  {}\n  image AUC         {}\n", with_interval(r.dice_interval),
+             with_interval(r.auc_interval));
+  fmt::print("operating points of the image-level score (threshold: score >= it is called positive):\n");
+  for (const infer::OperatingPointRow& row : r.operating_points) {
+    if (std::isnan(row.point.threshold)) {
+      fmt::print("  {:<36} not reached on these images\n", row.name);
+      continue;
+    }
+    fmt::print("  {:<36} {}  (threshold {:.4f}; sensitivity {:.4f}, specificity {:.4f})\n", row.name,
+               with_interval(row.value), row.point.threshold, row.point.sensitivity, row.point.specificity);
+  }
+}
+
 void run_evaluate(const SetOptions& o) {
   infer::EvaluateOptions options;
   options.run = labelled_run(o);
   options.out = o.out;
   options.worst = o.worst;
+  options.bootstrap.resamples = o.resamples;
   const infer::EvaluationReport r = infer::evaluate(options);
   const auto cell = [](double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.4f}", v); };
   fmt::print("evaluated {} image(s): {}\n", r.images, r.set);
@@ -86,7 +126,9 @@ void run_evaluate(const SetOptions& o) {
   fmt::print("  sensitivity       {}\n  specificity       {}\n  precision         {}\n  F1                {}\n",
              cell(r.image.recall), cell(r.image.specificity), cell(r.image.precision), cell(r.image.f1));
   fmt::print("  confusion         TP {}  FP {}  TN {}  FN {}\n", r.image.tp, r.image.fp, r.image.tn, r.image.fn);
-  fmt::print("report in {}: metrics.json, per_image.csv, roc.png, pr.png, confusion.png, dice_histogram.png, worst.png\n",
+  print_deployment_figures(r, o.resamples);
+  fmt::print("report in {}: metrics.json, per_image.csv, roc.png, pr.png, confusion.png, reliability.png, "
+             "dice_histogram.png, worst.png\n",
              o.out);
   fail_on_unreadable(r.failures, r.images);
 }
@@ -95,13 +137,42 @@ void run_tune(const SetOptions& o) {
   infer::TuneOptions options;
   options.run = labelled_run(o);
   options.out = o.out;
+  if (!o.operating_point.empty()) options.operating_point = infer::parse_operating_point(o.operating_point);
   const infer::TuneResult r = infer::tune(options);
   fmt::print("tuned on {} image(s): {}\n", r.images, r.set);
   fmt::print("  before  Dice {:.4f}  {}\n", r.start_dice, describe(r.start));
-  fmt::print("  best    Dice {:.4f}  {}\n", r.best_dice, describe(r.best));
-  for (const auto& [settings, dice] : r.runners_up) fmt::print("          Dice {:.4f}  {}\n", dice, describe(settings));
+  if (options.operating_point) {
+    fmt::print("  chosen for {} (then the highest {}, then Dice):\n", options.operating_point->describe(),
+               options.operating_point->sensitivity ? "specificity" : "sensitivity");
+    fmt::print("          Dice {:.4f}  {}\n", r.best_dice, describe(r.best));
+    fmt::print("          sensitivity {:.4f}  specificity {:.4f}  (image decisions on these images: TP {} FP {} TN {} "
+               "FN {})\n",
+               r.decisions.recall, r.decisions.specificity, r.decisions.tp, r.decisions.fp, r.decisions.tn,
+               r.decisions.fn);
+  } else {
+    fmt::print("  best    Dice {:.4f}  {}\n", r.best_dice, describe(r.best));
+    for (const auto& [settings, dice] : r.runners_up) fmt::print("          Dice {:.4f}  {}\n", dice, describe(settings));
+  }
   fmt::print("wrote {} (predict, evaluate and export of this run use it)\n", r.written.string());
   fail_on_unreadable(r.failures, r.images);
+}
+
+void run_calibrate(const SetOptions& o) {
+  infer::CalibrateOptions options;
+  options.run = labelled_run(o);
+  options.method = o.method;
+  options.out = o.out;
+  const infer::CalibrateResult r = infer::calibrate(options);
+  fmt::print("calibrated on {} image(s), {} positive: {}\n", r.calibration.images, r.calibration.positives, r.set);
+  fmt::print("  {}\n", r.calibration.describe());
+  fmt::print("  on these images   ECE {:.4f} -> {:.4f} (equal-width), {:.4f} -> {:.4f} (equal-mass); Brier {:.4f} -> "
+             "{:.4f}\n",
+             r.before.ece, r.after.ece, r.before.ece_mass, r.after.ece_mass, r.before.brier, r.after.brier);
+  fmt::print("wrote {} (predict, evaluate, serve, pacs and export of this run report calibrated probabilities)\n",
+             r.written.string());
+  fmt::print("the decisions (thresholds, gate) stay on the raw score; evaluate on other images tells how well it "
+             "holds\n");
+  fail_on_unreadable(r.failures, r.calibration.images);
 }
 
 }  // namespace
@@ -117,6 +188,9 @@ void setup_evaluate(CLI::App& app) {
   cmd->add_option("--split-list", options->split_list,
                   "with --table: only the images this list names (e.g. ChestX-ray14's test_list.txt)");
   cmd->add_option("--worst", options->worst, "images on the worst-cases contact sheet")->check(CLI::Range(0, 400));
+  cmd->add_option("--bootstrap", options->resamples,
+                  "resamples for the 95% intervals (whole patients when the DICOMs name them)")
+      ->check(CLI::Range(10, 100000));
   cmd->callback([options] { run_evaluate(*options); });
 
   auto tune = std::make_shared<SetOptions>();
@@ -124,7 +198,20 @@ void setup_evaluate(CLI::App& app) {
       "tune", "Search the post-processing thresholds on labelled images and store them as the run's postprocess.yaml");
   add_set_options(*tune_cmd, *tune);
   tune_cmd->add_option("--out", tune->out, "where to write postprocess.yaml (default: the model's run folder)");
+  tune_cmd->add_option("--operating-point", tune->operating_point,
+                       "instead of the best Dice: the settings reaching sensitivity=S (then the most specific) or "
+                       "specificity=S (then the most sensitive), e.g. sensitivity=0.95");
   tune_cmd->callback([tune] { run_tune(*tune); });
+
+  auto calibrate = std::make_shared<SetOptions>();
+  CLI::App* calibrate_cmd = app.add_subcommand(
+      "calibrate", "Fit the calibration of the image-level probability on labelled images (by default the run's "
+                   "validation fold, or a CV folder's out-of-fold predictions) and store it as calibration.yaml");
+  add_set_options(*calibrate_cmd, *calibrate);
+  calibrate_cmd->add_option("--method", calibrate->method, "temperature (scaling) or isotonic (regression)")
+      ->check(CLI::IsMember({"temperature", "isotonic"}));
+  calibrate_cmd->add_option("--out", calibrate->out, "where to write calibration.yaml (default: the model's run folder)");
+  calibrate_cmd->callback([calibrate] { run_calibrate(*calibrate); });
 }
 
 }  // namespace pneumo::tools

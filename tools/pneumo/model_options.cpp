@@ -16,6 +16,9 @@ infer::ModelSelection ModelOptions::selection() const {
   s.members = members;
   s.overrides = overrides;
   s.postprocess = postprocess;
+  s.calibration = calibration;
+  s.no_calibration = no_calibration;
+  s.no_gate = no_gate;
   return s;
 }
 
@@ -40,6 +43,15 @@ void add_model_options(CLI::App& cmd, ModelOptions& o, bool with_postprocess) {
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--classifier-threshold", o.postprocess.classifier_threshold, "gate: image probability needed for a mask")
       ->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--calibration", o.calibration,
+                 "a calibration.yaml for the reported probability (default: the run's own, from pneumo calibrate)");
+  cmd.add_flag("--no-calibration", o.no_calibration, "report the raw score only, even when the run has a calibration");
+}
+
+void add_gate_option(CLI::App& cmd, ModelOptions& o) {
+  cmd.add_flag("--no-gate", o.no_gate,
+               "switch the input gate off: score every readable image, also those the model was not made for (the "
+               "config's gate: section switches single rules)");
 }
 
 }  // namespace pneumo::tools

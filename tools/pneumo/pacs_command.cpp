@@ -26,7 +26,8 @@ void run_pacs_command(const PacsCommandOptions& o) {
   if (options.credentials.empty())
     if (const char* c = std::getenv("PNEUMO_ORTHANC_CREDENTIALS"); c != nullptr) options.credentials = c;
   const infer::PacsSummary s = infer::run_pacs(options);
-  fmt::print("{} instance(s) processed, {} positive, {} could not be read\n", s.processed, s.positives, s.failed);
+  fmt::print("{} instance(s) processed, {} positive, {} refused by the input gate, {} could not be read\n",
+             s.processed, s.positives, s.refused, s.failed);
 }
 
 }  // namespace
@@ -37,6 +38,7 @@ void setup_pacs(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "pacs", "Process new images in an Orthanc PACS: store a DICOM Segmentation for each, mark it done");
   add_model_options(*cmd, options->model);
+  add_gate_option(*cmd, options->model);
   cmd->add_option("--orthanc", p.orthanc, "Orthanc's REST URL, e.g. http://127.0.0.1:8042")->required();
   cmd->add_option("--credentials", p.credentials, "user:password for Orthanc (better: PNEUMO_ORTHANC_CREDENTIALS)");
   cmd->add_flag("--watch", p.watch, "keep watching for new images until SIGINT/SIGTERM, riding out Orthanc restarts");

@@ -20,6 +20,8 @@ struct PredictCommandOptions {
   std::string labels, images, out, dicom_out;
   bool dicom_overlay = false;
   bool no_masks = false, no_overlays = false, hflip = false, cuda_graphs = false;
+  bool explain = false;
+  infer::ExplainOptions explanation;
   int batch_size = 0, workers = 2;
   std::string device = "auto";
 };
@@ -40,16 +42,22 @@ void run_predict(const PredictCommandOptions& o) {
   options.workers = o.workers;
   options.device = o.device;
   options.cuda_graphs = o.cuda_graphs;
+  if (o.explain) options.explain = o.explanation;
   const infer::PredictSummary s = infer::predict(options);
   const infer::PostprocessSection& p = s.postprocess;
   fmt::print("post-processing: threshold {} top_threshold {} min_area {} min_component_area {} classifier_threshold {}\n",
              p.threshold, p.top_threshold, p.min_area, p.min_component_area, p.classifier_threshold);
   fmt::print("{} image(s) predicted, {} positive; outputs in {}\n", s.images, s.positives, o.out);
-  fmt::print("  submission.csv, predictions.jsonl{}{}\n", options.masks ? ", masks/" : "",
-             options.overlays ? ", overlays/" : "");
+  fmt::print("  submission.csv, predictions.jsonl, refused.csv{}{}{}\n", options.masks ? ", masks/" : "",
+             options.overlays ? ", overlays/" : "", options.explain ? ", explanations/" : "");
   if (!o.dicom_out.empty())
-    fmt::print("{} DICOM Segmentation(s){} in {}\n", s.dicom_results, o.dicom_overlay ? " and Secondary Capture(s)" : "",
-               o.dicom_out);
+    fmt::print("{} DICOM Segmentation(s) and Structured Report(s){} in {}\n", s.dicom_results,
+               o.dicom_overlay ? ", Secondary Capture(s)" : "", o.dicom_out);
+  if (!s.refused.empty()) {
+    fmt::print("{} input(s) refused by the input gate, not scored (refused.csv; --no-gate scores them):\n",
+               s.refused.size());
+    for (const auto& [file, decision] : s.refused) fmt::print("  {}: {}\n", file, decision.str());
+  }
   if (!s.failures.empty()) {
     for (const auto& [file, message] : s.failures) fmt::print(stderr, "error: {}\n", message);
     throw core::DataError(fmt::format("{} of {} input(s) could not be read (listed above and in predictions.jsonl); "
@@ -80,6 +88,13 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", options->cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
+  cmd->add_flag("--explain", options->explain, "also explanations/<id>.png: where the model looked (Grad-CAM)");
+  cmd->add_option("--explain-method", options->explanation.method, "gradcam or gradcam++")
+      ->check(CLI::IsMember({"gradcam", "gradcam++"}));
+  cmd->add_option("--explain-stage", options->explanation.stage,
+                  "the encoder stage explained, 1..5 (1/2^stage of the input; default: the deepest)")
+      ->check(CLI::Range(0, 5));
+  add_gate_option(*cmd, options->model);
   cmd->callback([options] { run_predict(*options); });
 }
 

@@ -35,6 +35,7 @@ void setup_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "Serve a model or ensemble over HTTP: a web page to upload X-rays and a REST API (POST /v1/predict)");
   add_model_options(*cmd, options->model);
+  add_gate_option(*cmd, options->model);
   cmd->add_flag("--tta", s.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", s.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", s.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
@@ -57,6 +58,10 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--decoders", s.decoders,
                   "worker processes decoding uploads, so that a malicious file cannot crash the server (0: in-process)")
       ->capture_default_str();
+  cmd->add_option("--explain-method", s.explain.method, "the explanation ?explain=true returns: gradcam or gradcam++")
+      ->capture_default_str()->check(CLI::IsMember({"gradcam", "gradcam++"}));
+  cmd->add_option("--explain-stage", s.explain.stage, "the encoder stage it explains, 1..5 (0: the deepest)")
+      ->capture_default_str()->check(CLI::Range(0, 5));
   cmd->callback([options] { run_serve(*options); });
 
   // The decoder processes serve starts; not for people (no group: hidden from --help).

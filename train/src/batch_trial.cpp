@@ -80,6 +80,7 @@ TrialStep run_step(TrialModel& m, const ExperimentConfig& config, int64_t batch,
       const torch::Tensor loss = experiment_loss(m.forward(*m.net, b.images), b, m.segmenter, config.train.loss, {});
       loss.backward();
     }
+    step.pass_peak_bytes = meter.peak_bytes();
     m.optimizer->step();
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
     step.fitted = true;
@@ -142,8 +143,9 @@ BatchTrial measure_batch_size(const ExperimentConfig& config, const BatchTrialOp
   const TrialStep two = trial.steps.back();
   if (!fits(two)) return trial;
   trial.batch = 2;
-  const int64_t per_image = std::max<int64_t>(two.peak_bytes - one.peak_bytes, 1);
-  const int64_t fixed = one.peak_bytes - per_image;
+  // The slope from the passes alone; the update's peak does not grow with the batch.
+  const int64_t per_image = std::max<int64_t>(two.pass_peak_bytes - one.pass_peak_bytes, 1);
+  const int64_t fixed = std::max(one.peak_bytes, one.pass_peak_bytes) - per_image;
   trial.predicted = std::max<int64_t>((trial.usable_bytes - fixed) / per_image, 1);
   for (int64_t b = power_of_two_at_most(std::min(trial.predicted, options.max_batch)); b > 2; b /= 2) {
     trial.steps.push_back(run_step(model, config, b, device, meter));

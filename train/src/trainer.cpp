@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <optional>
 
 #include <fmt/format.h>
@@ -23,7 +24,9 @@
 #include "pneumo/core/log.h"
 #include "pneumo/core/progress.h"
 #include "pneumo/core/run_dir.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/data/folds.h"
+#include "pneumo/data/input_gate.h"
 #include "pneumo/models/batch_norm.h"
 #include "pneumo/train/average.h"
 #include "pneumo/train/schedule.h"
@@ -207,6 +210,10 @@ void Trainer::open_run_folder() {
   const bool resuming = resume_from_.has_value();
   ExperimentConfig recorded = config_;
   recorded.data.classes = dataset_->classes();  // the resolved class order, for evaluate and predict
+  // What the model is trained on, for the input gate of predict, serve and pacs.
+  std::vector<int64_t> all(dataset_->index().entries.size());
+  std::iota(all.begin(), all.end(), 0);
+  data::record_training_inputs(recorded.gate, dataset_->index(), all, core::hardware_threads());
   config_yaml_ = experiment_to_yaml(recorded);
   if (parallel_.writer()) {
     const core::ExperimentSection& e = config_.experiment;

@@ -39,6 +39,7 @@ struct DicomMetadata {
   std::string patient_id;  // (0010,0020)
   std::string patient_sex;
   std::string patient_age;
+  std::string body_part;  // Body Part Examined (0018,0015)
 };
 
 struct DicomReadOptions {

@@ -19,6 +19,18 @@ cv::Mat decode_grey_image(std::string_view bytes, const std::string& name, int64
 // The same for a file. Throws DataError naming it.
 cv::Mat read_grey_image(const std::filesystem::path& file, int64_t max_pixels = int64_t{1} << 26);
 
+// What a PNG's IHDR chunk says, nothing decoded.
+struct PngHeader {
+  int width = 0, height = 0;
+  int bits = 8;       // per sample: 1, 2, 4, 8 or 16
+  bool grey = true;   // colour type grey or grey + alpha
+};
+// From the first 33 bytes or more of a PNG; `name` stands for the source in errors. Throws
+// DataError when they are not a PNG signature followed by an IHDR chunk of 1..65536 per side.
+PngHeader parse_png_header(std::string_view bytes, const std::string& name);
+// The same, reading only the head of a file.
+PngHeader read_png_header(const std::filesystem::path& file);
+
 // Whether a file's name ends in .dcm, .png, .jpg or .jpeg (any case): the images pneumo reads.
 bool is_image_file(const std::filesystem::path& file);
 // Whether its name says PNG or JPEG (.png, .jpg, .jpeg); the other image files are DICOM.

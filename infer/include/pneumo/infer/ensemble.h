@@ -12,6 +12,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "pneumo/infer/calibration.h"
 #include "pneumo/infer/postprocess.h"
 #include "pneumo/train/experiment.h"
 
@@ -53,6 +54,7 @@ struct Member {
   std::shared_ptr<torch::jit::Module> script;
   bool script_gate = false;  // its image probability comes from classifiers or auxiliary heads
   std::optional<PostprocessSection> exported_postprocess;  // the thresholds stored in the file
+  std::optional<Calibration> exported_calibration;         // the calibration stored in the file, if any
 };
 
 // The member's pneumothorax logit [N] from its output: the segmenter's auxiliary head, the

@@ -12,6 +12,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include "pneumo/data/data_section.h"
+#include "pneumo/data/input_gate.h"
 #include "pneumo/data/labels.h"
 
 namespace pneumo::infer {
@@ -55,6 +56,7 @@ struct InputImage {
   InputFile file;
   cv::Mat pixels;  // native size, CV_8UC1
   std::optional<double> pixel_spacing_mm[2];  // row, column spacing when the DICOM says
+  data::InputFacts facts;  // photometric, bits stored and the DICOM header (the input gate's view)
 };
 
 // Reads one input as training reads its DICOMs (`window`: "none" or "file"). Throws DataError

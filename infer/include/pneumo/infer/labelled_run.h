@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,7 @@ struct LabelledRunSummary {
   std::vector<std::string> classes;  // a class table's classes (the truth's target order); else empty
   int64_t images = 0;
   PostprocessSection postprocess;
+  std::optional<Calibration> calibration;  // the ensemble's, when it has one
   std::vector<std::pair<std::string, std::string>> failures;  // file, message
 };
 

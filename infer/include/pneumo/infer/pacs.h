@@ -27,6 +27,7 @@ struct PacsOptions {
 
 struct PacsSummary {
   int64_t processed = 0, positives = 0, failed = 0;
+  int64_t refused = 0;  // by the input gate (marked "refused" with the reason; no result stored)
 };
 
 // One pass over Orthanc's changes (or, with `watch`, passes until a signal). Throws UsageError

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "pneumo/infer/calibration.h"
 #include "pneumo/infer/ensemble.h"
 #include "pneumo/infer/postprocess.h"
 #include "pneumo/infer/predictor.h"
@@ -34,7 +35,15 @@ struct ModelSelection {
   std::string members = "best";
   std::vector<std::string> overrides;  // key=value on the checkpoints' configs
   PostprocessOverrides postprocess;
+  std::filesystem::path calibration;  // a calibration.yaml to use instead of the run's own
+  bool no_calibration = false;        // report raw scores only
+  bool no_gate = false;               // score every readable input (switches the input gate off)
 };
+
+// The ensemble's calibration (see calibration.h): `selection.calibration` when given, else the
+// one an exported file states, else the calibration.yaml of the first member's --model folder
+// (postprocess_folder_of), else none; none at all with no_calibration.
+std::optional<Calibration> resolve_calibration(const std::vector<Member>& members, const ModelSelection& selection);
 
 // The models and how to run them.
 struct EnsembleOptions : ModelSelection {
@@ -57,11 +66,13 @@ struct PredictOptions : EnsembleOptions {
   std::filesystem::path dicom_out;  // DICOM Segmentations of DICOM inputs go here (empty: none)
   bool dicom_overlay = false;       // and Secondary Captures of the overlays
   int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
+  std::optional<ExplainOptions> explain;  // explanations/<id>.png
 };
 
 struct PredictSummary {
   int64_t images = 0, positives = 0, dicom_results = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // file, message
+  std::vector<std::pair<std::string, data::GateDecision>> refused;  // file (or id), the gate's decision
   PostprocessSection postprocess;
 };
 

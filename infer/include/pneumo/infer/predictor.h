@@ -14,7 +14,9 @@
 #include <opencv2/core/mat.hpp>
 
 #include "pneumo/data/preprocess.h"
+#include "pneumo/infer/calibration.h"
 #include "pneumo/infer/ensemble.h"
+#include "pneumo/infer/explain.h"
 #include "pneumo/infer/inputs.h"
 #include "pneumo/infer/postprocess.h"
 
@@ -31,6 +33,8 @@ struct PredictorOptions {
   // launch instead of one per kernel; the first batch of each shape is slower). Ignored on the
   // CPU, with a notice.
   bool cuda_graphs = false;
+  // The input gate (data/input_gate.h) as the first member's config says; false switches it off.
+  bool gate = true;
 };
 
 struct Prediction {
@@ -43,9 +47,14 @@ struct Prediction {
   std::vector<double> class_probabilities;   // per class of Predictor::classes() (class-table classifiers)
   cv::Mat mask;         // CV_8UC1 at the native size, 255 inside (post-processed)
   bool positive = false;
+  data::GateDecision gate;  // accepted (refused inputs are not predicted)
+  cv::Mat explanation;      // CV_32FC1 0..1 at the native size, when asked for (Predictor::explain)
+  std::optional<double> calibrated;  // score() calibrated, when the ensemble has a calibration
 
   // The image-level score reported: image_probability, else the most confident pixel.
   double score() const;
+  // The probability to report: calibrated when available, else score().
+  double reported_probability() const { return calibrated ? *calibrated : score(); }
   int64_t area_pixels() const;
   std::optional<double> area_mm2() const;  // when the DICOM gives the pixel spacing
 };
@@ -61,15 +70,23 @@ class EnsembleSums;
 class Predictor {
  public:
   Predictor(std::vector<Member> members, PostprocessSection postprocess, PredictorOptions options,
-            c10::Device device);
+            c10::Device device, std::optional<Calibration> calibration = std::nullopt);
 
   // Thread-safe.
   PreparedInput prepare(InputImage input) const;
+  // The input gate's decision for an image (thread-safe); accepted when the gate is off.
+  data::GateDecision check_gate(const InputImage& input) const;
+  const data::GateSection& gate() const { return gate_; }
   // Runs every member on the batch and post-processes each image.
   std::vector<Prediction> predict(std::vector<PreparedInput> batch) const;
+  // The explanation map of one image (explain.h): CV_32FC1, 0..1, at the image's own size;
+  // empty when no member can be explained (exported files only). Throws UsageError when the
+  // stage is deeper than a member's encoder.
+  cv::Mat explain(const InputImage& input, const ExplainOptions& options) const;
 
   const std::vector<Member>& members() const { return members_; }
   const PostprocessSection& postprocess() const { return postprocess_; }
+  const std::optional<Calibration>& calibration() const { return calibration_; }
   // The DICOM grey mapping every member shares ("none" or "file").
   const std::string& window() const { return members_.front().config.data.window; }
   bool has_segmenter() const { return segment_size_ > 0; }
@@ -85,10 +102,13 @@ class Predictor {
   std::vector<Member> members_;
   PostprocessSection postprocess_;
   PredictorOptions options_;
+  std::optional<Calibration> calibration_;
   c10::Device device_;
   std::vector<data::Preprocessor> resizers_;  // distinct (size, interpolation)
   std::vector<size_t> resizer_of_;             // per member
   int segment_size_ = 0;                       // the largest segmenter input: probabilities average there
+  int input_size_ = 0;                         // the largest input of any member
+  data::GateSection gate_;
   std::vector<std::string> classes_;
   std::vector<std::shared_ptr<CudaGraphCache>> graphs_;  // per member, with cuda_graphs on a GPU
 };
@@ -102,13 +122,16 @@ struct RunOptions {
   int workers = 2;   // threads reading and resizing inputs ahead of the models
   int prefetch = 4;  // batches read ahead
   std::string progress_label = "predict";
+  bool gate = false;  // check every input with the predictor's gate before it is scored
 };
 
 // Reads `inputs` on worker threads, predicts them in batches and hands each prediction to
 // `on_prediction` in input order. A file that cannot be read goes to `on_failure` (id, file,
-// message) and the others carry on.
+// message) and the others carry on; with `options.gate`, an input the gate refuses goes to
+// `on_refused` (in input order too) and is not scored.
 void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
                    const std::function<void(Prediction&)>& on_prediction,
-                   const std::function<void(const InputFile&, const std::string&)>& on_failure);
+                   const std::function<void(const InputFile&, const std::string&)>& on_failure,
+                   const std::function<void(const InputImage&, const data::GateDecision&)>& on_refused = {});
 
 }  // namespace pneumo::infer

@@ -40,6 +40,7 @@ struct ServeOptions {
   // that crashes the DICOM library cannot take the server down; 0: in the server itself.
   int decoders = 4;
   std::string program = "/proc/self/exe";  // what the workers run
+  ExplainOptions explain;  // for ?explain=true
 };
 
 // Serves until SIGINT or SIGTERM, then finishes the requests in progress and returns. Prints

@@ -8,6 +8,12 @@
 // 0.05, top >= bottom), min_area over 0 and 0.01%..0.8% of the image, and classifier_threshold
 // over 0..0.9 when the ensemble has an image-level output. min_component_area needs the masks
 // themselves and is set to 0.
+//
+// With an operating point (`tune --operating-point sensitivity=0.95`) the image-level decisions
+// (a non-empty mask after post-processing) are what is chosen for: among the settings of the
+// same grid, with the classifier gate at every cut between two images' gate values, those whose
+// decisions reach the target on the set; of them the most specific (for a sensitivity target)
+// or most sensitive (for a specificity target), then the best mean Dice.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +26,8 @@
 #include <opencv2/core/mat.hpp>
 
 #include "pneumo/infer/labelled_run.h"
+#include "pneumo/infer/operating_points.h"
+#include "pneumo/train/metrics.h"
 
 namespace pneumo::infer {
 
@@ -59,9 +67,24 @@ PostprocessSearch search_postprocess(const std::vector<ImageHistogram>& images, 
 // The median of the images' pixel counts, as search_postprocess wants it.
 double median_pixels(std::vector<int64_t> pixel_counts);
 
+// The image-level decisions of `settings` (positive: a non-empty mask after post-processing)
+// against the truth (a non-empty truth mask): counts, sensitivity (recall) and specificity.
+train::BinaryMetrics image_decisions(const std::vector<ImageHistogram>& images, const PostprocessSection& settings);
+
+// The operating-point search (see above). Throws DataError when the set lacks a positive or a
+// negative image, or no settings reach the target (saying the best that was reached).
+struct OperatingPointSearch {
+  PostprocessSection best;
+  double dice = 0;
+  train::BinaryMetrics decisions;
+};
+OperatingPointSearch search_operating_point(const std::vector<ImageHistogram>& images, double median_pixels,
+                                            const PostprocessSection& start, const OperatingPointTarget& target);
+
 struct TuneOptions {
   LabelledRunOptions run;     // its postprocess overrides are the starting point, reported
   std::filesystem::path out;  // empty: <run>/postprocess.yaml
+  std::optional<OperatingPointTarget> operating_point;  // instead of the best Dice
 };
 
 struct TuneResult {
@@ -69,7 +92,8 @@ struct TuneResult {
   int64_t images = 0;
   PostprocessSection start, best;
   double start_dice = 0, best_dice = 0;
-  std::vector<std::pair<PostprocessSection, double>> runners_up;  // the next best, best first
+  std::vector<std::pair<PostprocessSection, double>> runners_up;  // the next best, best first (Dice search)
+  train::BinaryMetrics decisions;  // the image-level decisions of `best` on the set
   std::filesystem::path written;
   std::vector<std::pair<std::string, std::string>> failures;
 };

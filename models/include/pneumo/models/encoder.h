@@ -21,13 +21,16 @@ struct EncoderOptions {
 
 class Encoder : public torch::nn::Module {
  public:
-  virtual std::vector<torch::Tensor> forward_features(const torch::Tensor& x) = 0;
+  // compute_features(x), each stage's map offered to a FeatureTap alive on this thread.
+  std::vector<torch::Tensor> forward_features(const torch::Tensor& x);
   // Channels of each feature map forward_features returns (depth + 1 entries).
   const std::vector<int64_t>& out_channels() const { return out_channels_; }
   int depth() const { return depth_; }
 
  protected:
   Encoder(std::vector<int64_t> all_channels, int depth);
+  // The depth + 1 feature maps (see the top of this file).
+  virtual std::vector<torch::Tensor> compute_features(const torch::Tensor& x) = 0;
   // Checks the input's channels and size (divisible by 2^depth), naming what was expected.
   void check_input(const torch::Tensor& x, int in_channels) const;
 

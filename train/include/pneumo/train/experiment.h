@@ -9,6 +9,7 @@
 #include "pneumo/core/config_node.h"
 #include "pneumo/core/sections.h"
 #include "pneumo/data/data_section.h"
+#include "pneumo/data/input_gate.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/train/train_section.h"
 
@@ -21,6 +22,7 @@ struct ExperimentConfig {
   augment::AugmentSection augment;
   models::ModelSection model;
   TrainSection train;
+  data::GateSection gate;
 
   template <class V>
   void visit(V& v) {
@@ -30,6 +32,7 @@ struct ExperimentConfig {
     v("augment", augment, "training and validation augmentation pipelines");
     v("model", model, "the network, its encoder and weights");
     v("train", train, "epochs, batch size, optimiser, schedule, loss, checkpoint choice");
+    v("gate", gate, "the input quality gate predict, serve and pacs run before the model answers for an image");
   }
 };
 

@@ -45,6 +45,9 @@ std::vector<data::NegativeSharePoint> propose_negative_share(const data::Dataset
 struct TrialStep {
   int64_t batch = 0;
   int64_t peak_bytes = 0;  // the most the step held (weights, gradients, optimiser state included)
+  // The most held during the forward and backward passes, which grow with the batch (the
+  // optimiser's update, whose temporaries do not, can hold more than a small batch's passes).
+  int64_t pass_peak_bytes = 0;
   double seconds = 0;      // the whole step
   bool fitted = false;     // no allocation was refused
 };
