@@ -73,4 +73,12 @@ CalibrateResult calibrate(const CalibrateOptions& options) {
   return result;
 }
 
+std::string calibration_caveat(const CalibrateResult& r) {
+  if (!(r.after.ece > r.before.ece)) return "";
+  return fmt::format(
+      "the ECE rose on the fitting images: the scores already separate them (Brier {:.4f}), and Platt's smoothed "
+      "targets ({} of {} positive) keep the fit from the full confidence their 0/1 labels ask for",
+      r.before.brier, r.calibration.positives, r.calibration.images);
+}
+
 }  // namespace pneumo::infer

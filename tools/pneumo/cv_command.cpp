@@ -261,6 +261,7 @@ void calibrate_out_of_fold(const fs::path& top) {
     fmt::print("\ncalibration ({} out-of-fold images): {}; ECE {:.4f} -> {:.4f}, Brier {:.4f} -> {:.4f}; wrote {}\n",
                r.calibration.images, r.calibration.describe(), r.before.ece, r.after.ece, r.before.brier, r.after.brier,
                r.written.string());
+    if (const std::string caveat = infer::calibration_caveat(r); !caveat.empty()) fmt::print("({})\n", caveat);
   } catch (const core::DataError& e) {
     core::log::warn("no calibration.yaml: {}", e.what());
   }

@@ -168,6 +168,7 @@ void run_calibrate(const SetOptions& o) {
   fmt::print("  on these images   ECE {:.4f} -> {:.4f} (equal-width), {:.4f} -> {:.4f} (equal-mass); Brier {:.4f} -> "
              "{:.4f}\n",
              r.before.ece, r.after.ece, r.before.ece_mass, r.after.ece_mass, r.before.brier, r.after.brier);
+  if (const std::string caveat = infer::calibration_caveat(r); !caveat.empty()) fmt::print("  ({})\n", caveat);
   fmt::print("wrote {} (predict, evaluate, serve, pacs and export of this run report calibrated probabilities)\n",
              r.written.string());
   fmt::print("the decisions (thresholds, gate) stay on the raw score; evaluate on other images tells how well it "

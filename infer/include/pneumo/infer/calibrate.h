@@ -43,6 +43,11 @@ struct CalibrateResult {
 
 CalibrateResult calibrate(const CalibrateOptions& options);
 
+// A sentence for the user when the calibration raised the ECE on the images it was fitted on
+// (scores that already separate the classes: Platt's smoothed targets make temperature scaling
+// less confident than the 0/1 labels), else "".
+std::string calibration_caveat(const CalibrateResult& result);
+
 // What `pneumo cv` and calibrate of a CV folder fit on: every fold's out-of-fold score and
 // whether its truth is non-empty. Throws DataError naming a damaged file.
 void out_of_fold_scores(const std::filesystem::path& top, std::vector<double>& scores, std::vector<int>& labels);
