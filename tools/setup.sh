@@ -20,7 +20,7 @@ build_packages=(
 # the serving tests and benchmarks use, and David Clunie's DICOM validator dciodvfy (dicom3tools)
 # the DICOM result tests run. The Python references are in .venv (--tests).
 test_packages=(
-  chromium chromium-driver python3-selenium orthanc wrk dicom3tools
+  chromium chromium-driver python3-selenium orthanc orthanc-dicomweb wrk dicom3tools
 )
 
 # The sanitizer and fuzzing build (tools/sanitize.sh).

@@ -121,6 +121,12 @@ bool keep_freed_memory() {
 #endif
 }
 
+void return_freed_memory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
 int configure_threads(int requested) {
   if (requested < 0)
     throw ConfigError(fmt::format("thread count must be >= 0 (0 = one per core); got {}",

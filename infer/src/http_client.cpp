@@ -5,6 +5,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 namespace pneumo::infer {
 
 namespace {
@@ -31,7 +33,9 @@ HttpClient::HttpClient(std::string base, std::string user_password, double timeo
 
 HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
-HttpResponse HttpClient::get(const std::string& path) { return send("GET", path, nullptr, ""); }
+HttpResponse HttpClient::get(const std::string& path, const std::string& accept) {
+  return send("GET", path, nullptr, "", accept);
+}
 
 HttpResponse HttpClient::post(const std::string& path, const std::string& body, const std::string& content_type) {
   return send("POST", path, &body, content_type);
@@ -41,8 +45,20 @@ HttpResponse HttpClient::put(const std::string& path, const std::string& body, c
   return send("PUT", path, &body, content_type);
 }
 
+HttpResponse HttpClient::checked(const char* method, const std::string& path, HttpResponse r,
+                                 const std::string& credentials_hint) const {
+  if (r.status == 0 || r.status >= 500)
+    throw ServerUnavailable(fmt::format("{} {}{}: {}", method, base_, path,
+                                        r.status == 0 ? r.error : fmt::format("HTTP {}", r.status)));
+  if (r.status == 401 || r.status == 403)
+    throw core::UsageError(fmt::format("{} {}{}: HTTP {}; {}", method, base_, path, r.status, credentials_hint));
+  if (r.status == 404) throw ResourceNotFound(fmt::format("{} {}{}: not found", method, base_, path));
+  if (!r.ok()) throw core::IoError(fmt::format("{} {}{}: HTTP {}: {}", method, base_, path, r.status, r.body.substr(0, 300)));
+  return r;
+}
+
 HttpResponse HttpClient::send(const char* method, const std::string& path, const std::string* body,
-                              const std::string& content_type) {
+                              const std::string& content_type, const std::string& accept) {
   CURL* curl = static_cast<CURL*>(curl_);
   curl_easy_reset(curl);
   HttpResponse response;
@@ -65,11 +81,14 @@ HttpResponse HttpClient::send(const char* method, const std::string& path, const
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
     headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
     headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   }
+  if (!accept.empty()) headers = curl_slist_append(headers, ("Accept: " + accept).c_str());
+  if (headers != nullptr) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   const CURLcode code = curl_easy_perform(curl);
   if (code == CURLE_OK) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+    const char* type = nullptr;
+    if (curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK && type != nullptr) response.content_type = type;
   } else {
     response.status = 0;
     response.error = curl_easy_strerror(code);

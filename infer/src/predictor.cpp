@@ -1,6 +1,7 @@
 #include "pneumo/infer/predictor.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -183,6 +184,7 @@ class EnsembleSums {
 
 std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) const {
   torch::NoGradGuard no_grad;  // (an exported file's forward records nothing either)
+  const auto started = std::chrono::steady_clock::now();
   EnsembleSums sums(segment_size_);
   for (size_t k = 0; k < members_.size(); ++k) {
     std::vector<cv::Mat> images;
@@ -193,6 +195,7 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
       add_network_member(k, images, sums);
   }
   const torch::Tensor gate = sums.gate(), probability = sums.pixels(), classes = sums.classes();
+  const auto modelled = std::chrono::steady_clock::now();
   std::vector<Prediction> out;
   out.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -219,6 +222,9 @@ std::vector<Prediction> Predictor::predict(std::vector<PreparedInput> batch) con
     if (calibration_) pred.calibrated = calibration_->apply(pred.score());
     out.push_back(std::move(pred));
   }
+  const PredictionTiming timing{std::chrono::duration<double>(modelled - started).count(),
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - modelled).count()};
+  for (Prediction& p : out) p.timing = timing;
   return out;
 }
 

@@ -110,8 +110,8 @@ void append(std::string& out, const T& value) {
 
 }  // namespace
 
-UploadDecoder::UploadDecoder(std::string program, int workers, std::string window, double timeout_s)
-    : program_(std::move(program)), window_(std::move(window)), timeout_s_(timeout_s) {
+UploadDecoder::UploadDecoder(std::string program, int workers, double timeout_s)
+    : program_(std::move(program)), timeout_s_(timeout_s) {
   for (int i = 0; i < workers; ++i) {
     all_.push_back(start());
     idle_.push_back(all_.back());
@@ -172,7 +172,7 @@ void UploadDecoder::stop(Worker& w) {
   w.pid = -1;
 }
 
-InputImage UploadDecoder::decode(std::string bytes, const std::string& id) {
+InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const std::string& window) {
   Worker w;
   {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -185,8 +185,8 @@ InputImage UploadDecoder::decode(std::string bytes, const std::string& id) {
   std::string header;
   append(header, static_cast<uint32_t>(id.size()));
   header += id;
-  append(header, static_cast<uint32_t>(window_.size()));
-  header += window_;
+  append(header, static_cast<uint32_t>(window.size()));
+  header += window;
   append(header, static_cast<uint64_t>(bytes.size()));
   bool ok = write_all(w.to, header.data(), header.size(), deadline) && write_all(w.to, bytes.data(), bytes.size(), deadline);
   uint8_t kind = 0;

@@ -19,13 +19,14 @@ namespace pneumo::infer {
 class UploadDecoder {
  public:
   // Starts `workers` processes of `program` (pneumo itself). Throws IoError when one cannot start.
-  UploadDecoder(std::string program, int workers, std::string window, double timeout_s);
+  UploadDecoder(std::string program, int workers, double timeout_s);
   ~UploadDecoder();
   UploadDecoder(const UploadDecoder&) = delete;
   UploadDecoder& operator=(const UploadDecoder&) = delete;
 
-  // Thread-safe; waits for a free worker. Throws DataError naming `id` for bad input.
-  InputImage decode(std::string bytes, const std::string& id);
+  // Thread-safe; waits for a free worker. `window`: the DICOM grey mapping of the model
+  // ("none" or "file", Predictor::window()). Throws DataError naming `id` for bad input.
+  InputImage decode(std::string bytes, const std::string& id, const std::string& window);
 
   int restarts() const;
 
@@ -37,7 +38,7 @@ class UploadDecoder {
   Worker start() const;
   static void stop(Worker& w);
 
-  std::string program_, window_;
+  std::string program_;
   double timeout_s_;
   mutable std::mutex mutex_;
   std::condition_variable available_;

@@ -19,6 +19,7 @@
 
 #include "../infer/common.h"
 #include "pneumo/data/demo_set.h"
+#include "pneumo/data/dicom.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
 
@@ -34,6 +35,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kOrthanc = "/usr/sbin/Orthanc";
+constexpr const char* kDicomWebPlugin = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";  // orthanc-dicomweb
 constexpr const char* kDciodvfy = "/usr/bin/dciodvfy";  // Debian's dicom3tools
 
 // David Clunie's validator on a DICOM object pneumo wrote: no line may start with "Error". Its
@@ -111,18 +113,23 @@ std::map<std::string, json> predictions_by_id(const fs::path& jsonl) {
   return out;
 }
 
-// Debian's Orthanc with its storage in `dir`, HTTP on a free loopback port, no DICOM port.
+// Debian's Orthanc with its storage in `dir`, HTTP on a free loopback port, no DICOM port; with
+// `dicomweb`, its DICOMweb plugin at /dicom-web/.
 class OrthancProcess {
  public:
-  explicit OrthancProcess(const fs::path& dir) : dir_(dir), port_(pneumo::testing::free_tcp_port()) {
-    const json config{{"Name", "pneumo-test"},
-                      {"StorageDirectory", (dir / "storage").string()},
-                      {"IndexDirectory", (dir / "storage").string()},
-                      {"HttpPort", port_},
-                      {"DicomServerEnabled", false},
-                      {"RemoteAccessAllowed", false},
-                      {"AuthenticationEnabled", false},
-                      {"Plugins", json::array()}};
+  explicit OrthancProcess(const fs::path& dir, bool dicomweb = false) : dir_(dir), port_(pneumo::testing::free_tcp_port()) {
+    json config{{"Name", "pneumo-test"},
+                {"StorageDirectory", (dir / "storage").string()},
+                {"IndexDirectory", (dir / "storage").string()},
+                {"HttpPort", port_},
+                {"DicomServerEnabled", false},
+                {"RemoteAccessAllowed", false},
+                {"AuthenticationEnabled", false},
+                {"Plugins", json::array()}};
+    if (dicomweb) {
+      config["Plugins"] = json::array({kDicomWebPlugin});
+      config["DicomWeb"] = {{"Enable", true}, {"Root", "/dicom-web/"}};
+    }
     write_file(dir / "orthanc.json", config.dump(2));
     start();
   }
@@ -379,4 +386,85 @@ TEST_CASE("pacs refuses bad options and says when Orthanc cannot be reached") {
   r = run_pneumo({"pacs", "--orthanc", nobody, "--model", model.string(), "--mark", "7"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Contains("1024..65535"));
+}
+
+TEST_CASE("pacs --dicomweb: QIDO-RS finds the images, WADO-RS fetches them, STOW-RS stores SEG and SR, once across runs") {
+  if (!fs::exists(kOrthanc) || !fs::exists(kDicomWebPlugin)) {
+    WARN("Debian's orthanc or orthanc-dicomweb is not installed; skipping the DICOMweb round trip");
+    return;
+  }
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", without_aux_head());
+  std::vector<fs::path> sources = sample_dicoms(dir);
+  sources.resize(std::min<size_t>(sources.size(), 4));
+  // One of them a lateral view: refused, nothing stored for it.
+  sources.push_back(pneumo::testing::edited_dicom_copy(sources.front(), dir / "lateral.dcm",
+                                                      {"PatientAge=045Y", "ViewPosition=LL"}));
+  OrthancProcess orthanc(dir / "orthanc", true);
+  for (const fs::path& f : sources) orthanc.upload(f);
+  const std::vector<std::string> thresholds = revealing_thresholds(model, sources, dir / "first");
+  std::vector<std::string> args{"predict", "--model", model.string(), "--out", (dir / "expected").string()};
+  args.insert(args.end(), thresholds.begin(), thresholds.end());
+  for (const fs::path& f : sources) args.push_back(f.string());
+  REQUIRE(run_pneumo(args).exit_code == 0);
+  const std::map<std::string, json> expected = predictions_by_id(dir / "expected/predictions.jsonl");
+  size_t accepted = 0;
+  for (const fs::path& f : sources) accepted += expected.at(f.stem().string())["gate"] == "accepted" ? 1 : 0;
+  REQUIRE(accepted > 0);
+  REQUIRE(accepted < sources.size());
+
+  std::vector<std::string> pacs{"pacs", "--dicomweb", orthanc.url() + "/dicom-web", "--model", model.string()};
+  pacs.insert(pacs.end(), thresholds.begin(), thresholds.end());
+  auto r = run_pneumo(pacs);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains(std::to_string(accepted) + " instance(s) processed") &&
+                        Contains(std::to_string(sources.size() - accepted) + " refused by the input gate"));
+  CHECK(orthanc.get("/instances").size() == sources.size() + 2 * accepted);
+  // Each stored SEG and SR, read back through Orthanc's REST API, checked against its source and
+  // predict's answer: the SEG names its source, the SR lists the source and the SEG as evidence.
+  std::map<std::string, fs::path> source_of;  // SOP Instance UID -> file
+  for (const fs::path& f : sources) source_of[pneumo::data::read_dicom_header(f).sop_instance_uid] = f;
+  const auto find = [&](const char* modality) {
+    return json::parse(orthanc.client()
+                           .Post("/tools/find", json{{"Level", "Instance"}, {"Query", {{"Modality", modality}}}}.dump(),
+                                 "application/json")
+                           ->body);
+  };
+  const json segs = find("SEG"), reports = find("SR");
+  CHECK(segs.size() == accepted);
+  CHECK(reports.size() == accepted);
+  std::map<std::string, fs::path> seg_file;  // SEG SOP Instance UID -> its file here
+  for (const json& id : segs) {
+    const json tags = orthanc.get("/instances/" + id.get<std::string>() + "/simplified-tags");
+    const std::string source = tags["ReferencedSeriesSequence"][0]["ReferencedInstanceSequence"][0]["ReferencedSOPInstanceUID"];
+    REQUIRE(source_of.count(source) == 1);
+    const fs::path file = dir / (id.get<std::string>() + ".seg.dcm");
+    write_file(file, orthanc.client().Get(("/instances/" + id.get<std::string>() + "/file").c_str())->body);
+    seg_file[tags["SOPInstanceUID"]] = file;
+    check_result("seg", file, source_of[source], dir / "expected/masks" / (source_of[source].stem().string() + ".png"));
+  }
+  for (const json& id : reports) {
+    const json tags = orthanc.get("/instances/" + id.get<std::string>() + "/simplified-tags");
+    std::string source, seg;
+    for (const json& series : tags["CurrentRequestedProcedureEvidenceSequence"][0]["ReferencedSeriesSequence"])
+      for (const json& sop : series["ReferencedSOPSequence"])
+        (seg_file.count(sop["ReferencedSOPInstanceUID"]) ? seg : source) = sop["ReferencedSOPInstanceUID"];
+    REQUIRE(source_of.count(source) == 1);
+    REQUIRE(seg_file.count(seg) == 1);
+    const fs::path file = dir / (id.get<std::string>() + ".sr.dcm");
+    write_file(file, orthanc.client().Get(("/instances/" + id.get<std::string>() + "/file").c_str())->body);
+    check_result("sr", file, source_of[source], seg_file[seg], expected.at(source_of[source].stem().string()).dump());
+  }
+  // A second run finds every result in place and stores nothing.
+  r = run_pneumo(pacs);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("0 instance(s) processed"));
+  CHECK(orthanc.get("/instances").size() == sources.size() + 2 * accepted);
+  // What is refused.
+  r = run_pneumo({"pacs", "--model", model.string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Contains("--orthanc URL") && Contains("--dicomweb URL"));
+  r = run_pneumo({"pacs", "--dicomweb", "ftp://x", "--model", model.string()});
+  CHECK(r.exit_code == 2);
 }

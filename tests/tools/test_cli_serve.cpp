@@ -4,11 +4,19 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <future>
+#include <map>
+#include <mutex>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -17,6 +25,7 @@
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/rle.h"
+#include "pneumo/infer/kserve.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
 
@@ -69,6 +78,7 @@ class ServerProcess {
   }
   std::string log() const { return read_file(log_); }
   int port() const { return port_; }
+  int pid() const { return pid_; }
 
  private:
   fs::path log_;
@@ -92,6 +102,15 @@ std::string png_bytes(int width, int height) {
   std::vector<uchar> png;
   cv::imencode(".png", image, png);
   return std::string(png.begin(), png.end());
+}
+
+// The one DICOM of a fresh one-image demo set in `dir`.
+fs::path demo_dicom(const TempDir& dir, int size) {
+  pneumo::data::DemoSetOptions demo;
+  demo.count = 1;
+  demo.size = size;
+  pneumo::data::write_demo_set(dir / "set", demo);
+  return fs::directory_iterator(dir / "set/dicom")->path();
 }
 
 // What `pneumo predict` says of `file`: score, area and RLE.
@@ -239,11 +258,7 @@ TEST_CASE("serve answers as predict does, guards its API with the token and refu
 TEST_CASE("serve answers the input gate's refusal with its reason, and explains on request") {
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
-  pneumo::data::DemoSetOptions demo;
-  demo.count = 1;
-  demo.size = 96;
-  pneumo::data::write_demo_set(dir / "set", demo);
-  const fs::path adult = fs::directory_iterator(dir / "set/dicom")->path();
+  const fs::path adult = demo_dicom(dir, 96);
   const fs::path lateral = pneumo::testing::edited_dicom_copy(adult, dir / "lateral.dcm", {"ViewPosition=LL"});
   ServerProcess server({"--model", model.string(), "--explain-method", "gradcam++"}, dir / "serve.log");
   httplib::Client client = server.client();
@@ -334,11 +349,7 @@ TEST_CASE("the web page works in a real browser: upload, answer, recent results"
   }
   TempDir dir;
   const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
-  pneumo::data::DemoSetOptions demo;
-  demo.count = 1;
-  demo.size = 128;
-  pneumo::data::write_demo_set(dir / "set", demo);
-  const fs::path dicom = fs::directory_iterator(dir / "set/dicom")->path();
+  const fs::path dicom = demo_dicom(dir, 128);
   const fs::path lateral = pneumo::testing::edited_dicom_copy(dicom, dir / "lateral.dcm", {"ViewPosition=LL"});
   ServerProcess server({"--model", model.string()}, dir / "serve.log", {"PNEUMO_SERVE_TOKEN=page-token"});
   const json api = body_of(server.client().Post("/v1/predict", {{"Authorization", "Bearer page-token"}},
@@ -416,5 +427,317 @@ TEST_CASE("an upload that crashes its decoder process is refused and the server 
   for (int i = 0; i < 2; ++i)  // the replacement decoder answers, twice
     CHECK(body_of(client.Post("/v1/predict", png_bytes(40, 30), "image/png"))["width"] == 40);
   CHECK(json::parse(client.Get("/health")->body)["decoder_restarts"] == 1);
+  CHECK(server.terminate() == 0);
+}
+
+namespace {
+
+// The server's resident memory (VmRSS) in KiB.
+int64_t resident_kib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  return -1;
+}
+
+// The pids of a process's children (its decoder workers).
+std::vector<int> children_of(int pid) {
+  std::vector<int> children;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(text.substr(close + 2));
+    std::string state;
+    int parent = 0;
+    rest >> state >> parent;
+    if (parent == pid) children.push_back(std::stoi(name));
+  }
+  return children;
+}
+
+json run_client(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{PNEUMO_REFERENCE_PYTHON, PNEUMO_SOURCE_DIR "/tests/tools/serving_client.py"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto r = pneumo::testing::run_command(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out);
+}
+
+// A v2 infer body with the image inline (base64).
+std::string v2_json_request(const std::string& image, const std::string& id = "") {
+  json request{{"inputs", {{{"name", "image"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {pneumo::infer::encode_base64(image)}}}}}};
+  if (!id.empty()) request["id"] = id;
+  return request.dump();
+}
+
+double output_of(const json& answer, const std::string& name) {
+  for (const json& o : answer["outputs"])
+    if (o["name"] == name) return o["data"][0].get<double>();
+  FAIL("no output " << name << " in " << answer.dump());
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("serve speaks KServe v2 to Triton's own client, and answers as /v1 does") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  const fs::path dicom = demo_dicom(dir, 96);
+  ServerProcess server({"--model", model.string(), "--model-name", "ptx"}, dir / "serve.log",
+                       {"PNEUMO_SERVE_TOKEN=v2-token"});
+  httplib::Client client = server.client();
+  const httplib::Headers auth{{"Authorization", "Bearer v2-token"}};
+  const json v1 = body_of(client.Post("/v1/predict?overlay=false", auth, bytes_of(dicom), "application/dicom"));
+  CHECK(v1["model_name"] == "ptx");
+  CHECK(v1["model_version"] == "1");
+
+  // Probes need no token (as Kubernetes sends none); the rest of /v2 does.
+  CHECK(body_of(client.Get("/v2/health/live"))["live"] == true);
+  CHECK(body_of(client.Get("/v2/health/ready"))["ready"] == true);
+  CHECK(client.Get("/v2/models/ptx")->status == 401);
+  const json server_info = body_of(client.Get("/v2", auth));
+  CHECK(server_info["name"] == "pneumo");
+
+  const json triton = run_client({"v2", "127.0.0.1:" + std::to_string(server.port()), "ptx", dicom.string(), "v2-token"});
+  CHECK(triton["live"] == true);
+  CHECK(triton["ready"] == true);
+  CHECK(triton["model_ready"] == true);
+  CHECK(triton["metadata"]["name"] == "ptx");
+  CHECK(triton["metadata"]["versions"] == json::array({"1"}));
+  CHECK(triton["metadata"]["inputs"][0]["name"] == "image");
+  CHECK(triton["id"] == "triton-1");
+  CHECK(triton["model_version"] == "1");
+  CHECK(triton["probability"].get<double>() == Approx(v1["probability"].get<double>()).margin(1e-9));
+  CHECK(triton["rle"] == v1["rle"]);
+  CHECK(triton["positive"] == v1["positive"]);
+  CHECK(triton["area_px"] == v1["area_px"]);
+  CHECK(triton["gate"] == "accepted");
+
+  // The JSON form (base64), a version by number, and what is refused.
+  const json plain = body_of(client.Post("/v2/models/ptx/versions/1/infer", auth, v2_json_request(bytes_of(dicom), "j1"),
+                                         "application/json"));
+  CHECK(plain["id"] == "j1");
+  CHECK(plain["model_name"] == "ptx");
+  CHECK(output_of(plain, "probability") == Approx(v1["probability"].get<double>()).margin(1e-9));
+  CHECK(body_of(client.Get("/v2/models/ptx/versions/1/ready", auth))["ready"] == true);
+  const auto other_version = client.Get("/v2/models/ptx/versions/2", auth);
+  CHECK(other_version->status == 404);
+  CHECK_THAT(body_of(other_version)["error"].get<std::string>(), Contains("has version 1 loaded, not 2"));
+  const auto unknown = client.Post("/v2/models/nobody/infer", auth, v2_json_request("x"), "application/json");
+  CHECK(unknown->status == 404);
+  CHECK_THAT(body_of(unknown)["error"].get<std::string>(), Contains("nobody is not loaded"));
+  const auto bad = client.Post("/v2/models/ptx/infer", auth, R"({"inputs": [{"name": "img"}]})", "application/json");
+  CHECK(bad->status == 400);
+  CHECK_THAT(body_of(bad)["error"].get<std::string>(), Contains("named \"image\""));
+  const auto no_repository = client.Post("/v2/repository/models/ptx/load", auth, "", "application/json");
+  CHECK(no_repository->status == 400);
+  CHECK_THAT(body_of(no_repository)["error"].get<std::string>(), Contains("--model-repository"));
+}
+
+TEST_CASE("serve's honest errors: any Content-Type, 405 with Allow, the real 413, flags after the subcommand") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  ServerProcess server({"--model", model.string(), "--max-upload-mb", "2"}, dir / "serve.log");
+  httplib::Client client = server.client();
+  cv::Mat noise(300, 300, CV_8UC1);
+  cv::randu(noise, 0, 255);
+  std::vector<uchar> png;
+  cv::imencode(".png", noise, png);
+  REQUIRE(png.size() > 50000);  // far over cpp-httplib's 8 KB for form-encoded bodies
+  const std::string bytes(png.begin(), png.end());
+  // curl --data-binary's default Content-Type, and others a client may send.
+  for (const char* type : {"application/x-www-form-urlencoded", "application/octet-stream", "text/plain"}) {
+    INFO(type);
+    const auto r = client.Post("/v1/predict?overlay=false", bytes, type);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  const auto get = client.Get("/v1/predict");
+  CHECK(get->status == 405);
+  CHECK(get->get_header_value("Allow") == "POST");
+  CHECK_THAT(body_of(get)["error"].get<std::string>(), Contains("/v1/predict is served with POST, not GET"));
+  const auto big = client.Post("/v1/predict", std::string(3 * 1024 * 1024, 'x'), "application/x-www-form-urlencoded");
+  REQUIRE(big);
+  CHECK(big->status == 413);
+  CHECK_THAT(body_of(big)["error"].get<std::string>(), Contains("2 MB allowed (--max-upload-mb)"));
+
+  // -q and -v after the subcommand, as before it.
+  write_file(dir / "image.png", bytes);
+  auto r = run_pneumo({"predict", "--model", model.string(), (dir / "image.png").string(), "--out", (dir / "o").string(), "-q"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, !Contains("predict: 1 image(s)"));
+  r = run_pneumo({"-q", "predict", "--model", model.string(), (dir / "image.png").string(), "--out", (dir / "o").string()});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, !Contains("predict: 1 image(s)"));
+}
+
+TEST_CASE("serve's /metrics parses as Prometheus exposition and counts what happened") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  const fs::path lateral = pneumo::testing::edited_dicom_copy(demo_dicom(dir, 96), dir / "lateral.dcm", {"ViewPosition=LL"});
+  ServerProcess server({"--model", model.string()}, dir / "serve.log");
+  httplib::Client client = server.client();
+  for (int i = 0; i < 3; ++i) CHECK(client.Post("/v1/predict?overlay=false", png_bytes(64, 64), "image/png")->status == 200);
+  CHECK(client.Post("/v1/predict", "not an image", "image/png")->status == 422);
+  CHECK(client.Post("/v1/predict", bytes_of(lateral), "application/dicom")->status == 200);
+  CHECK(client.Get("/nowhere")->status == 404);
+
+  const json scraped = run_client({"metrics", "http://127.0.0.1:" + std::to_string(server.port())});
+  CHECK_THAT(scraped["content_type"].get<std::string>(), Contains("text/plain; version=0.0.4"));
+  const json& families = scraped["families"];
+  CHECK(families["pneumo_requests"] == "counter");
+  CHECK(families["pneumo_stage_seconds"] == "histogram");
+  CHECK(families["pneumo_batch_size"] == "histogram");
+  CHECK(families["pneumo_refused_inputs"] == "counter");
+  CHECK(families["pneumo_queue_depth"] == "gauge");
+  const auto value = [&](const std::string& name, const json& labels) {
+    for (const json& s : scraped["samples"])
+      if (s["name"] == name && s["labels"] == labels) return s["value"].get<double>();
+    return -1.0;
+  };
+  CHECK(value("pneumo_requests_total", {{"route", "/v1/predict"}, {"status", "200"}}) == 4);
+  CHECK(value("pneumo_requests_total", {{"route", "/v1/predict"}, {"status", "422"}}) == 1);
+  CHECK(value("pneumo_requests_total", {{"route", "other"}, {"status", "404"}}) == 1);
+  CHECK(value("pneumo_refused_inputs_total", {{"reason", "unreadable"}}) == 1);
+  CHECK(value("pneumo_refused_inputs_total", {{"reason", "lateral_view"}}) == 1);
+  CHECK(value("pneumo_stage_seconds_count", {{"stage", "model"}}) == 3);
+  CHECK(value("pneumo_stage_seconds_count", {{"stage", "decode"}}) == 4);
+  CHECK(value("pneumo_stage_seconds_bucket", {{"stage", "queue"}, {"le", "+Inf"}}) == 3);
+  CHECK(value("pneumo_batch_size_sum", json::object()) == 3);
+  CHECK(value("pneumo_model_ready", {{"model", "pneumo"}, {"version", "1"}}) == 1);
+  CHECK(value("pneumo_model_load_seconds", {{"model", "pneumo"}, {"version", "1"}}) > 0);
+  CHECK(value("pneumo_decoder_restarts_total", json::object()) == 0);
+}
+
+TEST_CASE("a model repository: versions, load and unload by name, SIGHUP, and 32 clients through a reload and a killed decoder") {
+  TempDir dir;
+  const fs::path repo = dir / "repo";
+  pneumo::testing::ModelRecipe one, two, three;
+  two.seed = 2;
+  three.seed = 3;
+  pneumo::testing::write_random_checkpoint(repo / "ptx/1/model.ckpt", one);
+  pneumo::testing::write_random_checkpoint(repo / "other/1/model.ckpt", three);
+  ServerProcess server({"--model-repository", repo.string(), "--decoders", "2", "--queue", "256"}, dir / "serve.log");
+  httplib::Client client = server.client();
+  const std::string png = png_bytes(64, 64);
+  const auto infer = [&](const std::string& name) {
+    return body_of(client.Post(("/v2/models/" + name + "/infer").c_str(), v2_json_request(png), "application/json"));
+  };
+  const json index = body_of(client.Post("/v2/repository/index", "", "application/json"));
+  REQUIRE(index.size() == 2);
+  CHECK(index[0]["name"] == "other");
+  CHECK(index[1]["state"] == "READY");
+  const json first = infer("ptx");
+  CHECK(first["model_version"] == "1");
+
+  // A new version, loaded by name: new requests get it; its answers differ (other weights).
+  pneumo::testing::write_random_checkpoint(repo / "ptx/2/model.ckpt", two);
+  const json loaded = body_of(client.Post("/v2/repository/models/ptx/load", "", "application/json"));
+  CHECK(loaded["version"] == "2");
+  const json second = infer("ptx");
+  CHECK(second["model_version"] == "2");
+  CHECK(output_of(second, "probability") != output_of(first, "probability"));
+  CHECK(body_of(client.Get("/v2/models/ptx"))["versions"] == json::array({"2"}));
+  // Unloaded on purpose: gone, and the server still ready for the rest.
+  CHECK(body_of(client.Post("/v2/repository/models/other/unload", "", "application/json"))["state"] == "UNAVAILABLE");
+  CHECK(client.Post("/v2/models/other/infer", v2_json_request(png), "application/json")->status == 404);
+  CHECK(client.Get("/v2/health/ready")->status == 200);
+  const auto nobody = client.Post("/v2/repository/models/nobody/load", "", "application/json");
+  CHECK(nobody->status == 404);
+  CHECK_THAT(body_of(nobody)["error"].get<std::string>(), Contains("it has: other, ptx"));
+  pneumo::testing::write_file(repo / "broken/1/model.ckpt", "not a checkpoint");
+  const auto broken = client.Post("/v2/repository/models/broken/load", "", "application/json");
+  CHECK(broken->status == 422);
+  CHECK_THAT(body_of(broken)["error"].get<std::string>(), Contains("broken"));
+  fs::remove_all(repo / "broken");
+
+  // Load and faults: 32 clients send for a while; meanwhile version 3 arrives with a SIGHUP and a
+  // decoder worker is killed. Every request gets exactly one answer: 200, a 422 for the upload
+  // the killed decoder held, or 503 with Retry-After; memory stays flat: the resident size after
+  // a warm-up under the same load (which fills the allocator's per-thread arenas and sees one
+  // reload) grows by at most 10%.
+  const char* seconds_text = std::getenv("PNEUMO_LOAD_SECONDS");
+  const double seconds = seconds_text != nullptr ? std::stod(seconds_text) : 8.0;
+  std::mutex mutex;
+  std::map<std::string, int> statuses;
+  std::set<std::string> versions_seen;
+  std::vector<std::string> problems;
+  int64_t sent = 0, answered = 0;
+  // 32 clients for `duration` seconds; `meanwhile` runs on this thread while they send.
+  const auto under_load = [&](double duration, const std::function<void()>& meanwhile) {
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 32; ++c)
+      clients.emplace_back([&, c] {
+        httplib::Client mine = server.client();
+        for (int n = 0; !stop.load(); ++n) {
+          const std::string id = fmt::format("c{}-{}-{}", c, n, sent);
+          {
+            std::lock_guard<std::mutex> lock(mutex);
+            ++sent;
+          }
+          const auto r = mine.Post("/v2/models/ptx/infer", v2_json_request(png, id), "application/json");
+          std::lock_guard<std::mutex> lock(mutex);
+          if (!r) {
+            problems.push_back(id + ": no answer");
+            continue;
+          }
+          ++answered;
+          ++statuses[std::to_string(r->status)];
+          if (r->status == 200) {
+            const json body = json::parse(r->body);
+            if (body["id"] != id) problems.push_back(id + ": answered as " + body["id"].dump());
+            versions_seen.insert(body["model_version"].get<std::string>());
+          } else if (r->status == 503) {
+            if (r->get_header_value("Retry-After").empty()) problems.push_back(id + ": 503 without Retry-After");
+          } else if (r->status != 422 || r->body.find("decoder stopped") == std::string::npos) {
+            problems.push_back(id + ": " + std::to_string(r->status) + " " + r->body);
+          }
+        }
+      });
+    const auto start = std::chrono::steady_clock::now();
+    meanwhile();
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                              std::chrono::duration<double>(duration)));
+    stop = true;
+    for (std::thread& t : clients) t.join();
+  };
+  under_load(seconds / 2, [&] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds / 6));
+    ::kill(server.pid(), SIGHUP);  // version 2 again: the reload's memory is part of the warm-up
+  });
+  const int64_t rss_before = resident_kib(server.pid());
+  under_load(seconds, [&] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds / 4));
+    pneumo::testing::write_random_checkpoint(repo / "ptx/3/model.ckpt", three);
+    ::kill(server.pid(), SIGHUP);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds / 4));
+    const std::vector<int> decoders = children_of(server.pid());
+    REQUIRE(!decoders.empty());
+    ::kill(decoders.front(), SIGKILL);
+  });
+  const int64_t rss_after = resident_kib(server.pid());
+  INFO(server.log());
+  INFO("statuses: " << json(statuses).dump());
+  CHECK(problems == std::vector<std::string>{});
+  CHECK(answered == sent);
+  CHECK(statuses["200"] > 32);
+  CHECK(versions_seen.count("2") == 1);
+  CHECK(versions_seen.count("3") == 1);  // the reload took effect under load
+  CHECK(body_of(client.Get("/v2/models/ptx"))["versions"] == json::array({"3"}));
+  CHECK_THAT(server.log(), Contains("version 2 finishes its requests in flight"));
+  INFO("RSS after the warm-up " << rss_before << " KiB, after the load " << rss_after << " KiB");
+  CHECK(static_cast<double>(rss_after) <= 1.10 * static_cast<double>(rss_before));
+  const json metrics = run_client({"metrics", "http://127.0.0.1:" + std::to_string(server.port())});
+  double restarts = -1;
+  for (const json& sample : metrics["samples"])
+    if (sample["name"] == "pneumo_decoder_restarts_total") restarts = sample["value"];
+  CHECK(restarts >= 1);
   CHECK(server.terminate() == 0);
 }

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   bool quiet = false;
   app.add_flag("-v,--verbose", verbose, "log debug messages");
   app.add_flag("-q,--quiet", quiet, "log warnings and errors only");
+  // The global flags also after the subcommand (`pneumo predict ... -q`): what a subcommand does
+  // not know falls through to here.
+  app.fallthrough();
   app.parse_complete_callback([&] {
     if (verbose) core::set_log_level(core::LogLevel::kDebug);
     if (quiet) core::set_log_level(core::LogLevel::kWarn);

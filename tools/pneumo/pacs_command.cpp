@@ -36,11 +36,15 @@ void setup_pacs(CLI::App& app) {
   auto options = std::make_shared<PacsCommandOptions>();
   infer::PacsOptions& p = options->pacs;
   CLI::App* cmd = app.add_subcommand(
-      "pacs", "Process new images in an Orthanc PACS: store a DICOM Segmentation for each, mark it done");
+      "pacs", "Process new images in a PACS (Orthanc's REST API or DICOMweb): store a DICOM Segmentation and a "
+              "Structured Report for each, once");
   add_model_options(*cmd, options->model);
   add_gate_option(*cmd, options->model);
-  cmd->add_option("--orthanc", p.orthanc, "Orthanc's REST URL, e.g. http://127.0.0.1:8042")->required();
-  cmd->add_option("--credentials", p.credentials, "user:password for Orthanc (better: PNEUMO_ORTHANC_CREDENTIALS)");
+  cmd->add_option("--orthanc", p.orthanc, "Orthanc's REST URL, e.g. http://127.0.0.1:8042");
+  cmd->add_option("--dicomweb", p.dicomweb,
+                  "instead: a DICOMweb root (QIDO-RS, WADO-RS, STOW-RS), e.g. http://127.0.0.1:8042/dicom-web");
+  cmd->add_option("--credentials", p.credentials,
+                  "user:password for the PACS's HTTP authentication (better: PNEUMO_ORTHANC_CREDENTIALS)");
   cmd->add_flag("--watch", p.watch, "keep watching for new images until SIGINT/SIGTERM, riding out Orthanc restarts");
   cmd->add_option("--poll", p.poll_s, "seconds between polls when nothing is new (--watch)")->capture_default_str();
   cmd->add_option("--mark", p.mark, "Orthanc user metadata index (1024..65535) marking processed instances")

@@ -35,10 +35,16 @@ void setup_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "Serve a model or ensemble over HTTP: a web page to upload X-rays and a REST API (POST /v1/predict)");
   add_model_options(*cmd, options->model);
+  cmd->get_option("--model")->required(false);  // or --model-repository (serve checks one of them is given)
   add_gate_option(*cmd, options->model);
   cmd->add_flag("--tta", s.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", s.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", s.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
+  cmd->add_option("--model-name", s.model_name, "the name /v2/models/NAME serves the --model ensemble under")
+      ->capture_default_str();
+  cmd->add_option("--model-repository", s.model_repository,
+                  "instead of --model: serve every DIR/<name>/<version>/ (the highest version; run folders, CV "
+                  "folders, checkpoints or exports), reloadable by name or SIGHUP");
   cmd->add_option("--host", s.host, "address to listen on (127.0.0.1: this machine only)")->capture_default_str();
   cmd->add_option("--port", s.port, "TCP port (0: any free port, printed)")->capture_default_str();
   cmd->add_option("--token", s.token,

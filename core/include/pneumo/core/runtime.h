@@ -58,6 +58,11 @@ ThreadPlan plan_threads(int cores, int processes_on_machine, bool cuda);
 // stays at its peak until the process ends. Returns whether the setting was applied.
 bool keep_freed_memory();
 
+// Hands the memory freed so far back to the kernel once (glibc's malloc_trim over every arena),
+// for the rare moments a long-running program frees much it will not need again: `pneumo
+// serve` after a model version it replaced is freed.
+void return_freed_memory();
+
 // One line: LibTorch version, CUDA/cuDNN availability and GPU count.
 std::string describe_torch_runtime();
 

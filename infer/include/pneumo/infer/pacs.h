@@ -1,9 +1,14 @@
-// `pneumo pacs --orthanc URL [--watch]`: the models as a PACS node. Reads Orthanc's change log
-// (REST), runs the ensemble on every new image instance, stores a DICOM Segmentation (and, when
-// asked, a Secondary Capture) back into Orthanc, and marks the source instance with a user
-// metadata entry so that no instance is done twice, across runs and restarts. Results carry
-// UIDs derived from their source and the models, so storing one again after an interruption
-// changes nothing.
+// `pneumo pacs --orthanc URL | --dicomweb URL [--watch]`: the models as a PACS node. Runs the
+// ensemble on every new image instance the input gate accepts and stores a DICOM Segmentation,
+// a Structured Report (and, when asked, a Secondary Capture) back, once, across runs and
+// restarts: results carry UIDs derived from their source and the models, so storing one again
+// after an interruption changes nothing.
+//   - Orthanc's REST API: its change log says what is new; a user metadata entry marks each
+//     source instance done, refused (the gate's reason) or failed.
+//   - DICOMweb (any server; tested with Orthanc's plugin): QIDO-RS lists the instances, an
+//     instance whose SEG the server already holds is done, WADO-RS fetches the others and
+//     STOW-RS stores the results. Refused and unreadable instances are remembered for the
+//     process's life only (there is nowhere to mark them).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +22,7 @@ namespace pneumo::infer {
 struct PacsOptions {
   EnsembleOptions ensemble;
   std::string orthanc;      // e.g. http://127.0.0.1:8042
+  std::string dicomweb;     // or a DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
   std::string credentials;  // "user:password" for Orthanc's HTTP authentication, or empty
   bool watch = false;       // keep polling until SIGINT/SIGTERM, riding out Orthanc restarts
   double poll_s = 2;        // pause between polls when nothing is new (--watch)

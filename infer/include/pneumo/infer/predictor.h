@@ -37,6 +37,11 @@ struct PredictorOptions {
   bool gate = true;
 };
 
+// Seconds the batch an image was in spent in the models and in post-processing.
+struct PredictionTiming {
+  double model_s = 0, postprocess_s = 0;
+};
+
 struct Prediction {
   InputImage input;
   cv::Mat probability;  // CV_32FC1 at the native size; empty when no member segments
@@ -49,6 +54,7 @@ struct Prediction {
   bool positive = false;
   data::GateDecision gate;  // accepted (refused inputs are not predicted)
   cv::Mat explanation;      // CV_32FC1 0..1 at the native size, when asked for (Predictor::explain)
+  PredictionTiming timing;
   std::optional<double> calibrated;  // score() calibrated, when the ensemble has a calibration
 
   // The image-level score reported: image_probability, else the most confident pixel.

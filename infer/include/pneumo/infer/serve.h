@@ -3,19 +3,28 @@
 //
 //   GET  /                  the upload page: DICOM/PNG/JPEG in, overlay, probability, decision, area out
 //   GET  /results           the recent results page
-//   GET  /health            {"status": "ok", ...} (no token needed)
-//   GET  /v1/model          the ensemble: members, input sizes, thresholds, batching settings
-//   POST /v1/predict        image bytes (raw body or a multipart "file" field) -> JSON:
-//                           {probability, decision, positive, rle, area_px, area_mm2, width,
-//                            height, overlay_png (base64, unless ?overlay=false), model, id}
+//   GET  /health            {"status": "ok", "ready": ..., ...} (no token needed)
+//   GET  /metrics           Prometheus text exposition (no token needed; serve_metrics.h)
+//   GET  /v1/model          the (first) model: members, input sizes, thresholds, gate, batching
+//   POST /v1/predict        image bytes (raw body of any Content-Type, or a multipart "file"
+//                           field) -> JSON: {probability, decision, positive, rle, area_px,
+//                           area_mm2, width, height, gate, overlay_png (unless ?overlay=false),
+//                           explanation_png (with ?explain=true), model_name, model_version, id}
 //   GET  /v1/results        the recent results (no images)
 //   GET  /v1/results/N/overlay.png
+//   KServe v2 / Triton (kserve.h, model_repository.h):
+//   GET  /v2, /v2/health/live, /v2/health/ready (ready: every model loaded and warmed up)
+//   GET  /v2/models/NAME[/versions/V], .../ready
+//   POST /v2/models/NAME[/versions/V]/infer
+//   POST /v2/repository/index, /v2/repository/models/NAME/load, .../unload
 //
-// Requests are decoded on the HTTP threads, then batched across clients for the models
-// (dynamic_batcher.h). Errors are JSON {"error": "..."} with a 4xx/5xx status; a full queue
+// Requests are decoded on the HTTP threads (or in decoder processes), gated, then batched across
+// clients for the models (dynamic_batcher.h). SIGHUP loads the models again without dropping a
+// request. Errors are JSON {"error": "..."} with a 4xx/5xx status saying the cause; a full queue
 // answers 503 with Retry-After. Logs name requests by number, never by patient data.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -24,10 +33,12 @@
 namespace pneumo::infer {
 
 struct ServeOptions {
-  EnsembleOptions ensemble;
+  EnsembleOptions ensemble;        // --model ...: one model, named model_name, version 1
+  std::string model_name = "pneumo";
+  std::filesystem::path model_repository;  // or DIR/<name>/<version>/ (model_repository.h)
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (printed)
-  std::string token;  // when set, /v1/* needs "Authorization: Bearer <token>"
+  std::string token;  // when set, /v1/* and /v2/* (but its health probes) need "Authorization: Bearer <token>"
   double max_upload_mb = 64;
   int http_threads = 32;
   int queue = 64;       // requests waiting for the models; more are answered 503
