@@ -1,4 +1,5 @@
 #include "pneumo/data/dicom.h"
+#include "pneumo/data/dicom_isolation.h"
 
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
@@ -16,6 +17,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "dicom_in_process.h"
 #include "dicom_structure.h"
 #include "gdcm_support.h"
 #include "pneumo/core/error.h"
@@ -367,7 +369,7 @@ detail::StructureCheck read_header_up_to(gdcm::Reader& reader, std::istringstrea
 
 }  // namespace
 
-DicomMetadata read_dicom_header(const fs::path& file) {
+DicomMetadata detail::read_dicom_header_here(const fs::path& file) {
   std::istringstream stream;
   gdcm::Reader reader;
   const detail::StructureCheck check = read_header_up_to(reader, stream, file, gdcm::Tag(0x7fe0, 0x0010));
@@ -391,23 +393,41 @@ DicomMetadata read_dicom_header(const fs::path& file) {
   return m;
 }
 
-std::string read_dicom_patient_id(const fs::path& file) {
+std::string detail::read_dicom_patient_id_here(const fs::path& file) {
   std::istringstream stream;
   gdcm::Reader reader;
   read_header_up_to(reader, stream, file, gdcm::Tag(0x0010, 0x0021));
   return tag_string(reader.GetFile().GetDataSet(), 0x0010, 0x0020);
 }
 
-DicomImage read_dicom(const fs::path& file, const DicomReadOptions& options) {
+DicomImage detail::read_dicom_here(const fs::path& file, const DicomReadOptions& options) {
   DicomMetadata meta;
   cv::Mat stored = stored_from_bytes(read_bytes(file), file, &meta, options.fast_jpeg);
   return image_from_stored(std::move(stored), std::move(meta), file, options);
 }
 
-DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options) {
+DicomImage detail::decode_dicom_here(std::string bytes, const std::string& name, const DicomReadOptions& options) {
   DicomMetadata meta;
   cv::Mat stored = stored_from_bytes(std::move(bytes), name, &meta, options.fast_jpeg);
   return image_from_stored(std::move(stored), std::move(meta), name, options);
+}
+
+// Each in a worker process when the program isolates decoding (dicom_isolation.h).
+DicomMetadata read_dicom_header(const fs::path& file) {
+  return dicom_isolated() ? detail::isolated_read_dicom_header(file) : detail::read_dicom_header_here(file);
+}
+
+std::string read_dicom_patient_id(const fs::path& file) {
+  return dicom_isolated() ? detail::isolated_read_dicom_patient_id(file) : detail::read_dicom_patient_id_here(file);
+}
+
+DicomImage read_dicom(const fs::path& file, const DicomReadOptions& options) {
+  return dicom_isolated() ? detail::isolated_read_dicom(file, options) : detail::read_dicom_here(file, options);
+}
+
+DicomImage decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options) {
+  return dicom_isolated() ? detail::isolated_decode_dicom(std::move(bytes), name, options)
+                          : detail::decode_dicom_here(std::move(bytes), name, options);
 }
 
 namespace {

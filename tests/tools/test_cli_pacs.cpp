@@ -18,12 +18,15 @@
 #include <nlohmann/json.hpp>
 
 #include "../infer/common.h"
+#include "cli_samples.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
 
+using pneumo::testing::predictions_by_id;
 using pneumo::testing::read_file;
+using pneumo::testing::sample_dicoms;
 using pneumo::testing::run_command;
 using pneumo::testing::run_pneumo;
 using pneumo::testing::TempDir;
@@ -50,24 +53,6 @@ void check_valid_dicom(const fs::path& file) {
     if (line.rfind("Error", 0) == 0) errors.push_back(line);
   INFO(file << ":\n" << r.out << r.err);
   CHECK(errors == std::vector<std::string>{});
-}
-
-// The DICOMs to use: the shared SIIM samples, else a small synthetic set.
-std::vector<fs::path> sample_dicoms(const TempDir& dir) {
-  std::vector<fs::path> files;
-  const fs::path siim = fs::path(PNEUMO_SHARED_DATA_DIR) / "siim/dicom";
-  if (fs::is_directory(siim)) {
-    for (const auto& e : fs::directory_iterator(siim)) files.push_back(e.path());
-  } else {
-    WARN("../shared/data/siim is absent; using synthetic DICOMs");
-    pneumo::data::DemoSetOptions demo;
-    demo.count = 4;
-    demo.size = 96;
-    pneumo::data::write_demo_set(dir / "set", demo);
-    for (const auto& e : fs::directory_iterator(dir / "set/dicom")) files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
 }
 
 // A random network's masks are often empty at 0.5. Post-processing flags for a threshold just
@@ -99,18 +84,6 @@ json check_result(const std::string& kind, const fs::path& result, const fs::pat
   const json verdict = json::parse(r.out);
   CHECK(verdict["problems"] == json::array());
   return verdict;
-}
-
-// predict's JSON lines by image id.
-std::map<std::string, json> predictions_by_id(const fs::path& jsonl) {
-  std::map<std::string, json> out;
-  std::istringstream lines(read_file(jsonl));
-  for (std::string line; std::getline(lines, line);) {
-    json j = json::parse(line);
-    const std::string id = j["image_id"].get<std::string>();  // before j is moved (C++17 sequences the right side first)
-    out[id] = std::move(j);
-  }
-  return out;
 }
 
 // Debian's Orthanc with its storage in `dir`, HTTP on a free loopback port, no DICOM port; with

@@ -5,7 +5,9 @@
 // Default data: the real SIIM samples in ../shared/data/siim/dicom. Prints images/s for
 // pneumo with 1 and 2 worker threads (libjpeg-turbo path), pneumo with GDCM's own codec on one
 // thread, pneumo reading the result back from its preprocessing cache (what later epochs do),
-// and pydicom + OpenCV-Python on one process, with the ratios.
+// pneumo decoding in isolated worker processes as its commands do by default (2 threads, 2
+// decoder processes: dicom_isolation.h), and pydicom + OpenCV-Python on one process, with the
+// ratios.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +26,7 @@
 #include "pneumo/core/runtime.h"
 #include "pneumo/core/error.h"
 #include "pneumo/data/dicom.h"
+#include "pneumo/data/dicom_isolation.h"
 #include "pneumo/data/preprocess.h"
 
 namespace fs = std::filesystem;
@@ -103,6 +106,9 @@ int main(int argc, char** argv) {
   app.add_option("inputs", inputs, "DICOM files or folders");
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
+  std::string program = (fs::canonical("/proc/self/exe").parent_path() / "pneumo").string();
+  app.add_option("--pneumo", program, "the pneumo program whose decode-worker processes the isolated row uses")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   cv::setNumThreads(1);  // each worker is one core; OpenCV must not add threads of its own
 
@@ -128,6 +134,12 @@ int main(int argc, char** argv) {
     const double one = pneumo_rate(files, size, seconds, 1, true);
     const double two = pneumo_rate(files, size, seconds, 2, true);
     const double cached = cached_rate(files, size, seconds);
+    data::DicomIsolation isolation;
+    isolation.program = program;
+    isolation.workers = 2;
+    data::set_dicom_isolation(isolation);
+    const double isolated = pneumo_rate(files, size, seconds, 2, true);
+    data::set_dicom_isolation({});
     fmt::print("{:<44} {:>10} {:>10}\n", "", "images/s", "vs Python");
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pydicom + OpenCV-Python (1 process)", python, 1.0);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, GDCM codec, 1 thread", gdcm, gdcm / python);
@@ -135,12 +147,15 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, libjpeg-turbo, 2 threads", two, two / python);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, preprocessing cache hit, 1 thread", cached,
                cached / python);
-    fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 2 isolated decoder processes", isolated, isolated / python);
+    fmt::print("thread scaling 1 -> 2: {:.2f}x; isolation costs {:.1f}% against 2 threads in process\n", two / one,
+               100.0 * (1.0 - isolated / two));
     const bench::Summary summary(summary_path);
     const std::string what = fmt::format("DICOM decode + resize to {}, {} file(s)", size, files.size());
     summary.add("data", what + ", 1 thread", "images/s", python, one, true);
     summary.add("data", what + ", 2 threads", "images/s", python, two, true);
     summary.add("data", what + ", preprocessing cache hit", "images/s", python, cached, true);
+    summary.add("data", what + ", 2 isolated decoder processes", "images/s", python, isolated, true);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

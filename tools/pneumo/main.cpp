@@ -9,6 +9,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/runtime.h"
+#include "pneumo/data/dicom_isolation.h"
 
 int main(int argc, char** argv) {
   using namespace pneumo;
@@ -21,14 +22,27 @@ int main(int argc, char** argv) {
   app.failure_message(CLI::FailureMessage::help);
   bool verbose = false;
   bool quiet = false;
+  int decoders = -1;
+  double decode_timeout = 60;
   app.add_flag("-v,--verbose", verbose, "log debug messages");
   app.add_flag("-q,--quiet", quiet, "log warnings and errors only");
+  app.add_option("--decoders", decoders,
+                 "worker processes that decode DICOM files, so that a file which crashes or hangs the decoder fails "
+                 "alone (default: one per core; 0: decode in this process, for data you trust)")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--decode-timeout", decode_timeout, "seconds a decoder may spend on one file before it is stopped")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   // The global flags also after the subcommand (`pneumo predict ... -q`): what a subcommand does
   // not know falls through to here.
   app.fallthrough();
   app.parse_complete_callback([&] {
     if (verbose) core::set_log_level(core::LogLevel::kDebug);
     if (quiet) core::set_log_level(core::LogLevel::kWarn);
+    data::DicomIsolation isolation;
+    isolation.workers = decoders >= 0 ? decoders : core::hardware_threads();
+    isolation.timeout_s = decode_timeout;
+    data::set_dicom_isolation(isolation);  // the workers start with the first DICOM read
   });
 
   tools::setup_version(app);

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "model_options.h"
+#include "pneumo/data/dicom_isolation.h"
 #include "pneumo/infer/serve.h"
 
 namespace pneumo::tools {
@@ -24,6 +25,7 @@ void run_serve(const ServeCommandOptions& o) {
   // A token on the command line shows in `ps`; the environment does not.
   if (options.token.empty())
     if (const char* token = std::getenv("PNEUMO_SERVE_TOKEN"); token != nullptr) options.token = token;
+  options.decoders = data::dicom_isolation().workers;  // pneumo's global --decoders: uploads too
   infer::serve(options);
 }
 
@@ -60,9 +62,6 @@ void setup_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--history", s.history, "recent results kept for the /results page (0: none)")->capture_default_str();
   cmd->add_option("--overlay-max-side", s.overlay_max_side, "the returned overlay is drawn at most this many pixels wide or high (the mask itself: rle)")
-      ->capture_default_str();
-  cmd->add_option("--decoders", s.decoders,
-                  "worker processes decoding uploads, so that a malicious file cannot crash the server (0: in-process)")
       ->capture_default_str();
   cmd->add_option("--explain-method", s.explain.method, "the explanation ?explain=true returns: gradcam or gradcam++")
       ->capture_default_str()->check(CLI::IsMember({"gradcam", "gradcam++"}));

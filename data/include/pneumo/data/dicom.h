@@ -2,7 +2,9 @@
 //
 // GDCM parses every file and decodes every transfer syntax it supports; 8-bit greyscale
 // JPEG Baseline (the SIIM files) is handed to libjpeg-turbo through OpenCV instead, which is
-// about three times faster than GDCM's own codec and gives the same pixels.
+// about three times faster than GDCM's own codec and gives the same pixels. When the program
+// isolates decoding (dicom_isolation.h), read_dicom, decode_dicom, read_dicom_header and
+// read_dicom_patient_id do their work in a worker process.
 #pragma once
 
 #include <filesystem>

@@ -1,0 +1,218 @@
+#include "pneumo/data/worker_pool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "pneumo/core/error.h"
+#include "pneumo/core/log.h"
+
+extern char** environ;
+
+namespace pneumo::data {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Writes everything or returns false (the other end is gone or the deadline passed).
+bool write_all(int fd, const void* data, size_t size, Clock::time_point deadline) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    if (deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      pollfd pfd{fd, POLLOUT, 0};
+      if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) <= 0) return false;
+    }
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool read_all(int fd, void* data, size_t size, Clock::time_point deadline) {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    if (deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      pollfd pfd{fd, POLLIN, 0};
+      if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) <= 0) return false;
+    }
+    const ssize_t n = ::read(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool send_frame(int fd, const std::string& message, Clock::time_point deadline) {
+  const uint64_t size = message.size();
+  return write_all(fd, &size, sizeof size, deadline) && write_all(fd, message.data(), message.size(), deadline);
+}
+
+bool receive_frame(int fd, std::string& message, uint64_t max_bytes, Clock::time_point deadline) {
+  uint64_t size = 0;
+  if (!read_all(fd, &size, sizeof size, deadline) || size > max_bytes) return false;
+  message.assign(size, '\0');
+  return read_all(fd, message.data(), size, deadline);
+}
+
+std::string signal_name(int signal) {
+  const char* abbreviation = sigabbrev_np(signal);
+  return abbreviation != nullptr ? fmt::format("SIG{}", abbreviation) : fmt::format("signal {}", signal);
+}
+
+}  // namespace
+
+bool read_message(int fd, std::string& message, uint64_t max_bytes) {
+  return receive_frame(fd, message, max_bytes, Clock::time_point::max());
+}
+
+bool write_message(int fd, const std::string& message) { return send_frame(fd, message, Clock::time_point::max()); }
+
+WorkerPool::WorkerPool(std::string program, std::vector<std::string> arguments, int workers, double timeout_s,
+                       std::string what)
+    : program_(std::move(program)),
+      arguments_(std::move(arguments)),
+      workers_(workers),
+      timeout_s_(timeout_s),
+      what_(std::move(what)) {
+  if (workers < 1) throw core::UsageError(fmt::format("{}: at least one worker process is needed", what_));
+  for (int i = 0; i < workers; ++i) {
+    all_.push_back(start());
+    idle_.push_back(all_.back());
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Worker& w : all_) stop(w);
+}
+
+int WorkerPool::restarts() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return restarts_;
+}
+
+WorkerPool::Worker WorkerPool::start() const {
+  int to[2], from[2];
+  if (::pipe2(to, O_CLOEXEC) != 0 || ::pipe2(from, O_CLOEXEC) != 0)
+    throw core::IoError(fmt::format("cannot make pipes for {}: {}", what_, std::strerror(errno)));
+  // Answers are decoded images (a megabyte for a 1024x1024 X-ray): a pipe of the largest size the
+  // kernel allows unprivileged (1 MiB by default, /proc/sys/fs/pipe-max-size) takes one in a few
+  // writes instead of sixteen 64 KiB ones, each a switch between the processes.
+  ::fcntl(from[0], F_SETPIPE_SZ, 1 << 20);
+  ::fcntl(to[0], F_SETPIPE_SZ, 1 << 20);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, to[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, from[1], STDOUT_FILENO);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  // Its own process group: a Ctrl-C in the terminal reaches the parent, which stops its workers.
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  std::vector<std::string> args{"pneumo"};
+  args.insert(args.end(), arguments_.begin(), arguments_.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int error = ::posix_spawn(&pid, program_.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  ::close(to[0]);
+  ::close(from[1]);
+  if (error != 0) {
+    ::close(to[1]);
+    ::close(from[0]);
+    throw core::IoError(fmt::format("cannot start {} ({}): {}", what_, program_, std::strerror(error)));
+  }
+  return {pid, to[1], from[0]};
+}
+
+std::string WorkerPool::stop(Worker& w) {
+  if (w.pid <= 0) return "";
+  ::close(w.to);
+  ::close(w.from);
+  // A worker that ended by itself (it aborted) is reaped as it is; one still running is killed.
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 50 && (done = ::waitpid(w.pid, &status, WNOHANG)) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::string how;
+  if (done == 0) {
+    ::kill(w.pid, SIGKILL);
+    ::waitpid(w.pid, &status, 0);
+    how = "was stopped";
+  } else if (done > 0 && WIFSIGNALED(status)) {
+    how = "stopped: " + signal_name(WTERMSIG(status));
+  } else if (done > 0 && WIFEXITED(status)) {
+    how = fmt::format("exited with code {}", WEXITSTATUS(status));
+  }
+  w.pid = -1;
+  return how;
+}
+
+std::string WorkerPool::call(const std::string& request, const std::string& name) {
+  Worker w;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    available_.wait(lock, [this] { return !idle_.empty() || all_.empty(); });
+    if (idle_.empty()) throw core::IoError(fmt::format("no process of {} is left (they could not be restarted)", what_));
+    w = idle_.back();
+    idle_.pop_back();
+  }
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s_));
+  std::string answer;
+  const bool ok = send_frame(w.to, request, deadline) && receive_frame(w.from, answer, uint64_t{1} << 34, deadline);
+  if (!ok) {  // it crashed, hung or spoke nonsense: replace it, fail this request
+    const bool timed_out = Clock::now() >= deadline;
+    const std::string how = stop(w);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      all_.erase(std::remove_if(all_.begin(), all_.end(), [&](const Worker& x) { return x.to == w.to; }), all_.end());
+      try {
+        all_.push_back(start());
+        idle_.push_back(all_.back());
+        ++restarts_;
+      } catch (const core::IoError& e) {
+        core::log::error("{}", e.what());
+      }
+    }
+    available_.notify_all();
+    throw core::DataError(fmt::format("{}: {} {}", name, what_,
+                                      timed_out ? fmt::format("timed out after {} s", timeout_s_)
+                                                : how.empty() ? std::string("answered nonsense") : how));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    idle_.push_back(w);
+  }
+  available_.notify_one();
+  return answer;
+}
+
+}  // namespace pneumo::data

@@ -1,0 +1,81 @@
+// Untrusted DICOM never takes a command down: files made to abort GDCM (a SIIM sample whose
+// Photometric Interpretation says PALETTE COLOR without a palette: GDCM's PixmapReader asserts,
+// found by tools/fuzz/dicom_mutations.py) among good ones. With the decoder processes pneumo
+// uses by default, predict, data check and dicom info finish, name each bad file and why, keep
+// every good answer and exit 1.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "../infer/common.h"
+#include "cli_samples.h"
+#include "pneumo/data/demo_set.h"
+#include "pneumo_test_paths.h"
+#include "test_support.h"
+
+using pneumo::testing::run_pneumo;
+using pneumo::testing::TempDir;
+using pneumo::testing::write_file;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+TEST_CASE("predict, data check and dicom info over files that make GDCM abort: they finish, name each bad file, keep every good answer, exit 1") {
+  TempDir dir;
+  const fs::path model = pneumo::testing::write_random_checkpoint(dir / "model.ckpt", {});
+  std::vector<fs::path> good = pneumo::testing::sample_dicoms(dir);
+  good.resize(std::min<size_t>(good.size(), 3));
+  const fs::path folder = dir / "in";
+  std::vector<std::string> ids;
+  for (const fs::path& f : good) {
+    fs::create_directories(folder);
+    fs::copy_file(f, folder / f.filename());
+    ids.push_back(f.stem().string());
+  }
+  for (int i = 0; i < 2; ++i)
+    pneumo::testing::edited_dicom_copy(good[static_cast<size_t>(i)], folder / fmt::format("palette-{}.dcm", i),
+                                       {"PhotometricInterpretation=PALETTE COLOR", "PatientAge=045Y"});
+  // In this process, GDCM takes the command down with it: what the workers are for.
+  const auto in_process = run_pneumo({"--decoders", "0", "dicom", "info", (folder / "palette-0.dcm").string()});
+  INFO(in_process.err);
+  REQUIRE(in_process.exit_code == 128 + 6);  // SIGABRT
+
+  // predict: every good file answered as without the bad ones, each bad one named with the reason.
+  auto r = run_pneumo({"predict", "--model", model.string(), folder.string(), "--out", (dir / "out").string(), "--no-gate"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("palette-0.dcm: the DICOM decoder stopped: SIGABRT") &&
+                        Contains("palette-1.dcm: the DICOM decoder stopped: SIGABRT"));
+  CHECK_THAT(r.err, Contains("2 of 5 input(s) could not be read"));
+  std::vector<std::string> alone{"predict", "--model", model.string(), "--out", (dir / "alone").string(), "--no-gate",
+                                 "--decoders", "0"};
+  for (const fs::path& f : good) alone.push_back(f.string());
+  REQUIRE(run_pneumo(alone).exit_code == 0);
+  const auto isolated = pneumo::testing::predictions_by_id(dir / "out/predictions.jsonl"), reference = pneumo::testing::predictions_by_id(dir / "alone/predictions.jsonl");
+  for (const std::string& id : ids) {
+    INFO(id);
+    REQUIRE(isolated.count(id) == 1);
+    CHECK(isolated.at(id)["score"] == reference.at(id)["score"]);
+  }
+  CHECK_THAT(isolated.at("palette-1")["error"].get<std::string>(), Contains("SIGABRT"));
+
+  // data check: the same files as a labelled set (no pneumothorax), every image loaded once.
+  std::string labels = "ImageId,EncodedPixels\n";
+  for (const auto& e : fs::directory_iterator(folder)) labels += e.path().stem().string() + ",-1\n";
+  write_file(dir / "labels.csv", labels);
+  r = run_pneumo({"data", "check", PNEUMO_SOURCE_DIR "/configs/demo.yaml", "--set", "data.labels=" + (dir / "labels.csv").string(),
+                  "--set", "data.images=" + folder.string(), "--set", "data.cache=none", "--set", "data.folds=2"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out + r.err, Contains("palette-0.dcm") && Contains("palette-1.dcm") && Contains("SIGABRT"));
+
+  // dicom info: the good files described, the bad ones named.
+  std::vector<std::string> info{"dicom", "info"};
+  for (const auto& e : fs::directory_iterator(folder)) info.push_back(e.path().string());
+  r = run_pneumo(info);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("palette-0.dcm: the DICOM decoder stopped: SIGABRT"));
+  for (const std::string& id : ids) CHECK_THAT(r.out, Contains(id));
+}
