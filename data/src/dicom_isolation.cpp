@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -161,18 +162,20 @@ DicomMetadata metadata_from(const std::string& text) {
   }
 }
 
-std::string image_answer(const DicomImage& image) {
-  std::string out(1, '\1');
-  put_text(out, metadata_json(image.meta));
-  const cv::Mat pixels = image.pixels.isContinuous() ? image.pixels : image.pixels.clone();
-  put(out, static_cast<int32_t>(pixels.rows));
-  put(out, static_cast<int32_t>(pixels.cols));
-  put(out, static_cast<int32_t>(pixels.type()));
-  out.append(reinterpret_cast<const char*>(pixels.data), pixels.total() * pixels.elemSize());
+// The metadata and the pixels' shape in the message, the pixels as the bulk part.
+WorkerAnswer image_answer(const DicomImage& image) {
+  WorkerAnswer out;
+  out.message = std::string(1, '\1');
+  put_text(out.message, metadata_json(image.meta));
+  out.bulk = image.pixels.isContinuous() ? image.pixels : image.pixels.clone();
+  put(out.message, static_cast<int32_t>(out.bulk.rows));
+  put(out.message, static_cast<int32_t>(out.bulk.cols));
+  put(out.message, static_cast<int32_t>(out.bulk.type()));
   return out;
 }
 
-DicomImage image_from_answer(const std::string& answer) {
+// The image from an answer and its bulk part (the pixels), copied once, into the image.
+DicomImage image_from(const std::string& answer, const char* pixels, size_t size) {
   Reader in(answer, 1);
   DicomImage image;
   image.meta = metadata_from(in.text());
@@ -181,8 +184,8 @@ DicomImage image_from_answer(const std::string& answer) {
     throw core::DataError("a damaged message between pneumo and its DICOM decoder");
   image.pixels.create(rows, columns, type);
   const size_t bytes = image.pixels.total() * image.pixels.elemSize();
-  if (in.left() != bytes) throw core::DataError("a damaged message between pneumo and its DICOM decoder");
-  std::memcpy(image.pixels.data, in.here(), bytes);
+  if (size != bytes) throw core::DataError("a damaged message between pneumo and its DICOM decoder");
+  std::memcpy(image.pixels.data, pixels, bytes);
   return image;
 }
 
@@ -198,15 +201,15 @@ Isolation& state() {
   return *isolation;
 }
 
-// Sends a request; the answer without its status byte checked. Rethrows the worker's error as
-// the DataError it was.
-std::string call(const std::string& request, const std::string& name) {
+// Sends a request; the answer, its status byte checked (the worker's error rethrown as the
+// DataError it was); `on_bulk` gets an answer's bulk part.
+std::string call(const std::string& request, const std::string& name, const WorkerPool::BulkReceiver& on_bulk = {}) {
   Isolation& s = state();
   std::call_once(s.started, [&s] {
     s.pool = std::make_unique<WorkerPool>(s.settings.program, std::vector<std::string>{"decode-worker"}, s.settings.workers,
                                           s.settings.timeout_s, "the DICOM decoder");
   });
-  std::string answer = s.pool->call(request, name);
+  std::string answer = s.pool->call(request, name, on_bulk);
   if (answer.empty()) throw core::DataError(fmt::format("{}: the DICOM decoder answered nothing", name));
   if (answer[0] != '\1') throw core::DataError(answer.substr(1));
   return answer;
@@ -230,17 +233,30 @@ int dicom_decoder_restarts() {
 
 namespace detail {
 
+namespace {
+
+DicomImage image_call(const std::string& request, const std::string& name) {
+  std::optional<DicomImage> image;
+  call(request, name, [&](const std::string& answer, const char* pixels, size_t size) {
+    if (!answer.empty() && answer[0] == '\1') image = image_from(answer, pixels, size);
+  });
+  if (!image) throw core::DataError(fmt::format("{}: the DICOM decoder answered without the image", name));
+  return std::move(*image);
+}
+
+}  // namespace
+
 DicomImage isolated_read_dicom(const fs::path& file, const DicomReadOptions& options) {
   std::string request = request_of(kImageFile, file.string());
   put_options(request, options);
-  return image_from_answer(call(request, file.string()));
+  return image_call(request, file.string());
 }
 
 DicomImage isolated_decode_dicom(std::string bytes, const std::string& name, const DicomReadOptions& options) {
   std::string request = request_of(kImageBytes, name);
   put_options(request, options);
   request += bytes;
-  return image_from_answer(call(request, name));
+  return image_call(request, name);
 }
 
 DicomMetadata isolated_read_dicom_header(const fs::path& file) {
@@ -260,7 +276,12 @@ bool is_dicom_request(const std::string& request) {
                               request[0] == kPatient);
 }
 
-std::string answer_dicom_request(const std::string& request) {
+WorkerAnswer answer_dicom_request(const std::string& request) {
+  const auto message = [](std::string text) {
+    WorkerAnswer a;
+    a.message = std::move(text);
+    return a;
+  };
   try {
     Reader in(request, 1);
     const std::string what = in.text();
@@ -273,15 +294,15 @@ std::string answer_dicom_request(const std::string& request) {
       case kHeader: {
         std::string out(1, '\1');
         put_text(out, metadata_json(detail::read_dicom_header_here(what)));
-        return out;
+        return message(std::move(out));
       }
-      case kPatient: return "\1" + detail::read_dicom_patient_id_here(what);
-      default: return std::string(1, '\0') + "not a request pneumo's DICOM decoder knows";
+      case kPatient: return message("\1" + detail::read_dicom_patient_id_here(what));
+      default: return message(std::string(1, '\0') + "not a request pneumo's DICOM decoder knows");
     }
   } catch (const core::Error& e) {
-    return std::string(1, '\0') + e.what();
+    return message(std::string(1, '\0') + e.what());
   } catch (const std::exception& e) {
-    return std::string(1, '\0') + fmt::format("the DICOM decoder failed: {}", e.what());
+    return message(std::string(1, '\0') + fmt::format("the DICOM decoder failed: {}", e.what()));
   }
 }
 

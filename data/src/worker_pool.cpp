@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,15 +63,18 @@ bool read_all(int fd, void* data, size_t size, Clock::time_point deadline) {
   return true;
 }
 
+constexpr int kSharedFd = 3;             // the worker's shared memory, as the pool hands it over
+constexpr uint64_t kMaxMessage = uint64_t{1} << 30;
+
 bool send_frame(int fd, const std::string& message, Clock::time_point deadline) {
   const uint64_t size = message.size();
   return write_all(fd, &size, sizeof size, deadline) && write_all(fd, message.data(), message.size(), deadline);
 }
 
-bool receive_frame(int fd, std::string& message, uint64_t max_bytes, Clock::time_point deadline) {
+bool receive_frame(int fd, std::string& message, Clock::time_point deadline) {
   uint64_t size = 0;
-  if (!read_all(fd, &size, sizeof size, deadline) || size > max_bytes) return false;
-  message.assign(size, '\0');
+  if (!read_all(fd, &size, sizeof size, deadline) || size > kMaxMessage) return false;
+  message.resize(size);
   return read_all(fd, message.data(), size, deadline);
 }
 
@@ -80,11 +85,30 @@ std::string signal_name(int signal) {
 
 }  // namespace
 
-bool read_message(int fd, std::string& message, uint64_t max_bytes) {
-  return receive_frame(fd, message, max_bytes, Clock::time_point::max());
+WorkerChannel::~WorkerChannel() {
+  if (map_ != nullptr) ::munmap(map_, mapped_);
 }
 
-bool write_message(int fd, const std::string& message) { return send_frame(fd, message, Clock::time_point::max()); }
+bool WorkerChannel::read(std::string& request) { return receive_frame(STDIN_FILENO, request, Clock::time_point::max()); }
+
+bool WorkerChannel::write(const WorkerAnswer& answer) {
+  const size_t bulk = answer.bulk.empty() ? 0 : answer.bulk.total() * answer.bulk.elemSize();
+  if (bulk > mapped_) {  // grow the shared memory (in whole MiB) and map it again
+    const size_t size = (bulk + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
+    if (map_ != nullptr) ::munmap(map_, mapped_);
+    map_ = nullptr;
+    mapped_ = 0;
+    if (::ftruncate(kSharedFd, static_cast<off_t>(size)) != 0) return false;
+    void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, kSharedFd, 0);
+    if (m == MAP_FAILED) return false;
+    map_ = static_cast<char*>(m);
+    mapped_ = size;
+  }
+  if (bulk > 0) std::memcpy(map_, answer.bulk.ptr(), bulk);
+  const uint64_t sizes[2] = {answer.message.size(), bulk};
+  return write_all(STDOUT_FILENO, sizes, sizeof sizes, Clock::time_point::max()) &&
+         write_all(STDOUT_FILENO, answer.message.data(), answer.message.size(), Clock::time_point::max());
+}
 
 WorkerPool::WorkerPool(std::string program, std::vector<std::string> arguments, int workers, double timeout_s,
                        std::string what)
@@ -114,15 +138,19 @@ WorkerPool::Worker WorkerPool::start() const {
   int to[2], from[2];
   if (::pipe2(to, O_CLOEXEC) != 0 || ::pipe2(from, O_CLOEXEC) != 0)
     throw core::IoError(fmt::format("cannot make pipes for {}: {}", what_, std::strerror(errno)));
-  // Answers are decoded images (a megabyte for a 1024x1024 X-ray): a pipe of the largest size the
-  // kernel allows unprivileged (1 MiB by default, /proc/sys/fs/pipe-max-size) takes one in a few
-  // writes instead of sixteen 64 KiB ones, each a switch between the processes.
-  ::fcntl(from[0], F_SETPIPE_SZ, 1 << 20);
+  const int shared = ::memfd_create("pneumo-worker", MFD_CLOEXEC);
+  if (shared < 0) {
+    for (int fd : {to[0], to[1], from[0], from[1]}) ::close(fd);
+    throw core::IoError(fmt::format("cannot make shared memory for {}: {}", what_, std::strerror(errno)));
+  }
+  // Requests carry whole files when they come as bytes (uploads): a pipe of the largest size the
+  // kernel allows unprivileged (1 MiB by default) takes them in fewer writes.
   ::fcntl(to[0], F_SETPIPE_SZ, 1 << 20);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, to[0], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, from[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, shared, kSharedFd);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   sigset_t none, defaults;
@@ -148,15 +176,37 @@ WorkerPool::Worker WorkerPool::start() const {
   if (error != 0) {
     ::close(to[1]);
     ::close(from[0]);
+    ::close(shared);
     throw core::IoError(fmt::format("cannot start {} ({}): {}", what_, program_, std::strerror(error)));
   }
-  return {pid, to[1], from[0]};
+  return {pid, to[1], from[0], shared};
+}
+
+const char* WorkerPool::bulk_of(Worker& w, size_t size) {
+  // The worker says how much it put there; the memory must hold it (reading past its end would
+  // be SIGBUS for us, not a message for the user).
+  struct stat st {};
+  if (::fstat(w.shared, &st) != 0 || static_cast<uint64_t>(st.st_size) < size) return nullptr;
+  if (size > w.mapped) {
+    if (w.map != nullptr) ::munmap(w.map, w.mapped);
+    w.map = nullptr;
+    w.mapped = 0;
+    void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, w.shared, 0);
+    if (m == MAP_FAILED) return nullptr;
+    w.map = static_cast<char*>(m);
+    w.mapped = static_cast<size_t>(st.st_size);
+  }
+  return w.map;
 }
 
 std::string WorkerPool::stop(Worker& w) {
   if (w.pid <= 0) return "";
   ::close(w.to);
   ::close(w.from);
+  if (w.map != nullptr) ::munmap(w.map, w.mapped);
+  ::close(w.shared);
+  w.map = nullptr;
+  w.mapped = 0;
   // A worker that ended by itself (it aborted) is reaped as it is; one still running is killed.
   int status = 0;
   pid_t done = 0;
@@ -176,7 +226,7 @@ std::string WorkerPool::stop(Worker& w) {
   return how;
 }
 
-std::string WorkerPool::call(const std::string& request, const std::string& name) {
+std::string WorkerPool::call(const std::string& request, const std::string& name, const BulkReceiver& on_bulk) {
   Worker w;
   {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -187,7 +237,32 @@ std::string WorkerPool::call(const std::string& request, const std::string& name
   }
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s_));
   std::string answer;
-  const bool ok = send_frame(w.to, request, deadline) && receive_frame(w.from, answer, uint64_t{1} << 34, deadline);
+  uint64_t sizes[2] = {0, 0};  // the answer's, the bulk part's
+  bool ok = send_frame(w.to, request, deadline) && read_all(w.from, sizes, sizeof sizes, deadline) &&
+            sizes[0] <= kMaxMessage;
+  if (ok) {
+    answer.resize(sizes[0]);
+    ok = read_all(w.from, answer.data(), answer.size(), deadline);
+  }
+  const auto give_back = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      idle_.push_back(w);
+    }
+    available_.notify_one();
+  };
+  if (ok && sizes[1] > 0) {
+    const char* bulk = on_bulk ? bulk_of(w, sizes[1]) : nullptr;
+    ok = bulk != nullptr;
+    if (ok) {
+      try {
+        on_bulk(answer, bulk, sizes[1]);
+      } catch (...) {
+        give_back();
+        throw;
+      }
+    }
+  }
   if (!ok) {  // it crashed, hung or spoke nonsense: replace it, fail this request
     const bool timed_out = Clock::now() >= deadline;
     const std::string how = stop(w);
@@ -207,11 +282,7 @@ std::string WorkerPool::call(const std::string& request, const std::string& name
                                       timed_out ? fmt::format("timed out after {} s", timeout_s_)
                                                 : how.empty() ? std::string("answered nonsense") : how));
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    idle_.push_back(w);
-  }
-  available_.notify_one();
+  give_back();
   return answer;
 }
 

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,8 +21,8 @@ namespace {
 
 // The request: 'U', u32 id length, id, u32 window length, window, the bytes.
 // The answer: u8 1, i32 rows, i32 columns, u8 spacing known (row), f64, u8 (column), f64,
-//             u32 facts length, facts (JSON: what the input gate reads of the header), pixels;
-//             or u8 0 and the error's message.
+//             u32 facts length, facts (JSON: what the input gate reads of the header), and the
+//             pixels as the bulk part (shared memory); or u8 0 and the error's message.
 constexpr char kUpload = 'U';
 
 template <class T>
@@ -82,25 +83,8 @@ data::InputFacts facts_from_json(const std::string& text) {
   return facts;
 }
 
-}  // namespace
-
-UploadDecoder::UploadDecoder(std::string program, int workers, double timeout_s)
-    : pool_(std::move(program), {"decode-worker"}, workers, timeout_s, "the decoder") {}
-
-InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const std::string& window) {
-  std::string request(1, kUpload);
-  append(request, static_cast<uint32_t>(id.size()));
-  request += id;
-  append(request, static_cast<uint32_t>(window.size()));
-  request += window;
-  request += bytes;
-  std::string answer;
-  try {
-    answer = pool_.call(request, id);
-  } catch (const core::DataError& e) {
-    throw core::DataError(fmt::format("{}; refused", e.what()));
-  }
-  if (answer.empty() || answer[0] != '\1') throw core::DataError(answer.empty() ? id + ": the decoder answered nothing" : answer.substr(1));
+// The image an answer describes, its pixels (the bulk part) copied once into it.
+InputImage image_from(const std::string& answer, const char* pixels, size_t size, const std::string& id) {
   InputImage image;
   image.file.id = id;
   size_t at = 1;
@@ -115,52 +99,83 @@ InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const
   } catch (const nlohmann::json::exception&) {
     throw core::DataError("a damaged message between pneumo and its decoder");
   }
-  if (rows <= 0 || columns <= 0 || answer.size() - at != static_cast<size_t>(rows) * static_cast<size_t>(columns))
+  if (rows <= 0 || columns <= 0 || size != static_cast<size_t>(rows) * static_cast<size_t>(columns))
     throw core::DataError("a damaged message between pneumo and its decoder");
   image.pixels.create(rows, columns, CV_8UC1);
-  std::memcpy(image.pixels.data, answer.data() + at, image.pixels.total());
+  std::memcpy(image.pixels.data, pixels, size);
   return image;
+}
+
+}  // namespace
+
+UploadDecoder::UploadDecoder(std::string program, int workers, double timeout_s)
+    : pool_(std::move(program), {"decode-worker"}, workers, timeout_s, "the decoder") {}
+
+InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const std::string& window) {
+  std::string request(1, kUpload);
+  append(request, static_cast<uint32_t>(id.size()));
+  request += id;
+  append(request, static_cast<uint32_t>(window.size()));
+  request += window;
+  request += bytes;
+  std::optional<InputImage> image;
+  std::string answer;
+  try {
+    answer = pool_.call(request, id, [&](const std::string& message, const char* pixels, size_t size) {
+      if (!message.empty() && message[0] == '\1') image = image_from(message, pixels, size, id);
+    });
+  } catch (const core::DataError& e) {
+    throw core::DataError(fmt::format("{}; refused", e.what()));
+  }
+  if (answer.empty() || answer[0] != '\1') throw core::DataError(answer.empty() ? id + ": the decoder answered nothing" : answer.substr(1));
+  if (!image) throw core::DataError(id + ": the decoder answered without the image");
+  return std::move(*image);
 }
 
 bool is_upload_request(const std::string& request) { return !request.empty() && request[0] == kUpload; }
 
-std::string answer_upload_request(const std::string& request) {
+data::WorkerAnswer answer_upload_request(const std::string& request) {
+  data::WorkerAnswer answer;
   try {
     size_t at = 1;
     const std::string id = take_text(request, at);
     const std::string window = take_text(request, at);
     const InputImage image = decode_input(request.substr(at), id, window);
-    const cv::Mat pixels = image.pixels.isContinuous() ? image.pixels : image.pixels.clone();
-    std::string answer(1, '\1');
-    append(answer, static_cast<int32_t>(pixels.rows));
-    append(answer, static_cast<int32_t>(pixels.cols));
+    answer.bulk = image.pixels.isContinuous() ? image.pixels : image.pixels.clone();
+    answer.message = std::string(1, '\1');
+    append(answer.message, static_cast<int32_t>(answer.bulk.rows));
+    append(answer.message, static_cast<int32_t>(answer.bulk.cols));
     for (int k = 0; k < 2; ++k) {
-      append(answer, static_cast<uint8_t>(image.pixel_spacing_mm[k] ? 1 : 0));
-      append(answer, image.pixel_spacing_mm[k].value_or(0.0));
+      append(answer.message, static_cast<uint8_t>(image.pixel_spacing_mm[k] ? 1 : 0));
+      append(answer.message, image.pixel_spacing_mm[k].value_or(0.0));
     }
     const std::string facts = facts_to_json(image.facts);
-    append(answer, static_cast<uint32_t>(facts.size()));
-    answer += facts;
-    answer.append(reinterpret_cast<const char*>(pixels.data), pixels.total());
-    return answer;
+    append(answer.message, static_cast<uint32_t>(facts.size()));
+    answer.message += facts;
   } catch (const core::Error& e) {
-    return std::string(1, '\0') + e.what();
+    answer.bulk.release();
+    answer.message = std::string(1, '\0') + e.what();
   }
+  return answer;
 }
 
 int run_decode_worker() {
   ::signal(SIGPIPE, SIG_DFL);
   data::set_dicom_isolation({});  // a worker decodes in its own process
-  // A test seam: requests starting with this text after their kind byte and id make the worker
-  // abort, as GDCM can.
+  // A test seam: requests holding this text make the worker abort, as GDCM can.
   const char* abort_prefix = std::getenv("PNEUMO_TEST_DECODER_ABORT_PREFIX");
+  data::WorkerChannel channel;
   std::string request;
-  while (data::read_message(STDIN_FILENO, request)) {
+  while (channel.read(request)) {
     if (abort_prefix != nullptr && *abort_prefix != '\0' && request.find(abort_prefix) != std::string::npos) std::abort();
-    const std::string answer = is_upload_request(request)       ? answer_upload_request(request)
-                               : data::is_dicom_request(request) ? data::answer_dicom_request(request)
-                                                                 : std::string(1, '\0') + "an unknown request";
-    if (!data::write_message(STDOUT_FILENO, answer)) return 0;
+    data::WorkerAnswer answer;
+    if (is_upload_request(request))
+      answer = answer_upload_request(request);
+    else if (data::is_dicom_request(request))
+      answer = data::answer_dicom_request(request);
+    else
+      answer.message = std::string(1, '\0') + "an unknown request";
+    if (!channel.write(answer)) return 0;
   }
   return 0;
 }

@@ -30,6 +30,6 @@ class UploadDecoder {
 
 // Whether a request is an upload's, and the worker's answer to it (never throws).
 bool is_upload_request(const std::string& request);
-std::string answer_upload_request(const std::string& request);
+data::WorkerAnswer answer_upload_request(const std::string& request);
 
 }  // namespace pneumo::infer

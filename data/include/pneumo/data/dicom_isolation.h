@@ -13,6 +13,8 @@
 
 #include <string>
 
+#include "pneumo/data/worker_pool.h"
+
 namespace pneumo::data {
 
 struct DicomIsolation {
@@ -32,6 +34,6 @@ int dicom_decoder_restarts();
 // The worker's side (`pneumo decode-worker`): whether a request is one of these, and its answer
 // (which carries the error, if any; it never throws).
 bool is_dicom_request(const std::string& request);
-std::string answer_dicom_request(const std::string& request);
+WorkerAnswer answer_dicom_request(const std::string& request);
 
 }  // namespace pneumo::data
