@@ -1,5 +1,7 @@
 #include "dicom_structure.h"
 
+#include "j2k_header.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -60,6 +62,9 @@ struct WalkResult {
   bool number_of_frames = false;
   bool frame_increment_pointer = false;
   bool pixel_data = false;  // (7FE0,0008/0009/0010) at the top level
+  int rows = 0, columns = 0, samples_per_pixel = 0;  // (0028,0010/0011/0002), 0 when absent
+  int bits_allocated = 0, bits_stored = 0;           // (0028,0100/0101), 0 when absent
+  std::string photometric;  // (0028,0004) without its padding
 };
 
 bool starts_with_item(const Cursor& c, uint32_t length) {
@@ -71,18 +76,34 @@ bool starts_with_item(const Cursor& c, uint32_t length) {
 
 constexpr int kMaxNesting = 64;
 
-// (0028,xxxx) attributes of the image pixel module that GDCM's image reader takes as US:
-// samples per pixel, image dimensions (retired), planar configuration, rows, columns, bits
-// allocated, bits stored, high bit, pixel representation.
-bool is_us_image_attribute(uint16_t element) {
-  switch (element) {
-    case 0x0002: case 0x0005: case 0x0006: case 0x0010: case 0x0011:
-    case 0x0100: case 0x0101: case 0x0102: case 0x0103:
-      return true;
-    default:
-      return false;
+// Attributes GDCM's image reader takes through gdcm::Attribute, which asserts (aborts the
+// process) when an explicit VR says otherwise: the image pixel module's US attributes (samples
+// per pixel, image dimensions (retired), planar configuration, rows, columns, bits allocated,
+// bits stored, high bit, pixel representation) and those a scan of every VR on every element
+// of SIIM and pydicom files found (tools/fuzz/dicom_mutations.py, 2026-12-04). The VR they
+// must have, or null.
+const char* required_vr(uint16_t group, uint16_t element) {
+  const uint32_t tag = static_cast<uint32_t>(group) << 16 | element;
+  switch (tag) {
+    case 0x00280002: case 0x00280005: case 0x00280006: case 0x00280010: case 0x00280011:
+    case 0x00280100: case 0x00280101: case 0x00280102: case 0x00280103:
+      return "US";
+    case 0x00180088:  // Spacing Between Slices
+    case 0x00200032:  // Image Position (Patient)
+    case 0x00200037:  // Image Orientation (Patient)
+    case 0x00280030:  // Pixel Spacing
+    case 0x00281052:  // Rescale Intercept
+    case 0x00281053:  // Rescale Slope
+      return "DS";
+    case 0x00280008: return "IS";  // Number of Frames
+    case 0x00282110: return "CS";  // Lossy Image Compression
+    default: return nullptr;
   }
 }
+
+constexpr const char* kRleLossless = "1.2.840.10008.1.2.5";
+
+bool is_jpeg_ls_syntax(const std::string& ts) { return ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81"; }
 
 bool is_jpeg_syntax(const std::string& ts) {  // the IJG-decoded ones: baseline, extended, lossless
   return ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" || ts == "1.2.840.10008.1.2.4.57" ||
@@ -93,7 +114,8 @@ bool is_jpeg_syntax(const std::string& ts) {  // the IJG-decoded ones: baseline,
 // abort the process (an assertion) when libjpeg warns while reading it, and on colour layouts
 // other than 1 or 3 components; those are refused here. Returns the problem, or empty (also
 // when the header continues past this fragment: not judged).
-std::string check_jpeg_header(std::string_view jpeg) {
+std::string check_jpeg_header(std::string_view jpeg, bool jpeg_ls, int rows, int columns, int samples,
+                              int bits_allocated) {
   const auto byte = [&](size_t i) { return static_cast<unsigned char>(jpeg[i]); };
   if (jpeg.size() < 4 || byte(0) != 0xFF || byte(1) != 0xD8) return "a JPEG fragment that does not start with SOI";
   size_t i = 2;
@@ -112,14 +134,29 @@ std::string check_jpeg_header(std::string_view jpeg) {
     if (length < 2) return "a JPEG marker segment with a length below 2";
     if (i + 2 + length > jpeg.size()) return {};  // continues in the next fragment
     const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-    if (frame) {
+    if (frame || marker == 0xF7) {  // SOFn, or JPEG-LS's SOF55
       if (length < 8) return "a JPEG frame header too short";
       const unsigned precision = byte(i + 4);  // GDCM's codec asserts (aborts) on other sample precisions
-      if (precision != 8 && precision != 12 && precision != 16)
+      if (!jpeg_ls && precision != 8 && precision != 12 && precision != 16)
         return fmt::format("a JPEG frame of {} bits per sample; expected 8, 12 or 16", precision);
+      if (jpeg_ls && (precision < 2 || precision > 16))
+        return fmt::format("a JPEG-LS frame of {} bits per sample; expected 2 to 16", precision);
+      // GDCM's JPEG-LS path asserts when the samples do not fill the declared bytes.
+      if (jpeg_ls && bits_allocated != 0 && bits_allocated != (precision <= 8 ? 8 : 16))
+        return fmt::format("a JPEG-LS frame of {} bits per sample where Bits Allocated (0028,0100) is {}; expected {}",
+                           precision, bits_allocated, precision <= 8 ? 8 : 16);
       const unsigned components = byte(i + 9);
       if (components != 1 && components != 3)
         return fmt::format("a JPEG frame with {} components; expected 1 (grey) or 3 (colour)", components);
+      // GDCM decodes into a buffer sized from the DICOM header and asserts when the stream's frame
+      // is larger (JPEG-LS; dicom_mutations.py found it); any difference is a damaged file.
+      const int height = byte(i + 5) << 8 | byte(i + 6), width = byte(i + 7) << 8 | byte(i + 8);
+      if ((rows > 0 && height != 0 && height != rows) || (columns > 0 && width != columns))
+        return fmt::format("a JPEG frame of {}x{} where the DICOM header says {}x{} (columns x rows)", width, height,
+                           columns, rows);
+      if (samples > 0 && static_cast<int>(components) != samples)
+        return fmt::format("a JPEG frame with {} components where the DICOM header says {} samples per pixel",
+                           components, samples);
     }
     if (marker == 0xE0 && length >= 16 && jpeg.compare(i + 4, 5, std::string_view("JFIF\0", 5)) == 0 && byte(i + 9) != 1)
       return fmt::format("a JFIF segment of version {}.{}; libjpeg warns on versions other than 1.x (and GDCM's "
@@ -146,22 +183,81 @@ struct Element {
 
 // Values of the image pixel module GDCM asserts on (aborting the process) when they are not
 // what DICOM allows; each is refused with the rule's message.
+enum class Syntaxes { kAll, kJpeg, kJpeg2000OrLs, kRle };
+
+bool is_jpeg2000_or_ls_syntax(const std::string& ts) { return is_j2k_syntax(ts) || is_jpeg_ls_syntax(ts); }
+
 struct ValueRule {
-  uint16_t element;  // (0028,element), US
-  bool jpeg_only;    // applies only with a JPEG transfer syntax
+  uint16_t element;    // (0028,element), US
+  Syntaxes syntaxes;   // the transfer syntaxes it applies to
   bool (*accepts)(uint16_t value);
   const char* message;  // with {} for the value
 };
 
 const ValueRule kPixelModuleRules[] = {
-    {0x0002, false, [](uint16_t v) { return v == 1 || v == 3 || v == 4; },
+    {0x0002, Syntaxes::kAll, [](uint16_t v) { return v == 1 || v == 3 || v == 4; },
      "Samples per Pixel (0028,0002) is {}; expected 1, 3 or 4"},
-    {0x0100, false, [](uint16_t v) { return v == 1 || (v != 0 && v % 8 == 0 && v <= 64); },
+    {0x0100, Syntaxes::kAll, [](uint16_t v) { return v == 1 || (v != 0 && v % 8 == 0 && v <= 64); },
      "Bits Allocated (0028,0100) is {}; expected 1 or a multiple of 8 up to 64"},
-    {0x0100, true, [](uint16_t v) { return v == 8 || v == 16; },
+    {0x0100, Syntaxes::kJpeg, [](uint16_t v) { return v == 8 || v == 16; },
      "Bits Allocated (0028,0100) is {} with JPEG pixel data; expected 8 or 16"},
-    {0x0006, false, [](uint16_t v) { return v <= 1; }, "Planar Configuration (0028,0006) is {}; expected 0 or 1"},
+    // GDCM's PixelFormat asserts on Bits Allocated 1 with JPEG 2000 (dicom_mutations.py found it).
+    {0x0100, Syntaxes::kJpeg2000OrLs, [](uint16_t v) { return v == 8 || v == 16; },
+     "Bits Allocated (0028,0100) is {} with JPEG 2000 or JPEG-LS pixel data; expected 8 or 16"},
+    // GDCM's RLE codec asserts on other sizes.
+    {0x0100, Syntaxes::kRle, [](uint16_t v) { return v == 8 || v == 16 || v == 32; },
+     "Bits Allocated (0028,0100) is {} with RLE pixel data; expected 8, 16 or 32"},
+    {0x0006, Syntaxes::kAll, [](uint16_t v) { return v <= 1; }, "Planar Configuration (0028,0006) is {}; expected 0 or 1"},
 };
+
+// The Photometric Interpretations pneumo decodes (PS3.3 C.7.6.3.1.2). GDCM asserts (aborts the
+// process) on PALETTE COLOR without its palette (tools/fuzz/dicom_mutations.py found it), and
+// pneumo would read a palette image's indices as grey levels anyway.
+bool is_supported_photometric(const std::string& p) {
+  static const char* const kSupported[] = {"MONOCHROME1", "MONOCHROME2", "RGB",     "YBR_FULL",
+                                           "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"};
+  for (const char* s : kSupported)
+    if (p == s) return true;
+  return false;
+}
+
+// What the data set as a whole must be, beyond its elements' structure.
+std::string check_data_set(const WalkResult& r) {
+  // GDCM's image reader aborts (an assertion) on some data sets without pixel data.
+  if (!r.pixel_data) return "has no pixel data (7FE0,0010); expected a DICOM image";
+  if (r.frame_increment_pointer && !r.number_of_frames)
+    return "has a Frame Increment Pointer (0028,0009) but no Number of Frames (0028,0008); "
+           "expected both or neither";
+  if (!r.photometric.empty() && !is_supported_photometric(r.photometric))
+    return fmt::format("has the Photometric Interpretation (0028,0004) '{}'; pneumo reads MONOCHROME1, MONOCHROME2, "
+                       "RGB and the YBR ones (chest radiographs are MONOCHROME1/2)",
+                       r.photometric);
+  // PS3.3 C.7.6.3.1.2. GDCM takes the samples from the photometric interpretation in places and
+  // from (0028,0002) in others; its JPEG 2000 codec asserts when they differ.
+  const int samples = r.photometric.rfind("MONOCHROME", 0) == 0 ? 1 : 3;
+  if (!r.photometric.empty() && r.samples_per_pixel != 0 && r.samples_per_pixel != samples)
+    return fmt::format("has {} Samples per Pixel (0028,0002) with the Photometric Interpretation {}; expected {}",
+                       r.samples_per_pixel, r.photometric, samples);
+  // PS3.5 8.2: YBR_FULL_422 is for native and JPEG pixel data; GDCM's RLE codec asserts on it.
+  if (r.photometric == "YBR_FULL_422" && (r.transfer_syntax == kRleLossless || is_jpeg2000_or_ls_syntax(r.transfer_syntax)))
+    return fmt::format("has the Photometric Interpretation YBR_FULL_422 with the transfer syntax {}; YBR_FULL_422 is "
+                       "for native and JPEG pixel data",
+                       r.transfer_syntax);
+  if (r.bits_stored != 0 && r.bits_allocated != 0 && r.bits_stored > r.bits_allocated)
+    return fmt::format("has Bits Stored (0028,0101) {} above Bits Allocated (0028,0100) {}", r.bits_stored,
+                       r.bits_allocated);
+  // GDCM clears bits above Bits Stored only in 8- and 16-bit samples and asserts on others.
+  if (r.bits_allocated > 16 && r.bits_stored != 0 && r.bits_stored != r.bits_allocated)
+    return fmt::format("has Bits Stored (0028,0101) {} in samples of {} bits; pneumo reads samples of more than 16 bits "
+                       "only when Bits Stored equals Bits Allocated",
+                       r.bits_stored, r.bits_allocated);
+  // GDCM's codecs assert that colour samples fill their bits (dicom_mutations.py found it).
+  if (r.samples_per_pixel == 3 && r.bits_stored != 0 && r.bits_allocated != 0 && r.bits_stored != r.bits_allocated)
+    return fmt::format("has colour samples of {} bits stored in {}; expected Bits Stored (0028,0101) equal to Bits "
+                       "Allocated (0028,0100) for colour",
+                       r.bits_stored, r.bits_allocated);
+  return {};
+}
 
 // Walks elements from the cursor to `end`. Top-level tags of interest are noted. The values of
 // sequences and items with a defined length are walked too (`nesting` deep), so that no length
@@ -191,6 +287,7 @@ class Walker {
       if (next == Next::kStop) return;
       if (next == Next::kNextElement) continue;
       note_top_level(e);
+      if (!check_vr(e)) return;
       if (e.length == kUndefinedLength) {
         if (!open_undefined(e)) return;
         continue;
@@ -247,10 +344,17 @@ class Walker {
     return Next::kValue;
   }
 
-  // The first fragment after the offset table starts the first frame's JPEG stream.
+  // The first fragment after the offset table starts the first frame's JPEG or JPEG 2000 stream.
   bool check_first_frame(const Element& e) {
-    if (!is_jpeg_syntax(result_.transfer_syntax) || !c_.has(e.length) || e.length > end_ - c_.offset) return true;
-    if (const std::string problem = check_jpeg_header(c_.bytes.substr(c_.offset, e.length)); !problem.empty()) {
+    const std::string& ts = result_.transfer_syntax;
+    const bool jpeg = is_jpeg_syntax(ts), jpeg_ls = is_jpeg_ls_syntax(ts), j2k = is_j2k_syntax(ts);
+    if ((!jpeg && !jpeg_ls && !j2k) || !c_.has(e.length) || e.length > end_ - c_.offset) return true;
+    const std::string_view frame = c_.bytes.substr(c_.offset, e.length);
+    const std::string problem =
+        j2k ? check_j2k_header(frame, {result_.rows, result_.columns, result_.samples_per_pixel})
+            : check_jpeg_header(frame, jpeg_ls, result_.rows, result_.columns, result_.samples_per_pixel,
+                                result_.bits_allocated);
+    if (!problem.empty()) {
       fail(fmt::format("pixel data at byte {}: {}", e.start, problem));
       return false;
     }
@@ -266,6 +370,12 @@ class Walker {
     c_.offset += 2;
     if (!is_vr(e.vr)) {
       fail(fmt::format("element ({:04X},{:04X}) at byte {} has no valid VR", e.group, e.element, e.start));
+      return Next::kStop;
+    }
+    if (e.group == 0x0002 && (e.vr_is("SQ") || e.vr_is("UN"))) {  // GDCM's meta reader asserts
+      fail(fmt::format("file meta element (0002,{:04X}) at byte {} has VR {}{}; the file meta information has no "
+                       "sequences or unknown VRs",
+                       e.element, e.start, e.vr[0], e.vr[1]));
       return Next::kStop;
     }
     if (!has_long_length(e.vr)) {
@@ -305,6 +415,34 @@ class Walker {
     return true;
   }
 
+  // The VR of an element GDCM reads with a fixed VR (required_vr), whatever its length.
+  bool check_vr(const Element& e) {
+    if (!explicit_vr_ || !top_level()) return true;
+    // UN (a writer's unknown VR, as in pydicom's rtdose_rle.dcm) GDCM reads by its dictionary,
+    // except for the US attributes.
+    if (const char* vr = required_vr(e.group, e.element); vr != nullptr && !e.vr_is(vr) &&
+                                                           !(e.vr_is("UN") && std::strcmp(vr, "US") != 0)) {
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has VR {}{}; expected {}", e.group, e.element, e.start,
+                       e.vr[0], e.vr[1], vr));
+      return false;
+    }
+    if (vr_is_us(e) && e.length != 2) {  // gdcm::Attribute asserts on a second value too
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has {} bytes; expected one US value (2 bytes)", e.group,
+                       e.element, e.start, e.length));
+      return false;
+    }
+    if (e.is(0x7FE0, 0x0010) && !(e.vr_is("OB") || e.vr_is("OW") || e.vr_is("UN"))) {
+      fail(fmt::format("Pixel Data (7FE0,0010) at byte {} has VR {}{}; expected OB or OW", e.start, e.vr[0], e.vr[1]));
+      return false;
+    }
+    return true;
+  }
+
+  static bool vr_is_us(const Element& e) {
+    const char* vr = required_vr(e.group, e.element);
+    return vr != nullptr && std::strcmp(vr, "US") == 0;
+  }
+
   // A value of defined length: it fits its container, and what GDCM asserts on is refused.
   bool check_value(const Element& e) {
     if (!c_.has(e.length) || e.length > end_ - c_.offset) {
@@ -318,12 +456,6 @@ class Walker {
       result_.meta_group_end = c_.offset + 4 + value.u32();
       result_.meta_group_length_at = c_.offset;
     }
-    // GDCM reads the image's US attributes through gdcm::Attribute, which asserts when an
-    // explicit VR says otherwise.
-    if (explicit_vr_ && top_level() && e.group == 0x0028 && is_us_image_attribute(e.element) && !e.vr_is("US")) {
-      fail(fmt::format("element (0028,{:04X}) at byte {} has VR {}{}; expected US", e.element, e.start, e.vr[0], e.vr[1]));
-      return false;
-    }
     // GDCM asserts that a sequence item's elements add up to an even length; DICOM values have
     // even lengths.
     const bool inside_item = (nesting_ > 0 && !sequence_value_) || (!open_.empty() && !open_.back());
@@ -334,6 +466,7 @@ class Walker {
       return false;
     }
     if (top_level() && e.group == 0x0028 && e.length == 2 && !check_pixel_module_value(e)) return false;
+    if (top_level() && e.is(0x0028, 0x0004)) note_photometric(e);
     if (e.is(0x0002, 0x0010)) note_transfer_syntax(e);
     return true;
   }
@@ -341,14 +474,31 @@ class Walker {
   bool check_pixel_module_value(const Element& e) {
     Cursor value = c_;
     const uint16_t v = value.u16();
+    if (e.element == 0x0010) result_.rows = v;
+    if (e.element == 0x0011) result_.columns = v;
+    if (e.element == 0x0002) result_.samples_per_pixel = v;
+    if (e.element == 0x0100) result_.bits_allocated = v;
+    if (e.element == 0x0101) result_.bits_stored = v;
     for (const ValueRule& rule : kPixelModuleRules) {
-      if (rule.element != e.element || (rule.jpeg_only && !is_jpeg_syntax(result_.transfer_syntax))) continue;
+      const std::string& ts = result_.transfer_syntax;
+      const bool applies = rule.syntaxes == Syntaxes::kAll ||
+                           (rule.syntaxes == Syntaxes::kJpeg && is_jpeg_syntax(ts)) ||
+                           (rule.syntaxes == Syntaxes::kJpeg2000OrLs && is_jpeg2000_or_ls_syntax(ts)) ||
+                           (rule.syntaxes == Syntaxes::kRle && ts == kRleLossless);
+      if (rule.element != e.element || !applies) continue;
       if (!rule.accepts(v)) {
         fail(fmt::format(fmt::runtime(rule.message), v));
         return false;
       }
     }
     return true;
+  }
+
+  void note_photometric(const Element& e) {
+    std::string value(c_.bytes.substr(c_.offset, e.length));
+    while (!value.empty() && (value.back() == '\0' || value.back() == ' ')) value.pop_back();
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    result_.photometric = value;
   }
 
   void note_transfer_syntax(const Element& e) {
@@ -433,7 +583,7 @@ std::string check_structure(std::string_view bytes, StructureCheck& check) {
     WalkResult data_set;
     walk(d, inflated.size(), /*explicit_vr=*/true, data_set, /*meta_only=*/false);
     if (!data_set.error.empty()) return "deflated data set: " + data_set.error;
-    return data_set.pixel_data ? std::string() : "has no pixel data (7FE0,0010); expected a DICOM image";
+    return check_data_set(data_set);
   }
   bool explicit_vr = ts != kImplicitLittleEndian;
   c.big_endian = ts == "1.2.840.10008.1.2.2";
@@ -445,12 +595,7 @@ std::string check_structure(std::string_view bytes, StructureCheck& check) {
   }
   walk(c, bytes.size(), explicit_vr, result, /*meta_only=*/false);
   if (!result.error.empty()) return result.error;
-  // GDCM's image reader aborts (an assertion) on some data sets without pixel data.
-  if (!result.pixel_data) return "has no pixel data (7FE0,0010); expected a DICOM image";
-  if (result.frame_increment_pointer && !result.number_of_frames)
-    return "has a Frame Increment Pointer (0028,0009) but no Number of Frames (0028,0008); "
-           "expected both or neither";
-  return {};
+  return check_data_set(result);
 }
 
 }  // namespace
