@@ -3,7 +3,12 @@
 # and libFuzzer instrumentation into build-sanitize/, runs test suites under the sanitizers,
 # then each fuzz target for a bounded time on its seed corpus.
 #
-#   tools/sanitize.sh [--fuzz-seconds N] [--suites "test_core test_data ..."] [--no-tests]
+#   tools/sanitize.sh [--fuzz-seconds N] [--fuzz-runs N] [--suites "test_core test_data ..."] [--no-tests]
+#
+# Fuzzing to depth (the README's reliability table): `tools/sanitize.sh --no-tests
+# --fuzz-runs 1000000 --fuzz-seconds 14400` runs each target until a million executions (or the
+# time) one after another, and writes each one's executions, time and result to
+# build-sanitize/fuzz-depth.md.
 #
 # Seeds: tests/fuzz/corpus/<target>/ (small files made by pneumo), plus, when present, the
 # real SIIM DICOMs in ../shared/data/siim and pydicom's test files. New inputs the fuzzers
@@ -11,14 +16,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz_seconds=60
+fuzz_runs=""
 suites="test_core test_data test_augment test_models test_train test_infer"
 run_tests=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --fuzz-seconds) fuzz_seconds="$2"; shift 2 ;;
+    --fuzz-runs) fuzz_runs="$2"; shift 2 ;;
     --suites) suites="$2"; shift 2 ;;
     --no-tests) run_tests=0; shift ;;
-    *) echo "usage: $0 [--fuzz-seconds N] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--fuzz-seconds N] [--fuzz-runs N] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
   esac
 done
 
@@ -51,8 +58,15 @@ if [ "$run_tests" = 1 ]; then
   done
 fi
 
-echo "== fuzzing, ${fuzz_seconds}s per target"
+echo "== fuzzing, ${fuzz_seconds}s${fuzz_runs:+ or $fuzz_runs executions} per target"
 mkdir -p "$build/findings"
+depth="$build/fuzz-depth.md"
+{
+  echo "| target | date | CPU | executions | seconds | executions/s | result |"
+  echo "| --- | --- | --- | ---: | ---: | ---: | --- |"
+} > "$depth"
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+isa=$(grep -o -w -E 'avx512_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
 for target in "${targets[@]}"; do
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"
@@ -78,7 +92,16 @@ for target in "${targets[@]}"; do
   for s in "${seeds[@]}"; do
     find "$s" -type f -size -300k \( "${patterns[@]}" \) | sort | head -n 60 | xargs -r cp -t "$seed_dir" 2>/dev/null || true
   done
+  if [ "$target" = fuzz_dicom ] && [ -x "$root/.venv/bin/python" ]; then
+    # Element-aware mutations reach past the header into fragments and codestreams, where
+    # byte-level mutation of whole files rarely gets.
+    find "$seed_dir" -name '*.dcm' -size -300k | sort | head -n 40 |
+      xargs -r "$root/.venv/bin/python" "$root/tools/fuzz/dicom_mutations.py" --out "$seed_dir" --count 400 --seed 1 \
+        > /dev/null || true
+  fi
   echo "-- $target: $(find "$seed_dir" -type f | wc -l) seed files"
+  # (-timeout: OpenJPEG decodes some mutated JPEG 2000 files in 0.8 s normally and over 10 s
+  # under AddressSanitizer, which intercepts its allocations.)
   # Inputs earlier runs found problems with, kept as regression tests: each must now pass.
   regressions="$root/tests/fuzz/regressions/${target#fuzz_}"
   if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
@@ -88,8 +111,11 @@ for target in "${targets[@]}"; do
     fi
   fi
   log="$build/findings/$target.log"
+  started=$SECONDS
+  result="clean"
   if (cd "$build/findings" && "$build/bin/$target" "$corpus" "$seed_dir" -max_total_time="$fuzz_seconds" \
-        -timeout=10 -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 > "$log" 2>&1); then
+        ${fuzz_runs:+-runs="$fuzz_runs"} -timeout=30 -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 \
+        > "$log" 2>&1); then
     grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb" "$log" | sed "s/^/   /"
   elif grep -q "Assertion .* failed" "$log" && grep -q "gdcm" "$log"; then
     # A known, still open class of finding: Debian's GDCM (built with assertions) aborts on
@@ -98,10 +124,18 @@ for target in "${targets[@]}"; do
     echo "sanitize: $target: a GDCM assertion abort (known open class, tests/fuzz/open/README.md):" >&2
     grep -m1 "Assertion .* failed" "$log" | sed "s/^/   /" >&2
     grep -E "stat::number_of_executed_units" "$log" | sed "s/^/   /"
+    result="GDCM assertion abort (see $log)"
   else
     echo "sanitize: $target found a problem; see $log and the crash-* file in $build/findings" >&2
     tail -40 "$log" >&2
     status=1
+    result="finding (see $log)"
   fi
+  seconds=$((SECONDS - started))
+  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  executions=${executions:-$(grep -o -E '^#[0-9]+' "$log" | tail -1 | tr -d '#')}
+  echo "| $target | $(date -u +%F) | $cpu ($isa) | ${executions:-0} | $seconds | $(( ${executions:-0} / (seconds > 0 ? seconds : 1) )) | $result |" >> "$depth"
 done
+echo "== fuzzing depth ($depth)"
+cat "$depth"
 exit $status

@@ -89,6 +89,8 @@ const char* required_vr(uint16_t group, uint16_t element) {
     case 0x00280100: case 0x00280101: case 0x00280102: case 0x00280103:
       return "US";
     case 0x00180088:  // Spacing Between Slices
+    case 0x00181164:  // Imager Pixel Spacing (CR, DX, MG: GDCM's spacing by SOP class)
+    case 0x00182010:  // Nominal Scanned Pixel Spacing (Secondary Capture; found by fuzz_upload)
     case 0x00200032:  // Image Position (Patient)
     case 0x00200037:  // Image Orientation (Patient)
     case 0x00280030:  // Pixel Spacing
@@ -96,6 +98,7 @@ const char* required_vr(uint16_t group, uint16_t element) {
     case 0x00281053:  // Rescale Slope
       return "DS";
     case 0x00280008: return "IS";  // Number of Frames
+    case 0x00280009: return "AT";  // Frame Increment Pointer
     case 0x00282110: return "CS";  // Lossy Image Compression
     default: return nullptr;
   }

@@ -58,6 +58,10 @@ std::optional<Calibration> resolve_calibration(const std::vector<Member>& member
 Predictor load_predictor(const EnsembleOptions& options) {
   const c10::Device device = core::resolve_device(core::parse_device(options.device));
   std::vector<Member> members = load_members(options.models, options.members, options.overrides, device);
+  // Threads as train sets them: the run's runtime.threads, else one per core on the CPU.
+  const int threads = members.front().config.runtime.threads;
+  core::configure_threads(threads > 0 ? threads
+                                      : core::plan_threads(core::hardware_threads(), 1, device.is_cuda()).intra_op);
   const PostprocessSection postprocess = resolve_postprocess(members, options.postprocess);
   std::optional<Calibration> calibration = resolve_calibration(members, options);
   PredictorOptions predictor_options;

@@ -28,6 +28,15 @@ std::pair<torch::Tensor, torch::Tensor> run_script(torch::jit::Module& script, c
   return {out->elements()[0].toTensor(), out->elements()[1].toTensor()};
 }
 
+// Images [from, from + n) of a network's outputs.
+models::ModelOutput first_or_second_half(const models::ModelOutput& out, int64_t from, int64_t n) {
+  models::ModelOutput part;
+  if (out.masks.defined()) part.masks = out.masks.narrow(0, from, n);
+  if (out.logits.defined()) part.logits = out.logits.narrow(0, from, n);
+  for (const torch::Tensor& t : out.extra_masks) part.extra_masks.push_back(t.narrow(0, from, n));
+  return part;
+}
+
 // A network member's input: normalised as it was trained, on the device, NHWC when asked.
 torch::Tensor network_input(const Member& m, const std::vector<cv::Mat>& images, const c10::Device& device,
                             bool channels_last) {
@@ -244,11 +253,11 @@ void Predictor::add_exported_member(size_t k, const std::vector<cv::Mat>& images
     std::vector<torch::Tensor> out = (*graphs_[k])(input);
     return std::make_pair(out[0], out[1]);
   };
-  auto [mask, image_probability] = run(x);
+  // Flip TTA: the mirrored copies go through the network in the same batch as the originals.
+  auto [mask, image_probability] = run(options_.hflip ? torch::cat({x, x.flip({3})}) : x);
   if (options_.hflip) {
-    const auto [mirrored_mask, mirrored_probability] = run(x.flip({3}));
-    if (m.segmenter) mask = (mask + mirrored_mask.flip({3})) / 2;
-    image_probability = (image_probability + mirrored_probability) / 2;
+    if (m.segmenter) mask = (mask.narrow(0, 0, n) + mask.narrow(0, n, n).flip({3})) / 2;
+    image_probability = (image_probability.narrow(0, 0, n) + image_probability.narrow(0, n, n)) / 2;
   }
   if (m.segmenter) sums.add_pixels(mask.select(1, 0), m.weight);
   if (m.script_gate) sums.add_image(image_probability, m.weight, false);
@@ -266,9 +275,14 @@ void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images,
     out.logits = flat[1];
     return out;
   };
-  const models::ModelOutput out = run(x);
+  // Flip TTA: the mirrored copies go through the network in the same batch as the originals.
+  models::ModelOutput out = run(options_.hflip ? torch::cat({x, x.flip({3})}) : x);
   std::optional<models::ModelOutput> mirrored;
-  if (options_.hflip) mirrored = run(x.flip({3}));
+  if (options_.hflip) {
+    const int64_t n = x.size(0);
+    mirrored = first_or_second_half(out, n, n);
+    out = first_or_second_half(out, 0, n);
+  }
   if (m.segmenter) {
     torch::Tensor p = torch::sigmoid(out.masks.select(1, 0));
     if (mirrored) p = (p + torch::sigmoid(mirrored->masks.select(1, 0)).flip({2})) / 2;
@@ -341,13 +355,22 @@ struct ReadBatch {
 };
 }  // namespace
 
+int64_t default_batch_size(const Predictor& predictor) {
+  if (predictor.device().is_cuda()) return 8;
+  int64_t size = 1;
+  for (const Member& m : predictor.members()) size = std::max<int64_t>(size, m.config.data.size);
+  return std::clamp<int64_t>(int64_t{4} * 512 * 512 / (size * size), 1, 8);
+}
+
 void run_predictor(const Predictor& predictor, const std::vector<InputFile>& inputs, const RunOptions& options,
                    const std::function<void(Prediction&)>& on_prediction,
                    const std::function<void(const InputFile&, const std::string&)>& on_failure,
                    const std::function<void(const InputImage&, const data::GateDecision&)>& on_refused) {
   if (options.gate && !on_refused) throw core::Error("run_predictor: a gate needs somewhere to send refused inputs");
   if (options.batch_size < 0) throw core::UsageError(fmt::format("batch size {}: expected >= 0", options.batch_size));
-  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : predictor.device().is_cuda() ? 8 : 1;
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : default_batch_size(predictor);
+  core::log::info("{}: {} CPU thread(s), batches of {}{}", options.progress_label, at::get_num_threads(), batch_size,
+                  options.batch_size > 0 ? "" : " (the default for this model and device; --batch-size sets it)");
   const auto total = static_cast<int64_t>(inputs.size());
   const int64_t batches = (total + batch_size - 1) / batch_size;
   core::OrderedWorkers<ReadBatch> reader(batches, options.workers, options.prefetch, [&](int64_t b) {

@@ -469,6 +469,10 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
       {"CT_small.dcm", "e = ds['ImagePositionPatient']; v = [str(x) for x in e.value]; e.VR = 'CS'; e.value = v",
        "(0020,0032) at byte"},
       {"MR_small.dcm", "ds.Rows = [64, 64]", "expected one US value"},
+      {"MR_small.dcm",
+       "ds.SOPClassUID = '1.2.840.10008.5.1.4.1.1.1'; ds.ImagerPixelSpacing = [0.5, 0.5]\n"
+       "e = ds['ImagerPixelSpacing']; e.VR = 'CS'; e.value = ['0.5', '0.5']",
+       "(0018,1164) at byte"},
       {"MR_small.dcm", "ds.PhotometricInterpretation = 'PALETTE COLOR'", "'PALETTE COLOR'"},
   };
   TempDir dir;

@@ -184,6 +184,31 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
     cv::flip(out[1].probability, back, 1);
     CHECK(cv::norm(back, out[0].probability, cv::NORM_INF) < 1e-5);
     CHECK(*out[1].image_probability == Approx(*out[0].image_probability).epsilon(1e-5));
+    // The mirrored copies run in the same batch as the originals: the answer is the mean of the
+    // plain predictor's answers on the image and on its mirror.
+    infer::Predictor plain(infer::load_members({{ca, 1.0}}, "best", {}, cpu), {}, {}, cpu);
+    std::vector<infer::PreparedInput> one, other;
+    one.push_back(plain.prepare(image));
+    other.push_back(plain.prepare(mirrored));
+    const auto p = plain.predict(std::move(one)), q = plain.predict(std::move(other));
+    cv::Mat q_back;
+    cv::flip(q[0].probability, q_back, 1);
+    CHECK(cv::norm((p[0].probability + q_back) / 2, out[0].probability, cv::NORM_INF) < 1e-5);
+    CHECK(*out[0].image_probability ==
+          Approx((*p[0].image_probability + *q[0].image_probability) / 2).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("the default batch on the CPU holds about a million input pixels, at most 8 images") {
+  pneumo::testing::TempDir dir;
+  const c10::Device cpu(c10::kCPU);
+  for (const auto& [size, batch] : std::vector<std::pair<int, int64_t>>{{64, 8}, {256, 8}, {512, 4}, {768, 1}, {1024, 1}}) {
+    INFO(size);
+    testing::ModelRecipe recipe;
+    recipe.size = size;
+    const fs::path model = testing::write_random_checkpoint(dir / fmt::format("m{}/best.ckpt", size), recipe);
+    const infer::Predictor predictor(infer::load_members({{model, 1.0}}, "best", {}, cpu), {}, {}, cpu);
+    CHECK(infer::default_batch_size(predictor) == batch);
   }
 }
 

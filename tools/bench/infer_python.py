@@ -14,6 +14,7 @@ prints one JSON line: {"latency_ms": ..., "images_per_second": ..., "peak_rss_mb
                        "anchors": [{"name", "latency_ms", "images_per_second", "max_abs_diff"} or
                                    {"name", "skipped"}]}   (max_abs_diff relative, as above)
 """
+import contextlib
 import json
 import os
 import resource
@@ -88,7 +89,8 @@ def compiled_network(model, x):
 
 
 def export_onnx(model, x, path):
-    with warnings.catch_warnings():
+    # The exporter prints its progress ("[torch.onnx] ...") on stdout, where the JSON result goes.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.from_numpy(x),), path, input_names=["image"], output_names=["logits"],
                           dynamo=True, optimize=True)

@@ -36,7 +36,7 @@ void add_set_options(CLI::App& cmd, SetOptions& o) {
   cmd.add_option("--masks", o.masks, "instead of --labels: a folder of <ImageId>.png masks for the images of --images");
   cmd.add_option("--images", o.images, "the folder holding the label CSV's (or masks', or table's) images");
   cmd.add_flag("--tta", o.hflip, "test-time augmentation: average with the horizontally flipped image");
-  cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
+  cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 8 on a GPU; on the CPU about a million input pixels, at most 8)")->check(CLI::Range(0, 4096));
   cmd.add_option("--workers", o.workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
 }

@@ -84,7 +84,7 @@ void setup_predict(CLI::App& app) {
                 "with --dicom-out, also a Secondary Capture <id>.sc.dcm with the overlay burned in");
   cmd->add_flag("--no-masks", options->no_masks, "do not write masks/<id>.png");
   cmd->add_flag("--no-overlays", options->no_overlays, "do not write overlays/<id>.png");
-  cmd->add_option("--batch-size", options->batch_size, "images per forward pass (0: 1 on the CPU, 8 on a GPU)")->check(CLI::Range(0, 4096));
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass (0: 8 on a GPU; on the CPU about a million input pixels, at most 8)")->check(CLI::Range(0, 4096));
   cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", options->cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");

@@ -21,7 +21,7 @@ struct LabelledRunOptions : EnsembleOptions {
   std::filesystem::path labels, images;  // empty: the first model's run validation fold
   std::filesystem::path masks;              // or a mask folder (mask_folder_set) with images
   std::filesystem::path table, split_list;  // or an image-level class table (class_set) with images
-  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
+  int batch_size = 0, workers = 2;  // batch 0: default_batch_size (predictor.h)
 };
 
 // One image's ground truth: its mask at the image's own size (empty for a class table), and

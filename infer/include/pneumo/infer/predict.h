@@ -65,7 +65,7 @@ struct PredictOptions : EnsembleOptions {
   bool masks = true, overlays = true;
   std::filesystem::path dicom_out;  // DICOM Segmentations of DICOM inputs go here (empty: none)
   bool dicom_overlay = false;       // and Secondary Captures of the overlays
-  int batch_size = 0, workers = 2;  // batch 0: 1 on the CPU, 8 on a GPU
+  int batch_size = 0, workers = 2;  // batch 0: default_batch_size (predictor.h)
   std::optional<ExplainOptions> explain;  // explanations/<id>.png
 };
 

@@ -123,8 +123,15 @@ class Predictor {
 
 namespace pneumo::infer {
 
+// The batch run_predictor uses when none is given. On a GPU, 8. On the CPU, as many images as
+// make about a million input pixels, at most 8 (8 at 256x256 and below, 4 at 512, 1 at 1024):
+// bench_infer on 2 cores (2026-12-04, U-Net/ResNet34) ran batches of 4 at 1.27x the images/s of
+// one at a time at 256 px and 1.12x at 512, and the demo's predict (3 members at 128 px) ran
+// batches of 8 at 1.38x; larger batches add memory, not speed.
+int64_t default_batch_size(const Predictor& predictor);
+
 struct RunOptions {
-  int batch_size = 0;  // 0: 1 on the CPU (fastest with 2 cores, measured), 8 on a GPU
+  int batch_size = 0;  // 0: default_batch_size
   int workers = 2;   // threads reading and resizing inputs ahead of the models
   int prefetch = 4;  // batches read ahead
   std::string progress_label = "predict";
