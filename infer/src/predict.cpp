@@ -67,6 +67,7 @@ Predictor load_predictor(const EnsembleOptions& options) {
   PredictorOptions predictor_options;
   predictor_options.hflip = options.hflip;
   predictor_options.cuda_graphs = options.cuda_graphs;
+  predictor_options.precision = options.precision;
   predictor_options.gate = !options.no_gate;
   return Predictor(std::move(members), postprocess, predictor_options, device, std::move(calibration));
 }

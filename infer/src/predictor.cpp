@@ -13,10 +13,12 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/core/ordered_workers.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/core/progress.h"
 #include "pneumo/data/loader.h"
 #include "pneumo/models/feature_tap.h"
 #include "pneumo/models/network.h"
+#include "pneumo/train/mixed_precision.h"
 
 namespace pneumo::infer {
 
@@ -26,6 +28,20 @@ namespace {
 std::pair<torch::Tensor, torch::Tensor> run_script(torch::jit::Module& script, const torch::Tensor& x) {
   const auto out = script.forward({x}).toTuple();
   return {out->elements()[0].toTensor(), out->elements()[1].toTensor()};
+}
+
+// Enters autocast for the predictor's reduced precision, if it has one, until `scope` ends.
+void enter_precision(std::optional<train::AutocastScope>& scope, const PredictorOptions& options,
+                     const c10::Device& device) {
+  if (options.precision == "bfloat16") scope.emplace(train::MixedPrecision{true, device.type(), at::kBFloat16});
+}
+
+// The outputs in float32 (bfloat16 under autocast).
+models::ModelOutput as_float32(models::ModelOutput out) {
+  if (out.masks.defined()) out.masks = out.masks.to(torch::kFloat32);
+  if (out.logits.defined()) out.logits = out.logits.to(torch::kFloat32);
+  for (torch::Tensor& t : out.extra_masks) t = t.to(torch::kFloat32);
+  return out;
 }
 
 // Images [from, from + n) of a network's outputs.
@@ -84,6 +100,11 @@ Predictor::Predictor(std::vector<Member> members, PostprocessSection postprocess
       calibration_(std::move(calibration)),
       device_(device) {
   if (members_.empty()) throw core::UsageError("an ensemble needs at least one model");
+  if (options_.precision != "float32" && options_.precision != "bfloat16")
+    throw core::UsageError(fmt::format("precision '{}': expected float32 or bfloat16", options_.precision));
+  if (options_.precision == "bfloat16" && !device_.is_cuda() && !core::cpu_has_bfloat16_instructions())
+    core::log::warn("bfloat16 inference: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so LibTorch "
+                    "emulates them and inference is likely slower than in float32");
   for (Member& m : members_) {
     if (options_.channels_last && m.network) models::use_channels_last(*m.network);
     const data::DataSection& d = m.config.data;
@@ -254,7 +275,11 @@ void Predictor::add_exported_member(size_t k, const std::vector<cv::Mat>& images
     return std::make_pair(out[0], out[1]);
   };
   // Flip TTA: the mirrored copies go through the network in the same batch as the originals.
+  std::optional<train::AutocastScope> autocast;
+  enter_precision(autocast, options_, device_);
   auto [mask, image_probability] = run(options_.hflip ? torch::cat({x, x.flip({3})}) : x);
+  mask = mask.to(torch::kFloat32);
+  image_probability = image_probability.to(torch::kFloat32);
   if (options_.hflip) {
     if (m.segmenter) mask = (mask.narrow(0, 0, n) + mask.narrow(0, n, n).flip({3})) / 2;
     image_probability = (image_probability.narrow(0, 0, n) + image_probability.narrow(0, n, n)) / 2;
@@ -276,7 +301,10 @@ void Predictor::add_network_member(size_t k, const std::vector<cv::Mat>& images,
     return out;
   };
   // Flip TTA: the mirrored copies go through the network in the same batch as the originals.
-  models::ModelOutput out = run(options_.hflip ? torch::cat({x, x.flip({3})}) : x);
+  std::optional<train::AutocastScope> autocast;
+  enter_precision(autocast, options_, device_);
+  models::ModelOutput out = as_float32(run(options_.hflip ? torch::cat({x, x.flip({3})}) : x));
+  autocast.reset();
   std::optional<models::ModelOutput> mirrored;
   if (options_.hflip) {
     const int64_t n = x.size(0);

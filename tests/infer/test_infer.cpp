@@ -199,6 +199,44 @@ TEST_CASE("the predictor averages members, mirrors for TTA and answers at the na
   }
 }
 
+TEST_CASE("bfloat16 inference agrees with float32, for networks and exported files, and a wrong precision is refused") {
+  pneumo::testing::TempDir dir;
+  write_demo(dir / "set", 4, 64);
+  const c10::Device cpu(c10::kCPU);
+  const fs::path model = testing::write_random_checkpoint(dir / "a/best.ckpt", {});
+  infer::ExportOptions exported;
+  exported.models = {{model, 1.0}};
+  exported.out = dir / "model.pt";
+  infer::export_torchscript(exported);
+  const auto inputs = infer::collect_inputs({dir / "set/dicom"});
+  for (const fs::path& source : {model, dir / "model.pt"}) {
+    INFO(source.string());
+    const auto run = [&](const std::string& precision) {
+      infer::PredictorOptions options;
+      options.precision = precision;
+      options.hflip = true;
+      infer::Predictor predictor(infer::load_members({{source, 1.0}}, "best", {}, cpu), {}, options, cpu);
+      std::vector<infer::PreparedInput> batch;
+      for (const auto& f : inputs) batch.push_back(predictor.prepare(infer::read_input(f, "none")));
+      return predictor.predict(std::move(batch));
+    };
+    const auto full = run("float32"), half = run("bfloat16");
+    REQUIRE(full.size() == half.size());
+    for (size_t i = 0; i < full.size(); ++i) {
+      CHECK(half[i].probability.type() == CV_32FC1);
+      // bfloat16 keeps 8 bits of mantissa: probabilities within a few hundredths, never garbage.
+      CHECK(cv::norm(half[i].probability, full[i].probability, cv::NORM_INF) < 0.05);
+      CHECK(cv::mean(cv::abs(half[i].probability - full[i].probability))[0] < 0.01);
+      REQUIRE(half[i].image_probability.has_value());
+      CHECK(std::abs(*half[i].image_probability - *full[i].image_probability) < 0.05);
+    }
+  }
+  infer::PredictorOptions wrong;
+  wrong.precision = "float8";
+  CHECK_THROWS_WITH(infer::Predictor(infer::load_members({{model, 1.0}}, "best", {}, cpu), {}, wrong, cpu),
+                    Contains("expected float32 or bfloat16"));
+}
+
 TEST_CASE("the default batch on the CPU holds about a million input pixels, at most 8 images") {
   pneumo::testing::TempDir dir;
   const c10::Device cpu(c10::kCPU);

@@ -23,6 +23,7 @@ struct SetOptions {
   ModelOptions model;
   std::string labels, masks, images, table, split_list, out;
   bool hflip = false;
+  std::string precision = "float32";
   int batch_size = 0, workers = 2, worst = 16;
   std::string device = "auto";
   int resamples = 1000;          // evaluate's bootstrap
@@ -36,6 +37,8 @@ void add_set_options(CLI::App& cmd, SetOptions& o) {
   cmd.add_option("--masks", o.masks, "instead of --labels: a folder of <ImageId>.png masks for the images of --images");
   cmd.add_option("--images", o.images, "the folder holding the label CSV's (or masks', or table's) images");
   cmd.add_flag("--tta", o.hflip, "test-time augmentation: average with the horizontally flipped image");
+  cmd.add_option("--precision", o.precision, "float32, or bfloat16 (autocast: fast where the CPU has AVX512-BF16 or AMX, and on GPUs)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd.add_option("--batch-size", o.batch_size, "images per forward pass (0: 8 on a GPU; on the CPU about a million input pixels, at most 8)")->check(CLI::Range(0, 4096));
   cmd.add_option("--workers", o.workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd.add_option("--device", o.device, "auto, cpu, cuda or cuda:N");
@@ -62,6 +65,7 @@ infer::LabelledRunOptions labelled_run(const SetOptions& o) {
   run.table = o.table;
   run.split_list = o.split_list;
   run.hflip = o.hflip;
+  run.precision = o.precision;
   run.batch_size = o.batch_size;
   run.workers = o.workers;
   run.device = o.device;

@@ -54,6 +54,8 @@ void setup_pacs(CLI::App& app) {
   cmd->add_flag("--tta", p.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", p.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", p.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
+  cmd->add_option("--precision", p.ensemble.precision, "float32, or bfloat16 (autocast: fast where the CPU has AVX512-BF16 or AMX, and on GPUs)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd->add_option("--timeout", p.timeout_s, "seconds per HTTP request to Orthanc")->capture_default_str();
   cmd->callback([options] { run_pacs_command(*options); });
 }

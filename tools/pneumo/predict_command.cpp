@@ -20,6 +20,7 @@ struct PredictCommandOptions {
   std::string labels, images, out, dicom_out;
   bool dicom_overlay = false;
   bool no_masks = false, no_overlays = false, hflip = false, cuda_graphs = false;
+  std::string precision = "float32";
   bool explain = false;
   infer::ExplainOptions explanation;
   int batch_size = 0, workers = 2;
@@ -42,6 +43,7 @@ void run_predict(const PredictCommandOptions& o) {
   options.workers = o.workers;
   options.device = o.device;
   options.cuda_graphs = o.cuda_graphs;
+  options.precision = o.precision;
   if (o.explain) options.explain = o.explanation;
   const infer::PredictSummary s = infer::predict(options);
   const infer::PostprocessSection& p = s.postprocess;
@@ -88,6 +90,8 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--workers", options->workers, "threads reading inputs ahead")->check(CLI::Range(0, 256));
   cmd->add_option("--device", options->device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", options->cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
+  cmd->add_option("--precision", options->precision, "float32, or bfloat16 (autocast: fast where the CPU has AVX512-BF16 or AMX, and on GPUs)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd->add_flag("--explain", options->explain, "also explanations/<id>.png: where the model looked (Grad-CAM)");
   cmd->add_option("--explain-method", options->explanation.method, "gradcam or gradcam++")
       ->check(CLI::IsMember({"gradcam", "gradcam++"}));

@@ -42,6 +42,8 @@ void setup_serve(CLI::App& app) {
   cmd->add_flag("--tta", s.ensemble.hflip, "test-time augmentation: average with the horizontally flipped image");
   cmd->add_option("--device", s.ensemble.device, "auto, cpu, cuda or cuda:N");
   cmd->add_flag("--cuda-graphs", s.ensemble.cuda_graphs, "CUDA: replay the models as CUDA graphs captured per batch shape (ignored on the CPU)");
+  cmd->add_option("--precision", s.ensemble.precision, "float32, or bfloat16 (autocast: fast where the CPU has AVX512-BF16 or AMX, and on GPUs)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   cmd->add_option("--model-name", s.model_name, "the name /v2/models/NAME serves the --model ensemble under")
       ->capture_default_str();
   cmd->add_option("--model-repository", s.model_repository,

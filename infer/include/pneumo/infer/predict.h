@@ -50,6 +50,7 @@ struct EnsembleOptions : ModelSelection {
   bool hflip = false;
   std::string device = "auto";
   bool cuda_graphs = false;  // PredictorOptions::cuda_graphs
+  std::string precision = "float32";  // PredictorOptions::precision
 };
 
 // Loads the members on the device and resolves their post-processing (resolve_postprocess).

@@ -35,6 +35,10 @@ struct PredictorOptions {
   bool cuda_graphs = false;
   // The input gate (data/input_gate.h) as the first member's config says; false switches it off.
   bool gate = true;
+  // The networks' arithmetic: "float32", or "bfloat16": autocast (convolutions and matrix
+  // products in bfloat16, normalisations and reductions in float32), fast where the CPU has
+  // AVX512-BF16 or AMX, and on GPUs; elsewhere LibTorch emulates it (slower, with a warning).
+  std::string precision = "float32";
 };
 
 // Seconds the batch an image was in spent in the models and in post-processing.
