@@ -3,7 +3,8 @@
 # and libFuzzer instrumentation into build-sanitize/, runs test suites under the sanitizers,
 # then each fuzz target for a bounded time on its seed corpus.
 #
-#   tools/sanitize.sh [--fuzz-seconds N] [--fuzz-runs N] [--suites "test_core test_data ..."] [--no-tests]
+#   tools/sanitize.sh [--fuzz-seconds N] [--fuzz-runs N] [--targets "fuzz_dicom ..."] [--suites "test_core ..."]
+#                     [--no-tests]
 #
 # Fuzzing to depth (the README's reliability table): `tools/sanitize.sh --no-tests
 # --fuzz-runs 1000000 --fuzz-seconds 14400` runs each target until a million executions (or the
@@ -17,15 +18,17 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz_seconds=60
 fuzz_runs=""
+targets_given=""
 suites="test_core test_data test_augment test_models test_train test_infer"
 run_tests=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --fuzz-seconds) fuzz_seconds="$2"; shift 2 ;;
     --fuzz-runs) fuzz_runs="$2"; shift 2 ;;
+    --targets) targets_given="$2"; shift 2 ;;
     --suites) suites="$2"; shift 2 ;;
     --no-tests) run_tests=0; shift ;;
-    *) echo "usage: $0 [--fuzz-seconds N] [--fuzz-runs N] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--fuzz-seconds N] [--fuzz-runs N] [--targets \"fuzz_dicom ...\"] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
   esac
 done
 
@@ -38,6 +41,8 @@ mapfile -t torch_args <<< "$torch_args"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-14 -DPNEUMO_FUZZ=ON "${torch_args[@]}"
 targets=(fuzz_dicom fuzz_upload fuzz_labels fuzz_config fuzz_checkpoint)
+# shellcheck disable=SC2206
+[ -n "$targets_given" ] && targets=($targets_given)
 # shellcheck disable=SC2086
 cmake --build "$build" --parallel "$(nproc)" --target "${targets[@]}" $([ "$run_tests" = 1 ] && echo $suites)
 
@@ -61,10 +66,10 @@ fi
 echo "== fuzzing, ${fuzz_seconds}s${fuzz_runs:+ or $fuzz_runs executions} per target"
 mkdir -p "$build/findings"
 depth="$build/fuzz-depth.md"
-{
-  echo "| target | date | CPU | executions | seconds | executions/s | result |"
-  echo "| --- | --- | --- | ---: | ---: | ---: | --- |"
-} > "$depth"
+if [ ! -f "$depth" ]; then  # one row per target and run, kept across runs
+  echo "| target | date | CPU | executions | seconds | executions/s | result |" > "$depth"
+  echo "| --- | --- | --- | ---: | ---: | ---: | --- |" >> "$depth"
+fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 isa=$(grep -o -w -E 'avx512_bf16|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
 for target in "${targets[@]}"; do
@@ -100,8 +105,6 @@ for target in "${targets[@]}"; do
         > /dev/null || true
   fi
   echo "-- $target: $(find "$seed_dir" -type f | wc -l) seed files"
-  # (-timeout: OpenJPEG decodes some mutated JPEG 2000 files in 0.8 s normally and over 10 s
-  # under AddressSanitizer, which intercepts its allocations.)
   # Inputs earlier runs found problems with, kept as regression tests: each must now pass.
   regressions="$root/tests/fuzz/regressions/${target#fuzz_}"
   if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
@@ -114,7 +117,7 @@ for target in "${targets[@]}"; do
   started=$SECONDS
   result="clean"
   if (cd "$build/findings" && "$build/bin/$target" "$corpus" "$seed_dir" -max_total_time="$fuzz_seconds" \
-        ${fuzz_runs:+-runs="$fuzz_runs"} -timeout=30 -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 \
+        ${fuzz_runs:+-runs="$fuzz_runs"} -timeout=10 -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 \
         > "$log" 2>&1); then
     grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb" "$log" | sed "s/^/   /"
   elif grep -q "Assertion .* failed" "$log" && grep -q "gdcm" "$log"; then
