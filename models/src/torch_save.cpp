@@ -46,6 +46,9 @@ c10::ScalarType storage_dtype(const std::string& global) {
 struct Storages {
   std::function<void(const std::string& key, torch::Tensor& flat)> fill;  // zip: immediate
   std::map<std::string, torch::Tensor> by_key;
+  // The file's size: torch.save stores tensor bytes uncompressed, so no storage is larger, and a
+  // 400-byte file declaring 5 GB is refused before anything is allocated (fuzz_checkpoint).
+  uint64_t file_bytes = 0;
 };
 
 // Refuses to put `value` into `container` when `value` is or contains it: a reference cycle,
@@ -269,6 +272,10 @@ class Unpickler {
     const std::string key = pid.items[2]->text;
     const int64_t numel = pid.items[4]->integer;
     if (numel < 0 || numel > (int64_t{1} << 40)) throw core::CheckpointError("absurd storage size");
+    const uint64_t bytes = static_cast<uint64_t>(numel) * c10::elementSize(dtype);
+    if (bytes > storages_.file_bytes)
+      throw core::CheckpointError(fmt::format("a tensor storage of {} bytes in a file of {} bytes", bytes,
+                                              storages_.file_bytes));
     auto it = storages_.by_key.find(key);
     if (it == storages_.by_key.end()) {
       torch::Tensor flat = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
@@ -383,6 +390,7 @@ PickleRef read_zip(const fs::path& file) {
   check_torch_zip(file);
   caffe2::serialize::PyTorchStreamReader reader(file.string());
   Storages storages;
+  storages.file_bytes = fs::file_size(file);
   storages.fill = [&reader](const std::string& key, torch::Tensor& flat) {
     const std::string record = "data/" + key;
     if (!reader.hasRecord(record)) throw core::CheckpointError("missing tensor data " + record);
@@ -400,6 +408,7 @@ PickleRef read_zip(const fs::path& file) {
 // storage keys, then each storage as an 8-byte element count and its raw bytes.
 PickleRef read_legacy(const std::string& bytes) {
   Storages storages;
+  storages.file_bytes = bytes.size();
   const char* start = bytes.data();
   size_t offset = 0;
   auto next = [&](Storages& s) {

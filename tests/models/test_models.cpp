@@ -323,6 +323,9 @@ TEST_CASE("weight files the fuzzers found problems with are refused cleanly") {
     ++files;
   }
   CHECK(files >= 1);
+  // A 393-byte legacy file whose pickle declares a 5 GB storage: refused before allocating.
+  CHECK_THROWS_WITH(models::read_weights(folder / "legacy-storage-larger-than-file"),
+                    Contains("bytes in a file of 393 bytes"));
   // A zip whose files are not under one folder, and one with a version LibTorch does not read:
   // refused before LibTorch's reader sees them.
   pneumo::testing::TempDir dir;
