@@ -83,6 +83,14 @@ constexpr int kMaxNesting = 64;
 // of SIIM and pydicom files found (tools/fuzz/dicom_mutations.py, 2026-12-04). The VR they
 // must have, or null.
 const char* required_vr(uint16_t group, uint16_t element) {
+  if (group >= 0x6000 && group <= 0x601E && group % 2 == 0) {  // overlay planes (a VR scan found these)
+    switch (element) {
+      case 0x0010: case 0x0011: case 0x0051: case 0x0100: case 0x0102: return "US";
+      case 0x0050: return "SS";  // Overlay Origin
+      case 0x0015: return "IS";  // Number of Frames in Overlay
+      default: return nullptr;
+    }
+  }
   const uint32_t tag = static_cast<uint32_t>(group) << 16 | element;
   switch (tag) {
     case 0x00280002: case 0x00280005: case 0x00280006: case 0x00280010: case 0x00280011:
@@ -168,6 +176,31 @@ std::string check_jpeg_header(std::string_view jpeg, bool jpeg_ls, int rows, int
       return fmt::format("an Adobe JPEG segment with colour transform {}; expected 0, 1 or 2", byte(i + 15));
     if (marker == 0xDA || marker == 0xD9) return {};  // the first scan: the header is over
     i += 2 + length;
+  }
+  return {};
+}
+
+// The header of one RLE frame (PS3.5 G.5): 1 to 15 segments, as many as the samples' bytes
+// (Samples per Pixel x Bits Allocated / 8, when the header says), the first at byte 64, each
+// after the one before, all inside the fragment.
+std::string check_rle_header(std::string_view frame, int samples, int bits_allocated) {
+  if (frame.size() <= 64) return fmt::format("{} bytes, no data after the 64-byte RLE header", frame.size());
+  const auto u32 = [&](size_t i) {
+    uint32_t v = 0;
+    for (int k = 3; k >= 0; --k) v = v << 8 | static_cast<unsigned char>(frame[i + static_cast<size_t>(k)]);
+    return v;
+  };
+  const uint32_t segments = u32(0);
+  if (segments < 1 || segments > 15) return fmt::format("{} segments; expected 1 to 15", segments);
+  if (samples > 0 && bits_allocated >= 8 && segments != static_cast<uint32_t>(samples * bits_allocated / 8))
+    return fmt::format("{} segments where Samples per Pixel {} and Bits Allocated {} make {}", segments, samples,
+                       bits_allocated, samples * bits_allocated / 8);
+  if (u32(4) != 64) return fmt::format("the first segment at byte {}; expected 64", u32(4));
+  for (uint32_t s = 1; s < segments; ++s) {
+    const uint32_t at = u32(4 + 4 * s), before = u32(4 * s);
+    if (at <= before || at >= frame.size())
+      return fmt::format("segment {} at byte {} (after byte {}, in a frame of {} bytes)", s + 1, at, before,
+                         frame.size());
   }
   return {};
 }
@@ -344,6 +377,8 @@ class Walker {
     }
     e.is_item = !in_pixel_data();  // else a pixel-data fragment
     if (in_pixel_data() && ++fragments_ == 2 && !check_first_frame(e)) return Next::kStop;
+    if (in_pixel_data() && fragments_ >= 2 && result_.transfer_syntax == kRleLossless && !check_rle_frame(e))
+      return Next::kStop;
     return Next::kValue;
   }
 
@@ -362,6 +397,18 @@ class Walker {
       return false;
     }
     return true;
+  }
+
+  // Each RLE fragment is one frame: its 64-byte header (PS3.5 G.5) gives the segment count and
+  // their offsets. GDCM's RLE codec reads past its buffer (SIGSEGV) on offsets that do not fit
+  // (dicom_mutations.py found it).
+  bool check_rle_frame(const Element& e) {
+    if (!c_.has(e.length) || e.length > end_ - c_.offset) return true;  // the length check reports it
+    const std::string problem = check_rle_header(c_.bytes.substr(c_.offset, e.length),
+                                                 result_.samples_per_pixel, result_.bits_allocated);
+    if (problem.empty()) return true;
+    fail(fmt::format("RLE fragment at byte {}: {}", e.start, problem));
+    return false;
   }
 
   Next read_header(Element& e) {

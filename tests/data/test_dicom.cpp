@@ -469,6 +469,7 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
       {"CT_small.dcm", "e = ds['ImagePositionPatient']; v = [str(x) for x in e.value]; e.VR = 'CS'; e.value = v",
        "(0020,0032) at byte"},
       {"MR_small.dcm", "ds.Rows = [64, 64]", "expected one US value"},
+      {"examples_overlay.dcm", "e = ds[0x60000011]; e.VR = 'LO'; e.value = '484'", "(6000,0011) at byte"},
       {"MR_small.dcm",
        "ds.SOPClassUID = '1.2.840.10008.5.1.4.1.1.1'; ds.ImagerPixelSpacing = [0.5, 0.5]\n"
        "e = ds['ImagerPixelSpacing']; e.VR = 'CS'; e.value = ['0.5', '0.5']",
@@ -492,6 +493,14 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
   bytes.replace(at + 4, 2, "SQ");
   pneumo::testing::write_file(dir / "meta.dcm", bytes);
   CHECK_THROWS_WITH(data::read_dicom(dir / "meta.dcm"), Contains("file meta element (0002,0000)"));
+  // An RLE frame whose second segment offset points past the fragment: GDCM's RLE codec read out
+  // of bounds (SIGSEGV; the seed-29 mutation run found it).
+  std::string rle = pneumo::testing::read_file(kPydicomFiles / "SC_rgb_rle.dcm");
+  const size_t header = rle.find(std::string("\x03\x00\x00\x00\x40\x00\x00\x00", 8));
+  REQUIRE(header != std::string::npos);
+  rle.replace(header + 8, 4, std::string("\xFF\xFF\x00\x00", 4));
+  pneumo::testing::write_file(dir / "rle.dcm", rle);
+  CHECK_THROWS_WITH(data::read_dicom(dir / "rle.dcm"), Contains("RLE fragment at byte") && Contains("segment 2 at byte 65535"));
 }
 
 TEST_CASE("a data set encoded with implicit VR under an explicit transfer syntax reads as pydicom reads it") {

@@ -86,7 +86,7 @@ def mutate(data, rng):
         at, tag, vr, header, length = rng.choice(elements)
         group, element = rng.choice([(0xFFFE, 0xE000), (0xFFFE, 0xE0DD), (0x7FE0, 0x0010), (0x0028, 0x0010),
                                      (tag[0], tag[1] + 1), (rng.randrange(65536), rng.randrange(65536))])
-        return kind, data[:at] + struct.pack("<HH", group, element) + data[at + 4:]
+        return kind, data[:at] + struct.pack("<HH", group & 0xFFFF, element & 0xFFFF) + data[at + 4:]
     if kind == "number":
         numeric = [e for e in elements if e[2] in (b"US", b"UL", b"SS") and e[4] in (2, 4)]
         if numeric:
