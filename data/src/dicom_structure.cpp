@@ -264,6 +264,14 @@ std::string check_data_set(const WalkResult& r) {
   // Type 1 in the image pixel module. Without them GDCM sizes its buffers from the compressed
   // stream's own header while it reads the file (fuzz_upload: a file without Columns took
   // 2.4 GB and a minute under AddressSanitizer).
+  // Type 1 too; GDCM's PixelFormat asserts when Bits Allocated is missing (fuzz_dicom and
+  // fuzz_upload, both from a mutated tag).
+  if (r.bits_allocated == 0 || r.bits_stored == 0 || r.samples_per_pixel == 0)
+    return fmt::format("has no {} (or 0); expected the image pixel module's Samples per Pixel (0028,0002), Bits "
+                       "Allocated (0028,0100) and Bits Stored (0028,0101)",
+                       r.samples_per_pixel == 0 ? "Samples per Pixel (0028,0002)"
+                       : r.bits_allocated == 0  ? "Bits Allocated (0028,0100)"
+                                                : "Bits Stored (0028,0101)");
   if (r.rows == 0 || r.columns == 0)
     return fmt::format("has {} Rows (0028,0010) and {} Columns (0028,0011); expected both, above 0",
                        r.rows == 0 ? "no" : std::to_string(r.rows), r.columns == 0 ? "no" : std::to_string(r.columns));
