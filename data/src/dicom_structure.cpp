@@ -494,29 +494,26 @@ class Walker {
   // The VR of an element GDCM reads with a fixed VR (required_vr), whatever its length.
   bool check_vr(const Element& e) {
     if (!explicit_vr_ || !top_level()) return true;
-    // UN (a writer's unknown VR, as in pydicom's rtdose_rle.dcm) GDCM reads by its dictionary,
-    // except for the US attributes.
-    if (const char* vr = required_vr(e.group, e.element); vr != nullptr && !e.vr_is(vr) &&
-                                                           !(e.vr_is("UN") && std::strcmp(vr, "US") != 0)) {
-      fail(fmt::format("element ({:04X},{:04X}) at byte {} has VR {}{}; expected {}", e.group, e.element, e.start,
-                       e.vr[0], e.vr[1], vr));
-      return false;
-    }
-    if (vr_is_us(e) && e.length != 2) {  // gdcm::Attribute asserts on a second value too
-      fail(fmt::format("element ({:04X},{:04X}) at byte {} has {} bytes; expected one US value (2 bytes)", e.group,
-                       e.element, e.start, e.length));
-      return false;
-    }
     if (e.is(0x7FE0, 0x0010) && !(e.vr_is("OB") || e.vr_is("OW") || e.vr_is("UN"))) {
       fail(fmt::format("Pixel Data (7FE0,0010) at byte {} has VR {}{}; expected OB or OW", e.start, e.vr[0], e.vr[1]));
       return false;
     }
-    return true;
-  }
-
-  static bool vr_is_us(const Element& e) {
     const char* vr = required_vr(e.group, e.element);
-    return vr != nullptr && std::strcmp(vr, "US") == 0;
+    if (vr == nullptr) return true;
+    const bool us = std::strcmp(vr, "US") == 0;
+    // UN (a writer's unknown VR, as in pydicom's rtdose_rle.dcm) GDCM reads by its dictionary,
+    // except for the US attributes.
+    if (!e.vr_is(vr) && !(e.vr_is("UN") && !us)) {
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has VR {}{}; expected {}", e.group, e.element, e.start,
+                       e.vr[0], e.vr[1], vr));
+      return false;
+    }
+    if (us && e.length != 2) {  // gdcm::Attribute asserts on a second value too
+      fail(fmt::format("element ({:04X},{:04X}) at byte {} has {} bytes; expected one US value (2 bytes)", e.group,
+                       e.element, e.start, e.length));
+      return false;
+    }
+    return true;
   }
 
   // A value of defined length: it fits its container, and what GDCM asserts on is refused.
