@@ -402,24 +402,32 @@ class Walker {
       return Next::kNextElement;
     }
     e.is_item = !in_pixel_data();  // else a pixel-data fragment
-    if (in_pixel_data() && ++fragments_ == 2 && !check_first_frame(e)) return Next::kStop;
+    if (in_pixel_data() && ++fragments_ >= 2 && !check_frame_start(e)) return Next::kStop;
     if (in_pixel_data() && fragments_ >= 2 && result_.transfer_syntax == kRleLossless && !check_rle_frame(e))
       return Next::kStop;
     return Next::kValue;
   }
 
-  // The first fragment after the offset table starts the first frame's JPEG or JPEG 2000 stream.
-  bool check_first_frame(const Element& e) {
+  // The first fragment after the offset table starts the first frame's JPEG or JPEG 2000 stream;
+  // a later fragment that starts with SOI (JPEG) or SOC (JPEG 2000) starts another frame's. GDCM
+  // decodes every frame, so each frame's header is judged, not only the first's (fuzz_dicom found
+  // a multi-frame file whose ninth frame had stray bytes before its SOF marker).
+  bool check_frame_start(const Element& e) {
     const std::string& ts = result_.transfer_syntax;
     const bool jpeg = is_jpeg_syntax(ts), jpeg_ls = is_jpeg_ls_syntax(ts), j2k = is_j2k_syntax(ts);
     if ((!jpeg && !jpeg_ls && !j2k) || !c_.has(e.length) || e.length > end_ - c_.offset) return true;
     const std::string_view frame = c_.bytes.substr(c_.offset, e.length);
+    const bool first = fragments_ == 2;
+    const std::string_view start_marker = j2k ? std::string_view("\xFF\x4F", 2) : std::string_view("\xFF\xD8", 2);
+    if (!first && frame.substr(0, 2) != start_marker) return true;  // the rest of a frame split over fragments
     const std::string problem =
         j2k ? check_j2k_header(frame, {result_.rows, result_.columns, result_.samples_per_pixel})
             : check_jpeg_header(frame, jpeg_ls, result_.rows, result_.columns, result_.samples_per_pixel,
                                 result_.bits_allocated);
     if (!problem.empty()) {
-      fail(fmt::format("pixel data at byte {}: {}", e.start, problem));
+      fail(first ? fmt::format("pixel data at byte {}: {}", e.start, problem)
+                 : fmt::format("pixel data at byte {} (fragment {}, a frame's start): {}", e.start, fragments_ - 1,
+                               problem));
       return false;
     }
     return true;

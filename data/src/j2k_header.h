@@ -1,5 +1,6 @@
 // A check of a JPEG 2000 codestream's headers (ISO/IEC 15444-1 annex A), run on the first
-// frame of a DICOM with a JPEG 2000 transfer syntax before GDCM hands it to OpenJPEG.
+// frame of a DICOM with a JPEG 2000 transfer syntax (each fragment that starts a frame) before
+// GDCM hands it to OpenJPEG.
 //
 // OpenJPEG (not built with sanitizers in Debian) was seen to read out of bounds on a codestream
 // whose tile-part header was damaged (tests/fuzz/regressions/dicom/jpeg2000-*). This walk reads

@@ -501,6 +501,19 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
   rle.replace(header + 8, 4, std::string("\xFF\xFF\x00\x00", 4));
   pneumo::testing::write_file(dir / "rle.dcm", rle);
   CHECK_THROWS_WITH(data::read_dicom(dir / "rle.dcm"), Contains("RLE fragment at byte") && Contains("segment 2 at byte 65535"));
+  // Stray bytes before a marker in the header of a later frame of a multi-frame JPEG (the depth
+  // run's fuzz_dicom, 2026-12-04, after 263,959 executions, wrote text over frame 17's second DQT
+  // marker): libjpeg warns and GDCM's JPEG codec aborts; only the first frame was judged then.
+  std::string frames = pneumo::testing::read_file(kPydicomFiles / "examples_ybr_color.dcm");
+  const std::string soi("\xFF\xD8\xFF\xE0", 4);
+  size_t frame17 = std::string::npos;
+  for (int k = 0, from = 0; k < 17; ++k, from = static_cast<int>(frame17) + 1) frame17 = frames.find(soi, from);
+  REQUIRE(frame17 != std::string::npos);
+  REQUIRE(frames.compare(frame17 + 89, 2, "\xFF\xDB") == 0);
+  frames.replace(frame17 + 89, 4, "Sequ");
+  pneumo::testing::write_file(dir / "frames.dcm", frames);
+  CHECK_THROWS_WITH(data::read_dicom(dir / "frames.dcm"),
+                    Contains("fragment 17, a frame's start") && Contains("stray bytes before a JPEG marker at byte 89"));
 }
 
 TEST_CASE("a data set encoded with implicit VR under an explicit transfer syntax reads as pydicom reads it") {
