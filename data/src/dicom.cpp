@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "dicom_in_process.h"
 #include "dicom_structure.h"
@@ -411,16 +412,35 @@ std::string detail::read_dicom_patient_id_here(const fs::path& file) {
   return tag_string(reader.GetFile().GetDataSet(), 0x0010, 0x0020);
 }
 
+namespace {
+
+// DicomReadOptions::resize_to applied (the decoded image is the native one otherwise).
+DicomImage resized(DicomImage image, const DicomReadOptions& options) {
+  if (options.resize_to <= 0 || (image.pixels.rows == options.resize_to && image.pixels.cols == options.resize_to))
+    return image;
+  if (options.resize_to > 8192 || options.resize_interpolation < cv::INTER_NEAREST ||
+      options.resize_interpolation > cv::INTER_AREA)
+    throw core::DataError(fmt::format("cannot resize a decoded image to {} px with interpolation {}; expected 1 to "
+                                      "8192 px and interpolation 0 to 3",
+                                      options.resize_to, options.resize_interpolation));
+  cv::Mat out;
+  cv::resize(image.pixels, out, cv::Size(options.resize_to, options.resize_to), 0, 0, options.resize_interpolation);
+  image.pixels = std::move(out);
+  return image;
+}
+
+}  // namespace
+
 DicomImage detail::read_dicom_here(const fs::path& file, const DicomReadOptions& options) {
   DicomMetadata meta;
   cv::Mat stored = stored_from_bytes(read_bytes(file), file, &meta, options.fast_jpeg);
-  return image_from_stored(std::move(stored), std::move(meta), file, options);
+  return resized(image_from_stored(std::move(stored), std::move(meta), file, options), options);
 }
 
 DicomImage detail::decode_dicom_here(std::string bytes, const std::string& name, const DicomReadOptions& options) {
   DicomMetadata meta;
   cv::Mat stored = stored_from_bytes(std::move(bytes), name, &meta, options.fast_jpeg);
-  return image_from_stored(std::move(stored), std::move(meta), name, options);
+  return resized(image_from_stored(std::move(stored), std::move(meta), name, options), options);
 }
 
 // Each in a worker process when the program isolates decoding (dicom_isolation.h).

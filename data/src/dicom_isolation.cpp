@@ -20,7 +20,8 @@ namespace {
 
 // The requests, one kind byte first (the upload decoder of pneumo serve uses 'U'):
 //   'I' an image file, 'B' an image in bytes, 'H' a header, 'P' a patient ID;
-//   then u32 length + the file path (or the name), the read options (I, B), and for B the bytes.
+//   then u32 length + the file path (or the name), the read options (I, B; the resize included,
+//   so a worker sends back the resized image), and for B the bytes.
 // The answers: u8 1 and the result, or u8 0 and the error's message.
 //   image: u32 length + the metadata as JSON, i32 rows, i32 columns, i32 OpenCV type, pixels
 //   header: u32 length + the metadata as JSON; patient ID: the text
@@ -78,6 +79,8 @@ void put_options(std::string& out, const DicomReadOptions& o) {
   put(out, o.window_width);
   put(out, static_cast<uint8_t>(o.multi_frame));
   put(out, static_cast<uint8_t>(o.fast_jpeg ? 1 : 0));
+  put(out, static_cast<int32_t>(o.resize_to));
+  put(out, static_cast<int32_t>(o.resize_interpolation));
 }
 
 DicomReadOptions get_options(Reader& in) {
@@ -88,6 +91,8 @@ DicomReadOptions get_options(Reader& in) {
   o.window_width = in.get<double>();
   o.multi_frame = static_cast<DicomReadOptions::MultiFrame>(in.get<uint8_t>() % 2);
   o.fast_jpeg = in.get<uint8_t>() != 0;
+  o.resize_to = in.get<int32_t>();  // checked where it is applied
+  o.resize_interpolation = in.get<int32_t>();
   return o;
 }
 

@@ -350,6 +350,10 @@ class Walker {
       if (next == Next::kNextElement) continue;
       note_top_level(e);
       if (!check_vr(e)) return;
+      if (top_level() && e.is(0x0008, 0x0010) && e.length == kUndefinedLength)
+        return fail(fmt::format("Recognition Code (0008,0010) at byte {} has an undefined length; expected a short "
+                                "text (ACR-NEMA's)",
+                                e.start));
       if (e.length == kUndefinedLength) {
         if (!open_undefined(e)) return;
         continue;
@@ -548,8 +552,23 @@ class Walker {
     }
     if (top_level() && e.group == 0x0028 && e.length == 2 && !check_pixel_module_value(e)) return false;
     if (top_level() && e.is(0x0028, 0x0004)) note_photometric(e);
+    if (top_level() && e.is(0x0008, 0x0010) && !check_recognition_code(e)) return false;
     if (e.is(0x0002, 0x0010)) note_transfer_syntax(e);
     return true;
+  }
+
+  // Recognition Code (0008,0010), retired with ACR-NEMA: GDCM takes a data set that has one for
+  // ACR-NEMA and asserts that it says so (fuzz_dicom, 2026-12-04: a mutated value).
+  bool check_recognition_code(const Element& e) {
+    if (e.length == 0) return true;  // GDCM skips an empty one
+    const std::string_view value = c_.bytes.substr(c_.offset, e.length);
+    for (const std::string_view prefix : {std::string_view("ACR-NEMA"), std::string_view("ACRNEMA"),
+                                          std::string_view("MIPS 2.0")})
+      if (value.substr(0, prefix.size()) == prefix) return true;
+    fail(fmt::format("Recognition Code (0008,0010) at byte {} does not start with ACR-NEMA or ACRNEMA (the only values "
+                     "this retired attribute has; {} bytes)",
+                     e.start, e.length));
+    return false;
   }
 
   bool check_pixel_module_value(const Element& e) {

@@ -137,18 +137,22 @@ cv::Mat Preprocessor::resize(const cv::Mat& native) const {
 }
 
 PreparedImage Preprocessor::decode(const fs::path& file) const {
-  cv::Mat native;
+  PreparedImage image;
   if (is_png_or_jpeg(file)) {  // no VOI window in these: 16-bit grey keeps its range (min..max)
-    native = read_grey_image(file);
-  } else {
+    const cv::Mat native = read_grey_image(file);
+    image.native_rows = native.rows;
+    image.native_columns = native.cols;
+    image.pixels = resize(native);
+  } else {  // resized where it is decoded (in a decoder process, a quarter of the bytes or less come back)
     DicomReadOptions read;
     read.window = options_.window;
-    native = read_dicom(file, read).pixels;
+    read.resize_to = options_.size;
+    read.resize_interpolation = interpolation_flag_;
+    DicomImage dicom = read_dicom(file, read);
+    image.native_rows = dicom.meta.rows;
+    image.native_columns = dicom.meta.columns;
+    image.pixels = std::move(dicom.pixels);
   }
-  PreparedImage image;
-  image.native_rows = native.rows;
-  image.native_columns = native.cols;
-  image.pixels = resize(native);
   counters_->decodes.fetch_add(1, std::memory_order_relaxed);
   return image;
 }

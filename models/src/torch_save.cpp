@@ -8,7 +8,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <set>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -51,24 +51,6 @@ struct Storages {
   uint64_t file_bytes = 0;
 };
 
-// Refuses to put `value` into `container` when `value` is or contains it: a reference cycle,
-// which a hostile pickle can build from memo references and shared_ptr could never free.
-void check_acyclic(const PickleRef& container, const PickleRef& value) {
-  std::vector<const PickleValue*> todo{value.get()};
-  std::set<const PickleValue*> seen;
-  while (!todo.empty()) {
-    const PickleValue* v = todo.back();
-    todo.pop_back();
-    if (v == nullptr || !seen.insert(v).second) continue;
-    if (v == container.get()) throw core::CheckpointError("a pickle whose containers contain themselves");
-    for (const PickleRef& item : v->items) todo.push_back(item.get());
-    for (const auto& [key, entry] : v->entries) {
-      todo.push_back(key.get());
-      todo.push_back(entry.get());
-    }
-  }
-}
-
 class Unpickler {
  public:
   Unpickler(const char* data, size_t size, Storages& storages) : p_(data), end_(data + size), storages_(storages) {}
@@ -100,28 +82,33 @@ class Unpickler {
         case 'C': push_string(static_cast<uint8_t>(byte())); break;  // SHORT_BINBYTES
         case '}': stack_.push_back(make(Kind::kDict)); break;
         case ']': case ')': stack_.push_back(make(Kind::kList)); break;
-        case 'd': { auto d = make(Kind::kDict); auto items = pop_mark(); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); stack_.push_back(d); break; }
-        case 'l': case 't': { auto l = make(Kind::kList); l->items = pop_mark(); stack_.push_back(l); break; }
+        case 'd': { auto d = make(Kind::kDict); set_items(d, pop_mark()); stack_.push_back(d); break; }
+        case 'l': case 't': { auto l = make(Kind::kList); append(l, pop_mark()); stack_.push_back(l); break; }
         case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
           auto t = make(Kind::kList);
           const size_t n = op - 0x84;
           need(n);
-          t->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+          append(t, std::vector<PickleRef>(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end()));
           stack_.resize(stack_.size() - n);
           stack_.push_back(t);
           break;
         }
-        case 'a': { auto v = pop(); auto l = list_top(); check_acyclic(l, v); l->items.push_back(v); break; }
-        case 'e': { auto items = pop_mark(); auto l = list_top(); for (const auto& v : items) check_acyclic(l, v); l->items.insert(l->items.end(), items.begin(), items.end()); break; }
-        case 's': { auto v = pop(); auto k = pop(); auto d = dict_top(); check_acyclic(d, k); check_acyclic(d, v); d->entries.emplace_back(k, v); break; }
-        case 'u': { auto items = pop_mark(); auto d = dict_top(); for (const auto& v : items) check_acyclic(d, v); for (size_t i = 0; i + 1 < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]); break; }
+        case 'a': { auto v = pop(); append(list_top(), {v}); break; }
+        case 'e': { auto items = pop_mark(); append(list_top(), items); break; }
+        case 's': { auto v = pop(); auto k = pop(); set_items(dict_top(), {k, v}); break; }
+        case 'u': { auto items = pop_mark(); set_items(dict_top(), items); break; }
         case 'q': memo_[static_cast<uint8_t>(byte())] = top(); break;
         case 'r': memo_[static_cast<uint32_t>(le(4))] = top(); break;
         case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
         case 'h': stack_.push_back(memo(static_cast<uint8_t>(byte()))); break;
         case 'j': stack_.push_back(memo(static_cast<uint32_t>(le(4)))); break;
         case 'c': { auto g = make(Kind::kGlobal); const std::string module = line(); g->text = module + "." + line(); stack_.push_back(g); break; }
-        case 0x93: { auto name = pop(); auto module = pop(); auto g = make(Kind::kGlobal); g->text = module->text + "." + name->text; stack_.push_back(g); break; }
+        case 0x93: {  // STACK_GLOBAL: module and name are strings, as Python's pickle requires (a global
+                      // fed back as its own module doubled its name each time: fuzz_checkpoint's timeout)
+          auto name = pop(); auto module = pop();
+          if (module->kind != Kind::kString || name->kind != Kind::kString) throw core::CheckpointError("malformed pickle (STACK_GLOBAL needs two strings)");
+          auto g = make(Kind::kGlobal); g->text = module->text + "." + name->text; stack_.push_back(g); break;
+        }
         case 'R': { auto args = pop(); auto callable = pop(); stack_.push_back(reduce(*callable, *args)); break; }
         case 0x81: { auto args = pop(); auto cls = pop(); stack_.push_back(reduce(*cls, *args)); break; }  // NEWOBJ
         case 'b': pop(); top(); break;  // BUILD: object state (OrderedDict _metadata, ...) is not needed
@@ -210,6 +197,47 @@ class Unpickler {
     if (d->kind != Kind::kDict) throw core::CheckpointError("malformed pickle (item set on a non-dict)");
     return d;
   }
+  // Python's pickler fills a container before it places it in another (depth first), so here a
+  // container already placed may not grow. That keeps the graph acyclic (a cycle would need a
+  // placed container to grow) without walking it, and bounds, as it is built, its depth and
+  // the size of the tree that recursive readers (the checkpoint's checksum, the destructor)
+  // walk: shared references multiply it (fuzz_checkpoint: a list of a list of ... twice each;
+  // nesting 200,000 deep, which took minutes to refuse when each append walked the graph).
+  struct Shape {
+    int height = 0;          // of the deepest path below
+    uint64_t tree_size = 1;  // nodes, counting each shared one once per reference
+    bool placed = false;
+  };
+  static constexpr int kMaxNesting = 1000;
+  static constexpr uint64_t kMaxTreeSize = uint64_t{1} << 24;  // 16.8 M; a checkpoint holds thousands
+  void place(const PickleRef& container, const PickleRef& child) {
+    if (child == container) throw core::CheckpointError("a pickle whose containers contain themselves");
+    Shape& c = shapes_[container];
+    if (c.placed)
+      throw core::CheckpointError("malformed pickle (a container grows after it was placed in another; Python's "
+                                  "pickler does not write that, a reference cycle needs it)");
+    Shape& v = shapes_[child];  // unordered_map: references stay valid as it grows
+    v.placed = true;
+    c.height = std::max(c.height, v.height + 1);
+    c.tree_size = std::min(c.tree_size + v.tree_size, kMaxTreeSize + 1);
+    if (c.height > kMaxNesting)
+      throw core::CheckpointError(fmt::format("a pickle nested deeper than {} levels", kMaxNesting));
+    if (c.tree_size > kMaxTreeSize)
+      throw core::CheckpointError(
+          fmt::format("a pickle whose shared references expand to more than {} values", kMaxTreeSize));
+  }
+  void append(const PickleRef& list, const std::vector<PickleRef>& items) {
+    for (const PickleRef& v : items) place(list, v);
+    list->items.insert(list->items.end(), items.begin(), items.end());
+  }
+  void set_items(const PickleRef& dict, const std::vector<PickleRef>& items) {  // key, value, key, value...
+    for (size_t i = 0; i + 1 < items.size(); i += 2) {
+      place(dict, items[i]);
+      place(dict, items[i + 1]);
+      dict->entries.emplace_back(items[i], items[i + 1]);
+    }
+  }
+
   PickleRef memo(uint64_t key) const {
     const auto it = memo_.find(key);
     if (it == memo_.end()) throw core::CheckpointError("malformed pickle (unknown memo)");
@@ -299,6 +327,7 @@ class Unpickler {
   std::vector<PickleRef> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, PickleRef> memo_;
+  std::unordered_map<PickleRef, Shape> shapes_;  // containers and what they hold (keeps them alive)
 };
 
 // LibTorch's zip reader leaks its archive state when its constructor throws (a zip without

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "pneumo/core/error.h"
 #include "pneumo/data/dicom.h"
@@ -283,6 +284,38 @@ TEST_CASE("bad DICOM input gives a data error naming the file and the reason") {
   }
 }
 
+TEST_CASE("resize_to gives the decoded image resized as cv::resize does, and keeps the file's size in meta") {
+  const fs::path file = kPydicomFiles / "MR_small.dcm";  // 64 x 64, 16-bit
+  if (!fs::exists(file)) {
+    WARN("pydicom's test files are not in .venv (tools/setup.sh --tests); skipping");
+    return;
+  }
+  const data::DicomImage native = data::read_dicom(file);
+  for (const int interpolation : {cv::INTER_NEAREST, cv::INTER_LINEAR, cv::INTER_CUBIC, cv::INTER_AREA}) {
+    INFO("interpolation " << interpolation);
+    DicomReadOptions options;
+    options.resize_to = 24;
+    options.resize_interpolation = interpolation;
+    const data::DicomImage small = data::read_dicom(file, options);
+    cv::Mat expected;
+    cv::resize(native.pixels, expected, cv::Size(24, 24), 0, 0, interpolation);
+    REQUIRE(small.pixels.size() == cv::Size(24, 24));
+    CHECK(cv::norm(small.pixels, expected, cv::NORM_INF) == 0);
+    CHECK(small.meta.rows == 64);
+    CHECK(small.meta.columns == 64);
+  }
+  DicomReadOptions same;
+  same.resize_to = 64;
+  CHECK(cv::norm(data::read_dicom(file, same).pixels, native.pixels, cv::NORM_INF) == 0);
+  DicomReadOptions wrong;
+  wrong.resize_to = 32;
+  wrong.resize_interpolation = 7;
+  CHECK_THROWS_WITH(data::read_dicom(file, wrong), Contains("interpolation 7") && Contains("expected"));
+  wrong.resize_interpolation = cv::INTER_AREA;
+  wrong.resize_to = 100000;
+  CHECK_THROWS_WITH(data::read_dicom(file, wrong), Contains("100000 px"));
+}
+
 TEST_CASE("absurd image dimensions are refused before any allocation") {
   TempDir dir;
   const fs::path huge = dir / "huge.dcm";
@@ -475,6 +508,9 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
        "e = ds['ImagerPixelSpacing']; e.VR = 'CS'; e.value = ['0.5', '0.5']",
        "(0018,1164) at byte"},
       {"MR_small.dcm", "ds.PhotometricInterpretation = 'PALETTE COLOR'", "'PALETTE COLOR'"},
+      // fuzz_dicom's depth run (2026-12-04, after 188,994 executions): PixmapReader asserts that a
+      // Recognition Code says ACR-NEMA.
+      {"MR_small.dcm", "ds.add_new(0x00080010, 'SH', 'DICOM 3.0')", "Recognition Code (0008,0010) at byte"},
   };
   TempDir dir;
   for (const Case& c : cases) {
@@ -486,6 +522,9 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
     }
     CHECK_THROWS_WITH(data::read_dicom(file), Contains(c.message));
   }
+  // What ACR-NEMA writers put there still reads.
+  REQUIRE(write_edited("MR_small.dcm", "ds.add_new(0x00080010, 'SH', 'ACR-NEMA 2.0')", dir / "acr.dcm"));
+  CHECK(data::read_dicom(dir / "acr.dcm").pixels.rows == 64);
   // The meta group's length element (0002,0000) said to be a sequence.
   std::string bytes = pneumo::testing::read_file(kPydicomFiles / "MR_small.dcm");
   const size_t at = bytes.find(std::string("\x02\x00\x00\x00UL", 6));

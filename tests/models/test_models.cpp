@@ -340,4 +340,25 @@ TEST_CASE("weight files the fuzzers found problems with are refused cleanly") {
   REQUIRE(r.exit_code == 0);
   CHECK_THROWS_WITH(models::read_weights(dir / "flat.pth"), Contains("outside the archive's folder"));
   CHECK_THROWS_WITH(models::read_weights(dir / "future.pth"), Contains("version 99"));
+  // Pickles built to take time: nesting 200,000 lists deep (each append walked the graph before:
+  // minutes), one list shared twice per level 60 levels up (2^60 values to a checksum), a list
+  // that grows after it was placed in another (how a cycle is made), and a global named by a
+  // global (fuzz_checkpoint: the name doubled at each step). Each is refused at once.
+  const auto pickles = pneumo::testing::run_command(
+      {PNEUMO_REFERENCE_PYTHON, "-c",
+       "import sys, zipfile\n"
+       "def save(name, pickle):\n"
+       "    with zipfile.ZipFile(name, 'w') as z:\n"
+       "        z.writestr('a/version', '3\\n'); z.writestr('a/data.pkl', b'\\x80\\x02' + pickle + b'.')\n"
+       "n = 200000\n"
+       "save(sys.argv[1] + '/deep.pth', b']' * n + b'a' * (n - 1))\n"
+       "save(sys.argv[1] + '/shared.pth', b']' + b'2\\x86' * 60)\n"
+       "save(sys.argv[1] + '/grown.pth', b']q\\x00]h\\x00a0Na')\n"
+       "save(sys.argv[1] + '/global.pth', b'X\\x01\\x00\\x00\\x00m2\\x93' + b'2\\x93' * 40)\n",
+       dir.path().string()});
+  REQUIRE(pickles.exit_code == 0);
+  CHECK_THROWS_WITH(models::read_weights(dir / "deep.pth"), Contains("nested deeper than 1000 levels"));
+  CHECK_THROWS_WITH(models::read_weights(dir / "shared.pth"), Contains("expand to more than"));
+  CHECK_THROWS_WITH(models::read_weights(dir / "grown.pth"), Contains("grows after it was placed"));
+  CHECK_THROWS_WITH(models::read_weights(dir / "global.pth"), Contains("STACK_GLOBAL needs two strings"));
 }

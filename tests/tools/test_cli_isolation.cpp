@@ -12,10 +12,13 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 
 #include "../infer/common.h"
 #include "cli_samples.h"
 #include "pneumo/data/demo_set.h"
+#include "pneumo/data/dicom_isolation.h"
+#include "pneumo/data/dicom.h"
 #include "pneumo_test_paths.h"
 #include "test_support.h"
 
@@ -89,4 +92,32 @@ TEST_CASE("predict, data check and dicom info over files that make GDCM abort: t
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Contains("palette-0.dcm: the DICOM decoder stopped: SIGABRT"));
   for (const std::string& id : ids) CHECK_THAT(r.out, Contains(id));
+}
+
+TEST_CASE("a decoder process resizes as this process does: the preprocessing cache's fill gets the same pixels") {
+  TempDir dir;
+  const std::vector<fs::path> files = pneumo::testing::sample_dicoms(dir);
+  pneumo::data::DicomReadOptions options;
+  options.resize_to = 48;
+  options.window = pneumo::data::DicomReadOptions::Window::kFromFile;
+  std::vector<pneumo::data::DicomImage> here;
+  for (const fs::path& f : files) here.push_back(pneumo::data::read_dicom(f, options));
+  pneumo::data::DicomIsolation isolation;
+  isolation.program = PNEUMO_CLI_PATH;
+  isolation.workers = 1;
+  pneumo::data::set_dicom_isolation(isolation);
+  struct InProcessAgain {
+    ~InProcessAgain() { pneumo::data::set_dicom_isolation({}); }
+  } restore;
+  REQUIRE(pneumo::data::dicom_isolated());
+  for (size_t i = 0; i < files.size(); ++i) {
+    INFO(files[i]);
+    const pneumo::data::DicomImage there = pneumo::data::read_dicom(files[i], options);
+    REQUIRE(there.pixels.size() == cv::Size(48, 48));
+    CHECK(cv::norm(there.pixels, here[i].pixels, cv::NORM_INF) == 0);
+    CHECK(there.meta.rows == here[i].meta.rows);
+    CHECK(there.meta.columns == here[i].meta.columns);
+  }
+  options.resize_interpolation = 9;  // refused in the worker, and the refusal comes back as this process's error
+  CHECK_THROWS_WITH(pneumo::data::read_dicom(files[0], options), Contains("interpolation 9"));
 }

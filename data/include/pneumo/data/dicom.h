@@ -58,6 +58,12 @@ struct DicomReadOptions {
   MultiFrame multi_frame = MultiFrame::kFirst;
   // Decode 8-bit greyscale JPEG Baseline with libjpeg-turbo (false: always GDCM's codecs).
   bool fast_jpeg = true;
+  // Above 0: the pixels come back resized to resize_to x resize_to with this OpenCV
+  // interpolation flag (cv::INTER_NEAREST 0, LINEAR 1, CUBIC 2, AREA 3), resized by the process
+  // that decodes: a decoder process (dicom_isolation.h) then sends back the small image, not
+  // the native one. DicomImage::meta keeps the file's Rows and Columns.
+  int resize_to = 0;
+  int resize_interpolation = 3;
 };
 
 struct DicomImage {
