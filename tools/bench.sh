@@ -4,7 +4,11 @@
 # numpy/scipy, PyTorch eager from Debian's python3 packages) on the same machine, model, weights
 # and data, then one Markdown table of pneumo's figure, Python's and the speed-up.
 #
-#   tools/bench.sh [--quick] [--out FILE.md] [--skip serve,train,...]
+#   tools/bench.sh [--quick] [--out FILE.md] [--skip serve,train,...] [--isa avx2]
+#
+# --isa avx2: both sides (the same LibTorch) limited to AVX2 on a CPU that has AVX-512:
+# ATen's kernels (ATEN_CPU_CAPABILITY=avx2) and oneDNN's convolutions (ONEDNN_MAX_CPU_ISA=AVX2),
+# the figures of an AVX2-only machine of the same kind, measured on this one.
 #
 # --quick: short runs and small sizes (about 3 minutes; a smoke test of the suite, not figures
 # to quote). Without it, the sizes the README's Performance section quotes (about 10 minutes
@@ -18,15 +22,24 @@ bin="${PNEUMO_BUILD_DIR:-$root/build}/bin"
 quick=0
 out=""
 skip=""
+isa=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
     --out) out="$2"; shift 2 ;;
     --skip) skip=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown argument '$1' (expected --quick, --out FILE, --skip LIST)" >&2; exit 2 ;;
+    --isa) isa="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (expected --quick, --out FILE, --skip LIST, --isa avx2)" >&2; exit 2 ;;
   esac
 done
+case "$isa" in
+  "") isa_used="$(grep -q -w avx512f /proc/cpuinfo && echo "AVX-512$(grep -q -w avx512_bf16 /proc/cpuinfo && echo ' with AVX512-BF16')" || echo "AVX2 (no AVX-512)")" ;;
+  avx2) export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+        isa_used="AVX2 (limited to it: ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)" ;;
+  *) echo "bench: --isa takes avx2" >&2; exit 2 ;;
+esac
+echo "bench: instruction set in use: $isa_used"
 for b in bench_decode bench_augment bench_train bench_infer bench_serve pneumo; do
   [ -x "$bin/$b" ] || { echo "bench: $bin/$b is missing; build first (tools/build.sh)" >&2; exit 2; }
 done
@@ -69,7 +82,7 @@ run bench_decode "${decode_args[@]}"
 run bench_augment "${augment_args[@]}"
 run bench_train "${train_args[@]}"
 # bfloat16 autocast on both sides, where the CPU has bfloat16 instructions (else both emulate it).
-if grep -q -w avx512_bf16 /proc/cpuinfo; then
+if grep -q -w avx512_bf16 /proc/cpuinfo && [ -z "$isa" ]; then
   run bench_train "${train_args[@]}" --models unet,classifier --amp --amp-dtype bfloat16
 fi
 # PyTorch 2.x's torch.compile on the Python side (U-Net/ResNet34; compiling happens in the
@@ -88,7 +101,7 @@ fi
   [ "$quick" = 1 ] && echo "(--quick: short runs at small sizes; not figures to quote)"
   echo
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB," \
-       "$(grep -q -w avx512f /proc/cpuinfo && echo AVX-512 || echo "AVX2 (no AVX-512)")"
+       "instruction set in use: $isa_used"
   echo "- pneumo: $("$bin/pneumo" version | sed -n 2p | sed "s/, [0-9]* CPU threads//")"
   echo "- Python: $("$python" -c 'import sys, torch, cv2, pydicom; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, OpenCV {cv2.__version__}, pydicom {pydicom.__version__}")')"
   echo

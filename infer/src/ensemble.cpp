@@ -15,7 +15,9 @@
 #include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
+#include "pneumo/core/log.h"
 #include "pneumo/infer/cross_validation.h"
+#include "pneumo/models/inference_graph.h"
 #include "pneumo/models/network.h"
 #include "pneumo/models/weights.h"
 #include "pneumo/train/checkpoint.h"
@@ -208,6 +210,15 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
       models::load_weights(*m.network, checkpoint.model, true, file.string());
       m.network->to(device);
       m.network->eval();
+      // Inference runs the folded graph (models/inference_graph.h), checked against the network
+      // as it was on a probe; export traces it.
+      const models::BatchNormFolding folding =
+          models::fold_batch_norms(*m.network, m.config.model.encoder.in_channels);
+      if (folding.applied)
+        core::log::debug("{}: BatchNorm folded into {} convolutions ({} kept; probe difference {:.1g})",
+                         file.string(), folding.folded, folding.kept, folding.max_difference);
+      else
+        core::log::debug("{}: BatchNorm not folded: {}", file.string(), folding.why_not);
       m.segmenter = m.network->is_segmenter();
       if (!m.segmenter) m.classes = m.config.data.classes;
       if (m.config.model.encoder.in_channels != m.config.data.channels)

@@ -60,6 +60,12 @@ void BatchNorm2dImpl::reset_running_stats() {
 torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& input) {
   if (input.dim() != 4)
     throw core::ModelError(fmt::format("BatchNorm2d expects [N, C, H, W] input; got {} dimensions", input.dim()));
+  if (folded) {
+    if (is_training())
+      throw core::ModelError("a BatchNorm folded into its convolution for inference cannot train; load the network "
+                             "again to train it");
+    return input;
+  }
   double factor = momentum.value_or(0.0);
   if (is_training()) {
     num_batches_tracked.add_(1);

@@ -40,6 +40,9 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   // Empty: this process's statistics only.
   std::shared_ptr<const SyncContext> sum_across_processes;
+  // Its transform moved into the convolution before it (fold_batch_norms in
+  // pneumo/models/inference_graph.h): the input passes through; training refuses.
+  bool folded = false;
 
  private:
   torch::Tensor synchronised_forward(const torch::Tensor& input, double factor);

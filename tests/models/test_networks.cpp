@@ -15,6 +15,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/models/attention_unet.h"
 #include "pneumo/models/classifier.h"
+#include "pneumo/models/inference_graph.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/weights.h"
 #include "pneumo_test_paths.h"
@@ -317,4 +318,78 @@ TEST_CASE("the README's table of networks lists every registered network") {
     INFO(name);
     CHECK(readme.find("| `" + name + "` |") != std::string::npos);
   }
+}
+
+TEST_CASE("BatchNorm folded into the convolutions: every family within 1e-5 of the unfolded network") {
+  const std::vector<std::string> cases = {
+      "{name: unet, encoder: {name: resnet34}, aux_head: true}",
+      "{name: unet++, encoder: {name: resnet18}, deep_supervision: true}",
+      "{name: unet, encoder: {name: efficientnet-b0}}",
+      "{name: unet, encoder: {name: vgg19_bn}, attention: scse}",
+      "{name: unet, encoder: {name: densenet121}}",
+      "{name: attention_unet, encoder: {name: resnet34}}",
+      "{name: double_unet}",
+      "{name: classifier}",
+  };
+  torch::manual_seed(7);
+  for (const std::string& yaml : cases) {
+    INFO(yaml);
+    const models::ModelSection m = section(yaml);
+    auto net = models::build_model(m);
+    {  // running statistics away from 0 and 1, so that folding changes every weight
+      torch::NoGradGuard no_grad;
+      for (auto& buffer : net->named_buffers()) {
+        if (buffer.key().find("running_var") != std::string::npos) buffer.value().uniform_(0.5, 2.0);
+        if (buffer.key().find("running_mean") != std::string::npos) buffer.value().normal_(0.0, 0.3);
+      }
+    }
+    net->eval();
+    const torch::Tensor x = torch::randn({2, m.encoder.in_channels, 64, 64});
+    torch::NoGradGuard no_grad;
+    const models::ModelOutput before = net->forward(x);
+    torch::manual_seed(11);
+    const torch::Tensor next_unfolded = torch::rand({3});
+    torch::manual_seed(11);
+    const models::BatchNormFolding folding = models::fold_batch_norms(*net, m.encoder.in_channels);
+    INFO(folding.why_not);
+    REQUIRE(folding.applied);
+    CHECK(folding.folded > 0);
+    CHECK(torch::equal(torch::rand({3}), next_unfolded));  // folding drew nothing from the global generator
+    const models::ModelOutput after = net->forward(x);
+    const auto check_close = [](const torch::Tensor& a, const torch::Tensor& b) {
+      if (!a.defined()) {
+        CHECK(!b.defined());
+        return;
+      }
+      const double scale = std::max(1.0, a.abs().max().item<double>());
+      CHECK((a - b).abs().max().item<double>() <= 1e-5 * scale);
+    };
+    check_close(before.masks, after.masks);
+    check_close(before.logits, after.logits);
+    REQUIRE(before.extra_masks.size() == after.extra_masks.size());
+    for (size_t k = 0; k < before.extra_masks.size(); ++k) check_close(before.extra_masks[k], after.extra_masks[k]);
+    net->train();
+    CHECK_THROWS_AS(net->forward(x), core::ModelError);  // a folded BatchNorm does not train
+  }
+}
+
+TEST_CASE("a folding the probe does not confirm is put back whole") {
+  auto net = models::build_model(section("{name: unet, encoder: {name: resnet18}}"));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& buffer : net->named_buffers())
+      if (buffer.key().find("running_var") != std::string::npos) buffer.value().uniform_(0.5, 2.0);
+  }
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({1, 1, 64, 64});
+  const torch::Tensor before = net->forward(x).masks;
+  // A tolerance of 0 refuses the rounding differences every folding has.
+  const models::BatchNormFolding folding = models::fold_batch_norms(*net, 1, 64, 0.0);
+  CHECK_FALSE(folding.applied);
+  CHECK(folding.folded == 0);
+  CHECK_THAT(folding.why_not, Contains("moved"));
+  CHECK(torch::equal(net->forward(x).masks, before));
+  net->train();
+  CHECK_NOTHROW(net->forward(torch::randn({2, 1, 64, 64})));  // the BatchNorms train again
 }

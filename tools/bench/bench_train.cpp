@@ -12,7 +12,10 @@
 // forward passes under autocast on both sides (pneumo's runtime.mixed_precision, torch.autocast
 // in Python): float16 with a loss scaler (CUDA), or bfloat16 without one (CUDA or the CPU);
 // --compile adds torch.compile on the Python side.
-// Memory is the processes' resident peak (host memory) on any device.
+// Memory is the processes' resident peak (host memory) on any device. The same run measures the
+// machine's convolution peak (convolution_peak.h) and prints pneumo's achieved GFLOP/s per step
+// (the step's FLOPs, forward and backward, counted by PyTorch's FlopCounterMode on the Python
+// side's identical network) and its share of that peak.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +33,7 @@
 #include <torch/torch.h>
 
 #include "bench_summary.h"
+#include "convolution_peak.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/core/sections.h"
 #include "pneumo/models/model_section.h"
@@ -63,6 +67,7 @@ models::ModelSection section_of(const std::string& name) {
 // loss, the backward pass, the optimiser's step and zero_grad), and the peak resident memory.
 struct Timing {
   double step_ms = 0, forward_ms = 0, loss_ms = 0, backward_ms = 0, optimizer_ms = 0, peak_rss_mb = 0;
+  double gflop_per_step = 0;  // the Python side's count (forward and backward), the same network
 };
 
 double median(std::vector<double> v) {
@@ -182,7 +187,8 @@ Timing python_timing(const std::string& name, const Setup& setup, const fs::path
   if (!pipe || ::pclose(pipe) != 0) throw std::runtime_error("the Python side failed: " + output);
   const auto j = nlohmann::json::parse(output);
   return {j["ms_per_step"].get<double>(), j["forward_ms"].get<double>(), j["loss_ms"].get<double>(),
-          j["backward_ms"].get<double>(), j["optimizer_ms"].get<double>(), j["peak_rss_mb"].get<double>()};
+          j["backward_ms"].get<double>(), j["optimizer_ms"].get<double>(), j["peak_rss_mb"].get<double>(),
+          j.value("gflop_per_step", 0.0)};
 }
 
 }  // namespace
@@ -233,8 +239,13 @@ int main(int argc, char** argv) {
                                           setup.compile ? ", Python torch.compile" : "");
   fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}\n", size, batch,
              threads, steps, core::describe_torch_runtime(), variant);
-  fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12}\n", "model", "Python ms", "pneumo ms", "ratio", "Python MiB",
-             "pneumo MiB");
+  const c10::Device device(setup.device);
+  const bool bfloat16 = setup.amp && setup.amp_dtype == "bfloat16";
+  const double peak = bench::convolution_peak_gflops(device, bfloat16 ? torch::kBFloat16 : torch::kFloat32);
+  fmt::print("convolution peak of this machine (3x3, 256 -> 256, 128x128, batch 4, {}): {:.0f} GFLOP/s\n",
+             bfloat16 ? "bfloat16" : "float32", peak);
+  fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12} {:>26}\n", "model", "Python ms", "pneumo ms", "ratio",
+             "Python MiB", "pneumo MiB", "pneumo GFLOP/s (% of peak)");
   for (const std::string& name : names) {
     torch::manual_seed(0);
     const fs::path weights = dir / (name + ".pth");
@@ -247,8 +258,10 @@ int main(int argc, char** argv) {
                                                     {"double_unet", "Double U-Net/VGG19"},
                                                     {"classifier", "DenseNet121 classifier"}};
     const std::string& label = labels.at(name);
-    fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.step_ms, ours.step_ms,
-               python.step_ms / ours.step_ms, python.peak_rss_mb, ours.peak_rss_mb);
+    const double achieved = python.gflop_per_step / (ours.step_ms / 1000.0);
+    fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f} {:>7.0f} ({:>3.0f}%)\n", label,
+               python.step_ms, ours.step_ms, python.step_ms / ours.step_ms, python.peak_rss_mb, ours.peak_rss_mb,
+               achieved, 100.0 * achieved / peak);
     const auto phases = [](const Timing& t) {
       return fmt::format("{:.0f}/{:.0f}/{:.0f}/{:.0f}", t.forward_ms, t.loss_ms, t.backward_ms, t.optimizer_ms);
     };

@@ -10,7 +10,7 @@ taken in another order differ by about 1e-5 of it) and left out, with the reason
 usage: infer_python.py WEIGHTS.pth SIZE THREADS REPEATS OUT.csv DEVICE FILE...
 DEVICE: cpu or cuda (the network runs there; the probabilities come back to the host; the
 anchors run on the CPU only)
-prints one JSON line: {"latency_ms": ..., "images_per_second": ..., "peak_rss_mb": ...,
+prints one JSON line: {"latency_ms": ..., "images_per_second": ..., "peak_rss_mb": ..., "gflop_per_image": ...,
                        "anchors": [{"name", "latency_ms", "images_per_second", "max_abs_diff"} or
                                    {"name", "skipped"}]}   (max_abs_diff relative, as above)
 """
@@ -114,6 +114,15 @@ def openvino_network(onnx_path, threads):
     return lambda x: np.array(request.infer({0: x})[0])
 
 
+def gflop_per_image(model, device, size):
+    """The network's floating-point operations for one image (PyTorch's count: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, size, size, device=device))
+    return counter.get_total_flops() / 1e9
+
+
 def anchors(model, files, size, threads, repeats, reference):
     _, x = prepare(files[0], size)
     expected = reference(x)
@@ -147,6 +156,7 @@ def main():
     model.to(device).eval()
     eager = torch_network(model, device)
     result = measure(eager, files, size, repeats, out)
+    result["gflop_per_image"] = gflop_per_image(model, device, size)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["anchors"] = anchors(model.cpu(), files, size, threads, repeats, torch_network(model, "cpu")) if device == "cpu" else []
     print(json.dumps(result))

@@ -93,9 +93,20 @@ def main():
     def median(v):
         return sorted(v)[len(v) // 2]
 
+    # The step's floating-point operations (forward and backward; PyTorch's count, 2 per
+    # multiply-add), counted on the eager network.
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast(device, dtype=amp_dtype) if amp else contextlib.nullcontext():
+        out = model(x)
+        first = out if name == "classifier" else outputs(out)[0]
+        first.float().sum().backward()
+    optimizer.zero_grad()
+
     print(json.dumps({"ms_per_step": median(step_ms), "forward_ms": median(forward_ms), "loss_ms": median(loss_ms),
                       "backward_ms": median(backward_ms), "optimizer_ms": median(optimizer_ms),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "gflop_per_step": counter.get_total_flops() / 1e9}))
 
 
 if __name__ == "__main__":
