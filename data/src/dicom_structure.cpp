@@ -345,6 +345,10 @@ class Walker {
         c_.offset = e.start;
         return;
       }
+      if (in_pixel_data() && e.group != 0xFFFE)  // GDCM stops reading there and asserts (fuzz_dicom)
+        return fail(fmt::format("element ({:04X},{:04X}) at byte {} inside encapsulated pixel data; expected a "
+                                "fragment (FFFE,E000) or the sequence delimiter (FFFE,E0DD)",
+                                e.group, e.element, e.start));
       const Next next = e.group == 0xFFFE ? read_item_tag(e) : read_header(e);
       if (next == Next::kStop) return;
       if (next == Next::kNextElement) continue;

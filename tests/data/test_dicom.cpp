@@ -522,6 +522,16 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
     }
     CHECK_THROWS_WITH(data::read_dicom(file), Contains(c.message));
   }
+  // The offset table's item tag of encapsulated pixel data damaged into (FF53,E000) (the depth
+  // run's fuzz_dicom, 2026-12-04, after 318,427 executions): GDCM's reader stops there and
+  // asserts that it reached the end of the file.
+  std::string encapsulated = pneumo::testing::read_file(kPydicomFiles / "SC_rgb_jpeg.dcm");
+  const size_t item = encapsulated.find(std::string("\xE0\x7F\x10\x00\xFF\xFF\xFF\xFF\xFE\xFF\x00\xE0", 12));
+  REQUIRE(item != std::string::npos);
+  encapsulated[item + 8] = '\x53';
+  pneumo::testing::write_file(dir / "item.dcm", encapsulated);
+  CHECK_THROWS_WITH(data::read_dicom(dir / "item.dcm"),
+                    Contains("element (FF53,E000)") && Contains("inside encapsulated pixel data"));
   // What ACR-NEMA writers put there still reads.
   REQUIRE(write_edited("MR_small.dcm", "ds.add_new(0x00080010, 'SH', 'ACR-NEMA 2.0')", dir / "acr.dcm"));
   CHECK(data::read_dicom(dir / "acr.dcm").pixels.rows == 64);
