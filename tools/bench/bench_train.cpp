@@ -6,7 +6,7 @@
 //   bench_train [--size 256] [--batch 4] [--steps 5] [--threads 2] [--channels-last]
 //               [--models unet,unet++,attention_unet,double_unet,classifier]
 //               [--device cpu|cuda] [--amp [--amp-dtype float16|bfloat16]] [--compile]
-//               [--python .venv/bin/python]
+//               [--python .venv/bin/python] [--profile PREFIX]
 //
 // On a GPU (--device cuda) both sides synchronise the device at each phase boundary; --amp runs
 // forward passes under autocast on both sides (pneumo's runtime.mixed_precision, torch.autocast
@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <cstdio>
 #include <sstream>
 
@@ -30,6 +31,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "bench_summary.h"
@@ -85,6 +87,7 @@ struct Setup {
   std::string device = "cpu";
   std::string amp_dtype = "float16";
   std::string python = PNEUMO_PYTHON;
+  std::string profile;  // pneumo's last timed step as a Chrome trace (LibTorch's profiler), per model
 };
 
 // Runs in a child process, so that its peak memory is its own (and CUDA starts there, after the fork).
@@ -116,6 +119,9 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
   std::vector<double> step, forward, loss_ms, backward, optimise;
   for (int i = 0; i < setup.steps + 2; ++i) {
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+    if (!setup.profile.empty() && i == setup.steps + 1)
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(setup.profile + "." + name + ".json");
     const auto start = std::chrono::steady_clock::now();
     models::ModelOutput out;
     {
@@ -218,6 +224,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"float16", "bfloat16"}))
       ->capture_default_str();
   app.add_flag("--compile", setup.compile, "Python side: torch.compile the network (PyTorch 2.x)");
+  app.add_option("--profile", setup.profile,
+                 "write pneumo's last timed step per model as a Chrome trace to PREFIX.<model>.json");
   app.add_option("--python", setup.python, "the Python interpreter with torch and torchvision")->capture_default_str();
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
