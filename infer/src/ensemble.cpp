@@ -210,8 +210,15 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
       models::load_weights(*m.network, checkpoint.model, true, file.string());
       m.network->to(device);
       m.network->eval();
+      m.segmenter = m.network->is_segmenter();
+      if (!m.segmenter) m.classes = m.config.data.classes;
+      if (m.config.model.encoder.in_channels != m.config.data.channels)
+        throw core::ConfigError(fmt::format("{}: model.encoder.in_channels ({}) differs from data.channels ({}); "
+                                            "set data.channels with --set",
+                                            file.string(), m.config.model.encoder.in_channels, m.config.data.channels));
       // Inference runs the folded graph (models/inference_graph.h), checked against the network
-      // as it was on a probe; export traces it.
+      // as it was on a probe, after the checks above (a refused member costs no probe); export
+      // traces it.
       const models::BatchNormFolding folding =
           models::fold_batch_norms(*m.network, m.config.model.encoder.in_channels);
       if (folding.applied)
@@ -219,12 +226,6 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
                          file.string(), folding.folded, folding.kept, folding.max_difference);
       else
         core::log::debug("{}: BatchNorm not folded: {}", file.string(), folding.why_not);
-      m.segmenter = m.network->is_segmenter();
-      if (!m.segmenter) m.classes = m.config.data.classes;
-      if (m.config.model.encoder.in_channels != m.config.data.channels)
-        throw core::ConfigError(fmt::format("{}: model.encoder.in_channels ({}) differs from data.channels ({}); "
-                                            "set data.channels with --set",
-                                            file.string(), m.config.model.encoder.in_channels, m.config.data.channels));
       out.push_back(std::move(m));
     }
   }
