@@ -225,6 +225,7 @@ std::shared_ptr<ServedModel> ModelRepository::load(const std::string& name) {
   std::shared_ptr<ServedModel> model;
   try {
     model = load_version(name);
+    core::return_freed_memory();  // what reading the checkpoint and checking the folded graph took
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     loading_.clear();
