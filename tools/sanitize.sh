@@ -3,8 +3,8 @@
 # and libFuzzer instrumentation into build-sanitize/, runs test suites under the sanitizers,
 # then each fuzz target for a bounded time on its seed corpus.
 #
-#   tools/sanitize.sh [--fuzz-seconds N] [--fuzz-runs N] [--targets "fuzz_dicom ..."] [--suites "test_core ..."]
-#                     [--no-tests]
+#   tools/sanitize.sh [--fuzz-seconds N] [--fuzz-runs N] [--fuzz-timeout S] [--targets "fuzz_dicom ..."]
+#                     [--suites "test_core ..."] [--no-tests]
 #
 # Fuzzing to depth (the README's reliability table): `tools/sanitize.sh --no-tests
 # --fuzz-runs 1000000 --fuzz-seconds 14400` runs each target until a million executions (or the
@@ -18,6 +18,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz_seconds=60
 fuzz_runs=""
+fuzz_timeout=10  # seconds one input may take (libFuzzer measures wall time: a busy machine needs more)
 targets_given=""
 suites="test_core test_data test_augment test_models test_train test_infer"
 run_tests=1
@@ -25,10 +26,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --fuzz-seconds) fuzz_seconds="$2"; shift 2 ;;
     --fuzz-runs) fuzz_runs="$2"; shift 2 ;;
+    --fuzz-timeout) fuzz_timeout="$2"; shift 2 ;;
     --targets) targets_given="$2"; shift 2 ;;
     --suites) suites="$2"; shift 2 ;;
     --no-tests) run_tests=0; shift ;;
-    *) echo "usage: $0 [--fuzz-seconds N] [--fuzz-runs N] [--targets \"fuzz_dicom ...\"] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--fuzz-seconds N] [--fuzz-runs N] [--fuzz-timeout S] [--targets \"fuzz_dicom ...\"] [--suites \"test_core ...\"] [--no-tests]" >&2; exit 2 ;;
   esac
 done
 
@@ -117,7 +119,7 @@ for target in "${targets[@]}"; do
   started=$SECONDS
   result="clean"
   if (cd "$build/findings" && "$build/bin/$target" "$corpus" "$seed_dir" -max_total_time="$fuzz_seconds" \
-        ${fuzz_runs:+-runs="$fuzz_runs"} -timeout=10 -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 \
+        ${fuzz_runs:+-runs="$fuzz_runs"} -timeout="$fuzz_timeout" -rss_limit_mb=4096 -max_len=307200 -print_final_stats=1 \
         > "$log" 2>&1); then
     grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb" "$log" | sed "s/^/   /"
   elif grep -q "Assertion .* failed" "$log" && grep -q "gdcm" "$log"; then

@@ -1,11 +1,8 @@
 #include "pneumo/core/runtime.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
-#include <limits>
 #include <string_view>
 #include <thread>
 
@@ -108,23 +105,6 @@ ThreadPlan plan_threads(int cores, int processes_on_machine, bool cuda) {
     plan.loader_workers = 1;
   }
   return plan;
-}
-
-bool keep_freed_memory() {
-  const char* opt_out = std::getenv("PNEUMO_RELEASE_MEMORY");
-  if (opt_out != nullptr && std::string_view(opt_out) == "1") return false;
-#if defined(__GLIBC__)
-  // No mappings of their own for large blocks (they come from the heap), and no trimming.
-  return ::mallopt(M_MMAP_MAX, 0) == 1 && ::mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
-#else
-  return false;
-#endif
-}
-
-void return_freed_memory() {
-#if defined(__GLIBC__)
-  ::malloc_trim(0);
-#endif
 }
 
 int configure_threads(int requested) {

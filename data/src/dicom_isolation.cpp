@@ -211,8 +211,9 @@ Isolation& state() {
 std::string call(const std::string& request, const std::string& name, const WorkerPool::BulkReceiver& on_bulk = {}) {
   Isolation& s = state();
   std::call_once(s.started, [&s] {
-    s.pool = std::make_unique<WorkerPool>(s.settings.program, std::vector<std::string>{"decode-worker"}, s.settings.workers,
-                                          s.settings.timeout_s, "the DICOM decoder");
+    s.pool = std::make_unique<WorkerPool>(s.settings.program.empty() ? decoder_program() : s.settings.program,
+                                          std::vector<std::string>{}, s.settings.workers, s.settings.timeout_s,
+                                          "the DICOM decoder");
   });
   std::string answer = s.pool->call(request, name, on_bulk);
   if (answer.empty()) throw core::DataError(fmt::format("{}: the DICOM decoder answered nothing", name));

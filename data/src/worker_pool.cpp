@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
@@ -84,6 +85,12 @@ std::string signal_name(int signal) {
 }
 
 }  // namespace
+
+std::string decoder_program() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("pneumo-decoder") : (self.parent_path() / "pneumo-decoder").string();
+}
 
 WorkerChannel::~WorkerChannel() {
   if (map_ != nullptr) ::munmap(map_, mapped_);
@@ -162,7 +169,7 @@ WorkerPool::Worker WorkerPool::start() const {
   // Its own process group: a Ctrl-C in the terminal reaches the parent, which stops its workers.
   posix_spawnattr_setpgroup(&attributes, 0);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  std::vector<std::string> args{"pneumo"};
+  std::vector<std::string> args{std::filesystem::path(program_).filename().string()};
   args.insert(args.end(), arguments_.begin(), arguments_.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

@@ -1,20 +1,12 @@
 #include "upload_decoder.h"
 
-#include <unistd.h>
-
-#include <csignal>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <opencv2/core/utility.hpp>
 
 #include "pneumo/core/error.h"
-#include "pneumo/core/log.h"
-#include "pneumo/data/dicom_isolation.h"
-#include "pneumo/infer/serve.h"
 
 namespace pneumo::infer {
 
@@ -110,7 +102,7 @@ InputImage image_from(const std::string& answer, const char* pixels, size_t size
 }  // namespace
 
 UploadDecoder::UploadDecoder(std::string program, int workers, double timeout_s)
-    : pool_(std::move(program), {"decode-worker"}, workers, timeout_s, "the decoder") {}
+    : pool_(program.empty() ? data::decoder_program() : std::move(program), {}, workers, timeout_s, "the decoder") {}
 
 InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const std::string& window) {
   std::string request(1, kUpload);
@@ -158,30 +150,6 @@ data::WorkerAnswer answer_upload_request(const std::string& request) {
     answer.message = std::string(1, '\0') + e.what();
   }
   return answer;
-}
-
-int run_decode_worker() {
-  ::signal(SIGPIPE, SIG_DFL);
-  data::set_dicom_isolation({});  // a worker decodes in its own process
-  // The pool has one worker per core: OpenCV's own threads (its resize) would only compete with
-  // the other workers (bench_decode: the isolated row 17-24% below in-process threads with them).
-  cv::setNumThreads(1);
-  // A test seam: requests holding this text make the worker abort, as GDCM can.
-  const char* abort_prefix = std::getenv("PNEUMO_TEST_DECODER_ABORT_PREFIX");
-  data::WorkerChannel channel;
-  std::string request;
-  while (channel.read(request)) {
-    if (abort_prefix != nullptr && *abort_prefix != '\0' && request.find(abort_prefix) != std::string::npos) std::abort();
-    data::WorkerAnswer answer;
-    if (is_upload_request(request))
-      answer = answer_upload_request(request);
-    else if (data::is_dicom_request(request))
-      answer = data::answer_dicom_request(request);
-    else
-      answer.message = std::string(1, '\0') + "an unknown request";
-    if (!channel.write(answer)) return 0;
-  }
-  return 0;
 }
 
 }  // namespace pneumo::infer

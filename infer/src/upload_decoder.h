@@ -1,6 +1,6 @@
 // Uploads decoded in worker processes: GDCM aborts the whole process on some malformed data sets
 // (Debian builds it with assertions; see tests/fuzz/open/README.md), and an upload must never
-// take the server down with it. The workers are `pneumo decode-worker` processes of a
+// take the server down with it. The workers are `pneumo-decoder` processes (tools/decoder) of a
 // data::WorkerPool (worker_pool.h), which also answer the DICOM requests of dicom_isolation.h;
 // a worker that dies or takes longer than the timeout is replaced, and that upload is refused
 // with a DataError.
@@ -10,12 +10,14 @@
 
 #include "pneumo/data/worker_pool.h"
 #include "pneumo/infer/inputs.h"
+#include "upload_request.h"
 
 namespace pneumo::infer {
 
 class UploadDecoder {
  public:
-  // Starts `workers` processes of `program` (pneumo itself). Throws IoError when one cannot start.
+  // Starts `workers` processes of `program` (empty: data::decoder_program()). Throws IoError
+  // when one cannot start.
   UploadDecoder(std::string program, int workers, double timeout_s);
 
   // Thread-safe; waits for a free worker. `window`: the DICOM grey mapping of the model
@@ -27,9 +29,5 @@ class UploadDecoder {
  private:
   data::WorkerPool pool_;
 };
-
-// Whether a request is an upload's, and the worker's answer to it (never throws).
-bool is_upload_request(const std::string& request);
-data::WorkerAnswer answer_upload_request(const std::string& request);
 
 }  // namespace pneumo::infer

@@ -102,8 +102,7 @@ TEST_CASE("a decoder process resizes as this process does: the preprocessing cac
   options.window = pneumo::data::DicomReadOptions::Window::kFromFile;
   std::vector<pneumo::data::DicomImage> here;
   for (const fs::path& f : files) here.push_back(pneumo::data::read_dicom(f, options));
-  pneumo::data::DicomIsolation isolation;
-  isolation.program = PNEUMO_CLI_PATH;
+  pneumo::data::DicomIsolation isolation;  // pneumo-decoder beside this test program, as beside pneumo
   isolation.workers = 1;
   pneumo::data::set_dicom_isolation(isolation);
   struct InProcessAgain {
@@ -120,4 +119,22 @@ TEST_CASE("a decoder process resizes as this process does: the preprocessing cac
   }
   options.resize_interpolation = 9;  // refused in the worker, and the refusal comes back as this process's error
   CHECK_THROWS_WITH(pneumo::data::read_dicom(files[0], options), Contains("interpolation 9"));
+}
+
+// The decoder processes start in milliseconds because pneumo-decoder has no LibTorch (pneumo
+// itself takes about half a second of CPU to load it, per process): nothing it loads, directly
+// or through another library, may be LibTorch or CUDA's.
+TEST_CASE("pneumo-decoder loads no LibTorch and no CUDA library") {
+  const std::string program = pneumo::data::decoder_program();
+  REQUIRE(fs::exists(program));
+  FILE* pipe = ::popen(("ldd '" + program + "' 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string libraries;
+  char line[512];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) libraries += line;
+  REQUIRE(::pclose(pipe) == 0);
+  INFO(libraries);
+  CHECK_THAT(libraries, Contains("libgdcmMSFF"));  // it did list the libraries
+  for (const char* unwanted : {"libtorch", "libc10", "libcuda", "libcublas", "libcudnn", "libgomp", "libiomp"})
+    CHECK_THAT(libraries, !Contains(unwanted));
 }

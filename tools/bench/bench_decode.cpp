@@ -6,8 +6,9 @@
 // pneumo with 1 and 2 worker threads (libjpeg-turbo path), pneumo with GDCM's own codec on one
 // thread, pneumo reading the result back from its preprocessing cache (what later epochs do),
 // pneumo decoding in isolated worker processes as its commands do by default (2 threads, 2
-// decoder processes: dicom_isolation.h), and pydicom + OpenCV-Python on one process, with the
+// pneumo-decoder processes: dicom_isolation.h; and what one such process costs to start), and pydicom + OpenCV-Python on one process, with the
 // ratios.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 
 #include <unistd.h>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -27,6 +29,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/dicom_isolation.h"
+#include "pneumo/data/worker_pool.h"
 #include "pneumo/data/preprocess.h"
 
 namespace fs = std::filesystem;
@@ -81,6 +84,20 @@ double cached_rate(const std::vector<std::string>& files, int size, double secon
   return r;
 }
 
+// Seconds from starting one decoder process to its first answer (a request it refuses at once):
+// what each process of the pool costs once per command, the median of 5.
+double decoder_startup_seconds(const std::string& program) {
+  std::vector<double> times;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    data::WorkerPool pool(program, {}, 1, 60, "the DICOM decoder");
+    pool.call("?", "startup");
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 double python_rate(const std::vector<std::string>& files, int size, double seconds) {
   std::string command = fmt::format("{} {}/tools/bench/decode_python.py {} {}",
                                     PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, size, seconds);
@@ -107,8 +124,8 @@ int main(int argc, char** argv) {
   app.add_option("inputs", inputs, "DICOM files or folders");
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
-  std::string program = (fs::canonical("/proc/self/exe").parent_path() / "pneumo").string();
-  app.add_option("--pneumo", program, "the pneumo program whose decode-worker processes the isolated row uses")
+  std::string program = data::decoder_program();
+  app.add_option("--decoder", program, "the decoder program (pneumo-decoder) the isolated row starts")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   cv::setNumThreads(1);  // each worker is one core; OpenCV must not add threads of its own
@@ -139,8 +156,10 @@ int main(int argc, char** argv) {
     isolation.program = program;
     isolation.workers = 2;
     data::set_dicom_isolation(isolation);
+    // Timed as a command gets it: the processes start on the first file, inside the row.
     const double isolated = pneumo_rate(files, size, seconds, 2, true);
     data::set_dicom_isolation({});
+    const double startup = decoder_startup_seconds(program);
     fmt::print("{:<44} {:>10} {:>10}\n", "", "images/s", "vs Python");
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pydicom + OpenCV-Python (1 process)", python, 1.0);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, GDCM codec, 1 thread", gdcm, gdcm / python);
@@ -151,6 +170,8 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 2 isolated decoder processes", isolated, isolated / python);
     fmt::print("thread scaling 1 -> 2: {:.2f}x; isolation costs {:.1f}% against 2 threads in process\n", two / one,
                100.0 * (1.0 - isolated / two));
+    fmt::print("a decoder process starts and answers its first request in {:.0f} ms (median of 5; once per command)\n",
+               1000 * startup);
     const bench::Summary summary(summary_path);
     const std::string what = fmt::format("DICOM decode + resize to {}, {} file(s)", size, files.size());
     summary.add("data", what + ", 1 thread", "images/s", python, one, true);

@@ -70,12 +70,6 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--explain-stage", s.explain.stage, "the encoder stage it explains, 1..5 (0: the deepest)")
       ->capture_default_str()->check(CLI::Range(0, 5));
   cmd->callback([options] { run_serve(*options); });
-
-  // The decoder processes serve starts; not for people (no group: hidden from --help).
-  CLI::App* worker = app.add_subcommand("decode-worker", "")->group("");
-  worker->callback([] {
-    if (const int code = infer::run_decode_worker(); code != 0) throw ExitCode{code};
-  });
 }
 
 }  // namespace pneumo::tools

@@ -6,6 +6,8 @@
 
 #include <c10/core/Device.h>
 
+#include "pneumo/core/memory.h"  // keep_freed_memory, return_freed_memory (they were here)
+
 namespace pneumo::core {
 
 // A device request as written in a config or on the command line.
@@ -48,20 +50,6 @@ struct ThreadPlan {
 };
 ThreadPlan plan_threads(int cores, int processes_on_machine, bool cuda);
 
-// Keeps memory the process frees for its own later allocations instead of handing it back to
-// the kernel. glibc serves blocks above its mmap threshold (at most 32 MiB) with their own
-// mappings and unmaps them on free, and trims the heap's top; a training or inference loop
-// allocates tensors of the same sizes every step, so each step then faults every page in again,
-// zero-filled by the kernel. On this project's 2-core machine that was more than half of a
-// U-Net training step (see README, Performance). Called first thing by pneumo's programs;
-// PNEUMO_RELEASE_MEMORY=1 in the environment leaves glibc's defaults. The resident memory then
-// stays at its peak until the process ends. Returns whether the setting was applied.
-bool keep_freed_memory();
-
-// Hands the memory freed so far back to the kernel once (glibc's malloc_trim over every arena),
-// for the rare moments a long-running program frees much it will not need again: `pneumo
-// serve` after a model version it replaced is freed.
-void return_freed_memory();
 
 // One line: LibTorch version, CUDA/cuDNN availability and GPU count.
 std::string describe_torch_runtime();

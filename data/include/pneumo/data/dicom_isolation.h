@@ -1,7 +1,7 @@
 // Every DICOM pneumo reads, decoded in worker processes when the program asks for it, so that a
 // file which makes GDCM abort or hang cannot bring the command down: read_dicom, decode_dicom,
 // read_dicom_header and read_dicom_patient_id (dicom.h) then send their work to a pool of
-// `pneumo decode-worker` processes (worker_pool.h) and that file alone fails, with a DataError
+// `pneumo-decoder` processes (worker_pool.h, tools/decoder) and that file alone fails, with a DataError
 // naming it and saying why ("the DICOM decoder stopped: SIGABRT"; "timed out after 60 s"),
 // while the run goes on with the others. Every path goes through those four functions: predict,
 // evaluate, tune, calibrate, pacs, data check, the preprocessing cache that train and cv fill,
@@ -18,7 +18,7 @@
 namespace pneumo::data {
 
 struct DicomIsolation {
-  std::string program = "/proc/self/exe";  // what the workers run (pneumo itself)
+  std::string program;  // what the workers run; empty: decoder_program() (worker_pool.h)
   int workers = 0;                          // 0: decode in this process
   double timeout_s = 60;                    // per file
 };
@@ -31,7 +31,7 @@ bool dicom_isolated();
 // Workers replaced after a crash or timeout so far (0 without isolation).
 int dicom_decoder_restarts();
 
-// The worker's side (`pneumo decode-worker`): whether a request is one of these, and its answer
+// The worker's side (`pneumo-decoder`): whether a request is one of these, and its answer
 // (which carries the error, if any; it never throws).
 bool is_dicom_request(const std::string& request);
 WorkerAnswer answer_dicom_request(const std::string& request);

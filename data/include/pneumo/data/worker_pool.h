@@ -25,6 +25,11 @@
 
 namespace pneumo::data {
 
+// The program pneumo's decoder processes run: `pneumo-decoder` in the folder of the running
+// program (tools/decoder; built and installed with pneumo). It has no LibTorch, so that one
+// starts in milliseconds rather than the half second of CPU pneumo itself takes.
+std::string decoder_program();
+
 class WorkerPool {
  public:
   // Starts `workers` processes of `program` with `arguments` (argv[1...]). `what` names a worker

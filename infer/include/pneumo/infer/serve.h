@@ -47,10 +47,10 @@ struct ServeOptions {
   double timeout_s = 30;  // a request waiting longer for the models is answered 503
   int history = 50;       // results kept for /results
   int overlay_max_side = 512;  // the returned overlay is drawn at most this wide or high
-  // Uploads are decoded in this many worker processes (`pneumo decode-worker`), so that a file
-  // that crashes the DICOM library cannot take the server down; 0: in the server itself.
+  // Uploads are decoded in this many worker processes (`pneumo-decoder`), so that a file that
+  // crashes the DICOM library cannot take the server down; 0: in the server itself.
   int decoders = 4;
-  std::string program = "/proc/self/exe";  // what the workers run
+  std::string program;  // what the workers run; empty: data::decoder_program()
   ExplainOptions explain;  // for ?explain=true
 };
 
@@ -58,9 +58,5 @@ struct ServeOptions {
 // "serving on http://HOST:PORT" on stdout once it accepts connections. Throws UsageError for a
 // bad option or a port it cannot bind.
 void serve(const ServeOptions& options);
-
-// A decoder worker's life (the hidden `pneumo decode-worker`): reads uploads on stdin, answers
-// the decoded image or the error on stdout, until stdin closes. Returns the exit code.
-int run_decode_worker();
 
 }  // namespace pneumo::infer
