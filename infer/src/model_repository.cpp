@@ -10,7 +10,7 @@
 
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
-#include "pneumo/core/runtime.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/infer/calibration.h"
 
 namespace pneumo::infer {

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "pneumo/core/error.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/core/sections.h"
 

@@ -1,11 +1,15 @@
 // Benchmark: the SIIM U-Net seed augmentation recipe (configs/augment/unet-baseline.yaml,
 // crop sizes scaled to the image) on SIZE x SIZE 8-bit images with their masks: pneumo on 1
-// and 2 threads against the same recipe done the Python way (augment_python.py: numpy,
-// OpenCV-Python, scipy) on one process, measured in the same run. Then the recipe's spatial ops
+// and 2 threads against the same recipe done the Python way (augment_python.py: Albumentations
+// 0.4.6's Compose) on one process, measured in the same run. Then the recipe's spatial ops
 // (flip, shift-scale-rotate, elastic) per sample in loader threads against the same ops per batch
-// on a device (augment.on_device: grid_sample on the CPU or a GPU).
+// on a device (augment.on_device: grid_sample on the CPU or a GPU). Last, the data path of a
+// training step, each image read back from the cache of decoded, resized images and put through
+// the recipe on one core (pneumo: its preprocessing cache; Python: np.load of a .npy), and the
+// cores each side needs to feed one GPU at --gpu-images-per-second.
 //
 //   build/bin/bench_augment [--size 512] [--seconds 5] [--device cpu|cuda] [--batch 16]
+//                           [--gpu-images-per-second 1000]
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,11 +26,13 @@
 #include <torch/torch.h>
 
 #include "bench_summary.h"
-#include "pneumo/core/runtime.h"
 #include "pneumo/augment/batch_pipeline.h"
 #include "pneumo/augment/pipeline.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/file_io.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/data/demo_set.h"
+#include "pneumo/data/preprocess.h"
 
 namespace fs = std::filesystem;
 using namespace pneumo;
@@ -50,6 +56,21 @@ std::string recipe_yaml(int size) {
 - ToFloat: {{max_value: 255}}
 )",
                      size * 11 / 16, size);
+}
+
+// A 2-D uint8 array as NumPy's .npy (format 1.0), for the Python side's cache.
+void write_npy(const fs::path& file, const cv::Mat& image) {
+  std::string header = fmt::format("{{'descr': '|u1', 'fortran_order': False, 'shape': ({}, {}), }}", image.rows,
+                                   image.cols);
+  header.append(63 - (10 + header.size()) % 64, ' ');  // magic, version and length: 10 bytes; 64-byte aligned
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  const auto length = static_cast<uint16_t>(header.size());
+  out += static_cast<char>(length & 0xFF);
+  out += static_cast<char>(length >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(image.data), image.total());
+  core::write_file_atomic(file, out);
 }
 
 double pneumo_rate(const augment::Pipeline& pipeline, const cv::Mat& image, const cv::Mat& mask,
@@ -110,10 +131,38 @@ double device_rate(const augment::BatchPipeline& ops, const cv::Mat& image, cons
   return done / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double python_rate(int size, double seconds, const fs::path& image, const fs::path& mask) {
+// The data path on one core: the image read back from pneumo's preprocessing cache (files
+// written as make-demo writes them, the cache filled first), then the recipe.
+double cached_path_rate(const augment::Pipeline& pipeline, const cv::Mat& mask, int size, double seconds,
+                        const fs::path& dir) {
+  data::DemoSetOptions demo;
+  demo.size = size;
+  demo.count = 4;
+  const data::DemoSetSummary set = data::write_demo_set(dir / "demo", demo);
+  data::PreprocessOptions options;
+  options.size = size;
+  options.cache_dir = dir / "cache";
+  const data::Preprocessor preprocessor(options);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(set.dicom_dir)) files.push_back(e.path());
+  for (const fs::path& f : files) preprocessor.prepare(f);  // fills the cache
+  long done = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds; ++i) {
+    augment::Target target{preprocessor.prepare(files[i % files.size()]).pixels, mask};
+    core::Rng rng = core::Rng::for_sample(0, 0, i);
+    pipeline.apply(target, rng);
+    ++done;
+  }
+  if (preprocessor.counts().hits < done) throw core::Error("the data path row read past the preprocessing cache");
+  return done / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double python_rate(int size, double seconds, const fs::path& image, const fs::path& mask,
+                   const fs::path& cached = {}) {
   const std::string command =
-      fmt::format("{} {}/tools/bench/augment_python.py {} {} '{}' '{}'",
-                  PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, size, seconds, image.string(), mask.string());
+      fmt::format("{} {}/tools/bench/augment_python.py {} {} '{}' '{}' {}", PNEUMO_PYTHON, PNEUMO_SOURCE_DIR, size,
+                  seconds, image.string(), mask.string(), cached.empty() ? "" : "'" + cached.string() + "'");
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw core::Error("cannot start the Python reference");
   char line[64] = {};
@@ -135,6 +184,13 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "device of the batch augmentation rows (cpu, cuda)")->capture_default_str();
   int batch = 16;
   app.add_option("--batch", batch, "batch size of the device rows")->capture_default_str()->check(CLI::Range(1, 1024));
+  // The assumption until the GPU issue measures it: U-Net/ResNet34 at 512 is 62.5 GFLOP per
+  // forward (PyTorch's count), about 190 GFLOP per training image (forward and backward); 1,000
+  // images/s is about 20% of an H200's dense bfloat16 peak (989 TFLOP/s).
+  double gpu_rate = 1000;
+  app.add_option("--gpu-images-per-second", gpu_rate,
+                 "training images/s of the GPU to feed (U-Net/ResNet34 at 512; the default is an assumption)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   std::string summary_path;
   app.add_option("--summary", summary_path, "append the figures as JSON lines to this file (tools/bench.sh)");
   CLI11_PARSE(app, argc, argv);
@@ -158,7 +214,7 @@ int main(int argc, char** argv) {
     const double two = pneumo_rate(pipeline, radiograph.image, radiograph.mask, 2, seconds);
     fs::remove_all(dir);
     fmt::print("{:<44} {:>10} {:>10}\n", "", "images/s", "vs Python");
-    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "numpy + OpenCV-Python + scipy (1 process)", python, 1.0);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "Albumentations 0.4.6 (1 process)", python, 1.0);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 1 thread", one, one / python);
     fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo, 2 threads", two, two / python);
     fmt::print("thread scaling 1 -> 2: {:.2f}x\n", two / one);
@@ -179,10 +235,34 @@ int main(int argc, char** argv) {
     fmt::print("{:<44} {:>10.1f}\n", fmt::format("pneumo on_device ({}, batch {}, {} threads)", device.str(), batch,
                                                    at::get_num_threads()),
                batched);
+
+    // The data path of training on one core, and the cores one GPU needs.
+    const fs::path path_dir = fs::temp_directory_path() / fmt::format("pneumo-bench-path-{}", ::getpid());
+    fs::create_directories(path_dir);
+    cv::Mat npy_image;
+    radiograph.image.copyTo(npy_image);
+    const fs::path npy = path_dir / "image.npy";
+    write_npy(npy, npy_image);
+    cv::imwrite((path_dir / "image.png").string(), radiograph.image);
+    cv::imwrite((path_dir / "mask.png").string(), radiograph.mask);
+    const double python_path = python_rate(size, seconds, path_dir / "image.png", path_dir / "mask.png", npy);
+    const double pneumo_path = cached_path_rate(pipeline, radiograph.mask, size, seconds, path_dir);
+    fs::remove_all(path_dir);
+    fmt::print("\ndata path on one core (image read back from the cache + seed recipe) at {0}x{0}:\n", size);
+    fmt::print("{:<44} {:>10} {:>10}\n", "", "images/s", "vs Python");
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "np.load + Albumentations recipe", python_path, 1.0);
+    fmt::print("{:<44} {:>10.1f} {:>9.2f}x\n", "pneumo preprocessing cache + recipe", pneumo_path,
+               pneumo_path / python_path);
+    fmt::print("cores to feed one GPU training U-Net/ResNet34 at 512 at {:.0f} images/s{}: Python {:.1f}, pneumo {:.1f}\n",
+               gpu_rate, gpu_rate == 1000 ? " (assumed: ~20% of an H200's bf16 peak at ~190 GFLOP/image)" : "",
+               gpu_rate / python_path, gpu_rate / pneumo_path);
+
     const bench::Summary summary(summary_path);
     const std::string what = fmt::format("augmentation, seed recipe at {}", size);
     summary.add("data", what + ", 1 thread", "images/s", python, one, true);
     summary.add("data", what + ", 2 threads", "images/s", python, two, true);
+    summary.add("data", fmt::format("data path (cache read + seed recipe) at {}, 1 core", size), "images/s",
+                python_path, pneumo_path, true);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

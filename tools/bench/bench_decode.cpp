@@ -25,12 +25,12 @@
 #include <opencv2/imgproc.hpp>
 
 #include "bench_summary.h"
-#include "pneumo/core/runtime.h"
 #include "pneumo/core/error.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/data/dicom.h"
 #include "pneumo/data/dicom_isolation.h"
-#include "pneumo/data/worker_pool.h"
 #include "pneumo/data/preprocess.h"
+#include "pneumo/data/worker_pool.h"
 
 namespace fs = std::filesystem;
 using namespace pneumo;

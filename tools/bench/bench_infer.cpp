@@ -42,6 +42,7 @@
 #include "convolution_peak.h"
 #include "benchmark_model.h"
 #include "pneumo/core/file_io.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/data/demo_set.h"
 #include "pneumo/data/rle.h"

@@ -36,6 +36,7 @@
 
 #include "bench_summary.h"
 #include "convolution_peak.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/core/sections.h"
 #include "pneumo/models/model_section.h"

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
+#include "pneumo/core/memory.h"
 #include "pneumo/core/runtime.h"
 #include "pneumo/data/dicom_isolation.h"
 

@@ -6,8 +6,6 @@
 
 #include <c10/core/Device.h>
 
-#include "pneumo/core/memory.h"  // keep_freed_memory, return_freed_memory (they were here)
-
 namespace pneumo::core {
 
 // A device request as written in a config or on the command line.
