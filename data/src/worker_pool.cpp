@@ -184,7 +184,8 @@ WorkerPool::Worker WorkerPool::start() const {
     ::close(to[1]);
     ::close(from[0]);
     ::close(shared);
-    throw core::IoError(fmt::format("cannot start {} ({}): {}", what_, program_, std::strerror(error)));
+    throw core::IoError(fmt::format("cannot start {} ({}): {}{}", what_, program_, std::strerror(error),
+                                    error == ENOENT ? "; it is built beside pneumo (tools/build.sh builds both)" : ""));
   }
   return {pid, to[1], from[0], shared};
 }

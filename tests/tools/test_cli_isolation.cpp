@@ -138,3 +138,17 @@ TEST_CASE("pneumo-decoder loads no LibTorch and no CUDA library") {
   for (const char* unwanted : {"libtorch", "libc10", "libcuda", "libcublas", "libcudnn", "libgomp", "libiomp"})
     CHECK_THAT(libraries, !Contains(unwanted));
 }
+
+TEST_CASE("a decoder program that is not there is an error naming it, not a crash") {
+  TempDir dir;
+  const std::vector<fs::path> files = pneumo::testing::sample_dicoms(dir);
+  pneumo::data::DicomIsolation isolation;
+  isolation.program = (dir / "no-such-decoder").string();
+  isolation.workers = 1;
+  pneumo::data::set_dicom_isolation(isolation);
+  struct InProcessAgain {
+    ~InProcessAgain() { pneumo::data::set_dicom_isolation({}); }
+  } restore;
+  CHECK_THROWS_WITH(pneumo::data::read_dicom(files.front()),
+                    Contains("no-such-decoder") && Contains("No such file") && Contains("built beside pneumo"));
+}
