@@ -3,6 +3,7 @@
 #include "j2k_header.h"
 
 #include <algorithm>
+#include <string_view>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -108,11 +109,38 @@ const char* required_vr(uint16_t group, uint16_t element) {
     case 0x00280008: return "IS";  // Number of Frames
     case 0x00280009: return "AT";  // Frame Increment Pointer
     case 0x00282110: return "CS";  // Lossy Image Compression
+    case 0x3004000C: return "DS";  // Grid Frame Offset Vector (RT Dose: GDCM's Z spacing)
     default: return nullptr;
   }
 }
 
 constexpr const char* kRleLossless = "1.2.840.10008.1.2.5";
+
+// A DS value (PS3.5 6.2): a decimal number, optionally signed, with a fraction and an exponent,
+// space-padded (and NUL-padded, as some writers do).
+bool is_decimal_string(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.remove_suffix(1);
+  size_t i = 0;
+  const auto digits = [&] {
+    const size_t from = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - from;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  size_t mantissa = digits();
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    mantissa += digits();
+  }
+  if (mantissa == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == s.size();
+}
 
 bool is_jpeg_ls_syntax(const std::string& ts) { return ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81"; }
 
@@ -557,6 +585,7 @@ class Walker {
     if (top_level() && e.group == 0x0028 && e.length == 2 && !check_pixel_module_value(e)) return false;
     if (top_level() && e.is(0x0028, 0x0004)) note_photometric(e);
     if (top_level() && e.is(0x0008, 0x0010) && !check_recognition_code(e)) return false;
+    if (top_level() && e.is(0x3004, 0x000C) && !check_grid_frame_offsets(e)) return false;
     if (e.is(0x0002, 0x0010)) note_transfer_syntax(e);
     return true;
   }
@@ -572,6 +601,28 @@ class Walker {
     fail(fmt::format("Recognition Code (0008,0010) at byte {} does not start with ACR-NEMA or ACRNEMA (the only values "
                      "this retired attribute has; {} bytes)",
                      e.start, e.length));
+    return false;
+  }
+
+  // Grid Frame Offset Vector (3004,000C), RT Dose's frame positions: GDCM takes the Z spacing
+  // from its first two values and asserts that there are two (fuzz_dicom, 2026-12-04: a damaged
+  // first value of pydicom's rtdose.dcm left GDCM's parse with one). Two or more decimal numbers.
+  bool check_grid_frame_offsets(const Element& e) {
+    if (e.length == 0) return true;  // GDCM takes an empty one as 1.0
+    const std::string_view value = c_.bytes.substr(c_.offset, e.length);
+    int count = 0;
+    for (size_t start = 0; start <= value.size(); ++count) {
+      const size_t end = std::min(value.find('\\', start), value.size());
+      if (!is_decimal_string(value.substr(start, end - start))) {
+        fail(fmt::format("Grid Frame Offset Vector (3004,000C) at byte {}: value {} is not a decimal number", e.start,
+                         count + 1));
+        return false;
+      }
+      start = end + 1;
+    }
+    if (count >= 2) return true;
+    fail(fmt::format("Grid Frame Offset Vector (3004,000C) at byte {} has {} value; expected two or more", e.start,
+                     count));
     return false;
   }
 

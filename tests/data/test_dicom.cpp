@@ -511,6 +511,9 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
       // fuzz_dicom's depth run (2026-12-04, after 188,994 executions): PixmapReader asserts that a
       // Recognition Code says ACR-NEMA.
       {"MR_small.dcm", "ds.add_new(0x00080010, 'SH', 'DICOM 3.0')", "Recognition Code (0008,0010) at byte"},
+      // fuzz_dicom's depth run (2026-12-04, after 663,850 executions): a damaged first value of
+      // RT Dose's Grid Frame Offset Vector; GDCM's Z spacing asserts that it has two values.
+      {"rtdose.dcm", "ds.GridFrameOffsetVector = [0.0]", "Grid Frame Offset Vector (3004,000C) at byte"},
   };
   TempDir dir;
   for (const Case& c : cases) {
@@ -532,6 +535,15 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
   pneumo::testing::write_file(dir / "item.dcm", encapsulated);
   CHECK_THROWS_WITH(data::read_dicom(dir / "item.dcm"),
                     Contains("element (FF53,E000)") && Contains("inside encapsulated pixel data"));
+  // The damaged value itself: "0.0" became "0.\x04" (rtdose.dcm is implicit VR: the tag, then a
+  // 4-byte length, then the value).
+  std::string dose = pneumo::testing::read_file(kPydicomFiles / "rtdose.dcm");
+  const size_t offsets = dose.find(std::string("\x04\x30\x0c\x00\xf2\x00\x00\x00" "0.0\\", 12));
+  REQUIRE(offsets != std::string::npos);
+  dose[offsets + 10] = '\x04';
+  pneumo::testing::write_file(dir / "dose.dcm", dose);
+  CHECK_THROWS_WITH(data::read_dicom(dir / "dose.dcm"),
+                    Contains("Grid Frame Offset Vector (3004,000C) at byte") && Contains("value 1 is not a decimal number"));
   // What ACR-NEMA writers put there still reads.
   REQUIRE(write_edited("MR_small.dcm", "ds.add_new(0x00080010, 'SH', 'ACR-NEMA 2.0')", dir / "acr.dcm"));
   CHECK(data::read_dicom(dir / "acr.dcm").pixels.rows == 64);
