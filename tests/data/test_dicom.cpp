@@ -514,6 +514,11 @@ TEST_CASE("each class of GDCM abort the mutation search found is refused by the 
       // fuzz_dicom's depth run (2026-12-04, after 663,850 executions): a damaged first value of
       // RT Dose's Grid Frame Offset Vector; GDCM's Z spacing asserts that it has two values.
       {"rtdose.dcm", "ds.GridFrameOffsetVector = [0.0]", "Grid Frame Offset Vector (3004,000C) at byte"},
+      // fuzz_dicom's depth run (2026-12-04, after 542,329 executions): a Segmentation whose
+      // functional groups lacked a usable orientation; GDCM asserts on that nested geometry.
+      {"MR_small.dcm", "ds.SOPClassUID = '1.2.840.10008.5.1.4.1.1.66.4'", "is a Segmentation object"},
+      {"MR_small.dcm", "ds.file_meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.4.1'",
+       "is an Enhanced MR Image object"},
   };
   TempDir dir;
   for (const Case& c : cases) {
