@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/file_io.h"
 #include "pneumo/core/log.h"
+#include "pneumo/core/ordered_workers.h"
 #include "pneumo/infer/cross_validation.h"
 #include "pneumo/models/inference_graph.h"
 #include "pneumo/models/network.h"
@@ -185,49 +187,66 @@ fs::path postprocess_folder_of(const fs::path& model_path) {
 std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std::string& members,
                                  const std::vector<std::string>& overrides, const c10::Device& device) {
   if (specs.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
-  std::vector<Member> out;
+  struct File {
+    const ModelSpec* spec;
+    fs::path path;
+    double weight;
+  };
+  std::vector<File> files;
   for (const ModelSpec& spec : specs) {
     if (!(spec.weight > 0))
       throw core::UsageError(fmt::format("{}: ensemble weight {} must be > 0", spec.path.string(), spec.weight));
-    const std::vector<fs::path> files = expand_model(spec.path, members);
-    for (const fs::path& file : files) {
-      if (is_torchscript(file)) {
-        Member m = load_exported(file, device);
-        m.model_path = spec.path;
-        m.weight = spec.weight / static_cast<double>(files.size());
-        out.push_back(std::move(m));
-        continue;
-      }
-      const train::Checkpoint checkpoint = train::read_checkpoint(file);
-      Member m;
-      m.checkpoint = file;
-      m.model_path = spec.path;
-      m.weight = spec.weight / static_cast<double>(files.size());
-      core::ConfigNode root = core::parse_yaml(checkpoint.config_yaml, file.string() + " (its config)");
-      for (const std::string& o : overrides) core::apply_override(root, o);
-      m.config = core::read_section<train::ExperimentConfig>(root);
-      m.network = models::build_model(m.config.model);
-      models::load_weights(*m.network, checkpoint.model, true, file.string());
-      m.network->to(device);
-      m.network->eval();
-      m.segmenter = m.network->is_segmenter();
-      if (!m.segmenter) m.classes = m.config.data.classes;
-      if (m.config.model.encoder.in_channels != m.config.data.channels)
-        throw core::ConfigError(fmt::format("{}: model.encoder.in_channels ({}) differs from data.channels ({}); "
-                                            "set data.channels with --set",
-                                            file.string(), m.config.model.encoder.in_channels, m.config.data.channels));
-      // Inference runs the folded graph (models/inference_graph.h), checked against the network
-      // as it was on a probe, after the checks above (a refused member costs no probe); export
-      // traces it.
-      const models::BatchNormFolding folding =
-          models::fold_batch_norms(*m.network, m.config.model.encoder.in_channels);
-      if (folding.applied)
-        core::log::debug("{}: BatchNorm folded into {} convolutions ({} kept; probe difference {:.1g})",
-                         file.string(), folding.folded, folding.kept, folding.max_difference);
-      else
-        core::log::debug("{}: BatchNorm not folded: {}", file.string(), folding.why_not);
+    const std::vector<fs::path> paths = expand_model(spec.path, members);
+    for (const fs::path& path : paths) files.push_back({&spec, path, spec.weight / static_cast<double>(paths.size())});
+  }
+  // The next checkpoint is read (file, checksum, tensors) on a worker thread while this one
+  // builds and folds the member before it: they take about as long as each other.
+  core::OrderedWorkers<std::optional<train::Checkpoint>> checkpoints(
+      static_cast<int64_t>(files.size()), /*workers=*/1, /*prefetch=*/1,
+      [&files](int64_t k) -> std::optional<train::Checkpoint> {
+        const fs::path& path = files[static_cast<size_t>(k)].path;
+        if (is_torchscript(path)) return std::nullopt;
+        return train::read_checkpoint(path);
+      });
+  std::vector<Member> out;
+  for (const File& file_entry : files) {
+    const fs::path& file = file_entry.path;
+    std::optional<train::Checkpoint> checkpoint = *checkpoints.next();
+    if (!checkpoint) {
+      Member m = load_exported(file, device);
+      m.model_path = file_entry.spec->path;
+      m.weight = file_entry.weight;
       out.push_back(std::move(m));
+      continue;
     }
+    Member m;
+    m.checkpoint = file;
+    m.model_path = file_entry.spec->path;
+    m.weight = file_entry.weight;
+    core::ConfigNode root = core::parse_yaml(checkpoint->config_yaml, file.string() + " (its config)");
+    for (const std::string& o : overrides) core::apply_override(root, o);
+    m.config = core::read_section<train::ExperimentConfig>(root);
+    m.network = models::build_model(m.config.model);
+    models::load_weights(*m.network, checkpoint->model, true, file.string());
+    checkpoint.reset();  // the weights now live in the network
+    m.network->to(device);
+    m.network->eval();
+    m.segmenter = m.network->is_segmenter();
+    if (!m.segmenter) m.classes = m.config.data.classes;
+    if (m.config.model.encoder.in_channels != m.config.data.channels)
+      throw core::ConfigError(fmt::format("{}: model.encoder.in_channels ({}) differs from data.channels ({}); "
+                                          "set data.channels with --set",
+                                          file.string(), m.config.model.encoder.in_channels, m.config.data.channels));
+    // Inference runs the folded graph (models/inference_graph.h), checked against the network
+    // as it was on a probe, after the checks above (a refused member costs no probe); export
+    // traces it.
+    const models::BatchNormFolding folding = models::fold_batch_norms(*m.network, m.config.model.encoder.in_channels);
+    if (folding.applied)
+      core::log::debug("{}: BatchNorm folded into {} convolutions ({} kept; probe difference {:.1g})",
+                       file.string(), folding.folded, folding.kept, folding.max_difference);
+    else
+      core::log::debug("{}: BatchNorm not folded: {}", file.string(), folding.why_not);
+    out.push_back(std::move(m));
   }
   const Member* with_classes = nullptr;
   for (const Member& m : out) {

@@ -423,10 +423,15 @@ PickleRef read_zip(const fs::path& file) {
   storages.fill = [&reader](const std::string& key, torch::Tensor& flat) {
     const std::string record = "data/" + key;
     if (!reader.hasRecord(record)) throw core::CheckpointError("missing tensor data " + record);
-    auto [data, size] = reader.getRecord(record);
     const size_t expected = static_cast<size_t>(flat.numel()) * flat.element_size();
+    const size_t size = reader.getRecordSize(record);
     if (size < expected) throw core::CheckpointError("tensor data " + record + " is truncated");
-    std::memcpy(flat.data_ptr(), data.get(), expected);
+    if (size == expected) {  // straight into the tensor: no second copy of the weights
+      reader.getRecord(record, flat.data_ptr(), expected);
+      return;
+    }
+    auto [data, read] = reader.getRecord(record);
+    std::memcpy(flat.data_ptr(), data.get(), std::min(expected, read));
   };
   auto [pickle, size] = reader.getRecord("data.pkl");
   Unpickler unpickler(static_cast<const char*>(pickle.get()), size, storages);

@@ -355,6 +355,12 @@ TEST_CASE("BatchNorm folded into the convolutions: every family within 1e-5 of t
     REQUIRE(folding.applied);
     CHECK(folding.folded > 0);
     CHECK(torch::equal(torch::rand({3}), next_unfolded));  // folding drew nothing from the global generator
+    for (const auto& module : net->modules())  // a folded convolution states its real sizes
+      if (const auto* conv = module->as<torch::nn::Conv2dImpl>()) {
+        CHECK(conv->weight.size(0) == conv->options.out_channels());
+        CHECK(conv->weight.size(1) * conv->options.groups() == conv->options.in_channels());
+        CHECK((!conv->bias.defined() || conv->bias.size(0) == conv->options.out_channels()));
+      }
     const models::ModelOutput after = net->forward(x);
     const auto check_close = [](const torch::Tensor& a, const torch::Tensor& b) {
       if (!a.defined()) {
