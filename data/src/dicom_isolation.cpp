@@ -211,7 +211,7 @@ Isolation& state() {
 std::string call(const std::string& request, const std::string& name, const WorkerPool::BulkReceiver& on_bulk = {}) {
   Isolation& s = state();
   std::call_once(s.started, [&s] {
-    s.pool = std::make_unique<WorkerPool>(s.settings.program.empty() ? decoder_program() : s.settings.program,
+    s.pool = std::make_unique<WorkerPool>(s.settings.program,
                                           std::vector<std::string>{}, s.settings.workers, s.settings.timeout_s,
                                           "the DICOM decoder");
   });

@@ -145,6 +145,15 @@ bool is_decimal_string(std::string_view s) {
 
 bool is_jpeg_ls_syntax(const std::string& ts) { return ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81"; }
 
+// A UI value without its padding: NUL or space at the end, as the standard pads it, and with
+// `leading`, at the start too.
+std::string unpadded_uid(std::string_view uid, bool leading = false) {
+  const auto padding = [](char c) { return c == '\0' || c == ' '; };
+  while (!uid.empty() && padding(uid.back())) uid.remove_suffix(1);
+  while (leading && !uid.empty() && padding(uid.front())) uid.remove_prefix(1);
+  return std::string(uid);
+}
+
 // The transfer syntaxes GDCM decodes and pneumo reads (PS3.5 A.4 and PS3.6 table A-1).
 bool is_known_transfer_syntax(const std::string& ts) {
   static const char* const kKnown[] = {
@@ -677,19 +686,15 @@ class Walker {
   }
 
   void note_transfer_syntax(const Element& e) {
-    std::string uid(c_.bytes.substr(c_.offset, e.length));
-    while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
-    result_.transfer_syntax = uid;
+    result_.transfer_syntax = unpadded_uid(c_.bytes.substr(c_.offset, e.length));
     result_.transfer_syntax_at = e.start;
     result_.transfer_syntax_end = c_.offset + e.length;
   }
 
   void note_sop_class(const Element& e) {
     if (!c_.has(e.length)) return;  // the length check reports it
-    std::string_view uid = c_.bytes.substr(c_.offset, e.length);
-    while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.remove_suffix(1);
-    while (!uid.empty() && (uid.front() == '\0' || uid.front() == ' ')) uid.remove_prefix(1);
-    result_.sop_classes.emplace_back(uid);
+    // SOP classes are refused by name: padding at the start is dropped too, so that it hides none.
+    result_.sop_classes.emplace_back(unpadded_uid(c_.bytes.substr(c_.offset, e.length), /*leading=*/true));
   }
 
   bool is_sequence(const Element& e) const {
@@ -805,7 +810,8 @@ std::string relabel_as_implicit_vr(std::string_view bytes) {
     throw std::logic_error("relabel_as_implicit_vr: the file meta information has no transfer syntax");
   // (0002,0010) UI, a 16-bit length, the UID padded with NUL to an even length.
   std::string element("\x02\x00\x10\x00UI", 6);
-  const std::string uid = std::string(kImplicitLittleEndian) + '\0';
+  std::string uid(kImplicitLittleEndian);
+  uid.push_back('\0');
   element += static_cast<char>(uid.size() & 0xFF);
   element += static_cast<char>(uid.size() >> 8);
   element += uid;

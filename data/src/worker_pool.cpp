@@ -119,7 +119,7 @@ bool WorkerChannel::write(const WorkerAnswer& answer) {
 
 WorkerPool::WorkerPool(std::string program, std::vector<std::string> arguments, int workers, double timeout_s,
                        std::string what)
-    : program_(std::move(program)),
+    : program_(program.empty() ? decoder_program() : std::move(program)),
       arguments_(std::move(arguments)),
       workers_(workers),
       timeout_s_(timeout_s),

@@ -102,7 +102,7 @@ InputImage image_from(const std::string& answer, const char* pixels, size_t size
 }  // namespace
 
 UploadDecoder::UploadDecoder(std::string program, int workers, double timeout_s)
-    : pool_(program.empty() ? data::decoder_program() : std::move(program), {}, workers, timeout_s, "the decoder") {}
+    : pool_(std::move(program), {}, workers, timeout_s, "the decoder") {}
 
 InputImage UploadDecoder::decode(std::string bytes, const std::string& id, const std::string& window) {
   std::string request(1, kUpload);

@@ -32,8 +32,9 @@ std::string decoder_program();
 
 class WorkerPool {
  public:
-  // Starts `workers` processes of `program` with `arguments` (argv[1...]). `what` names a worker
-  // in messages ("the DICOM decoder"). Throws IoError when one cannot start.
+  // Starts `workers` processes of `program` (empty: decoder_program()) with `arguments`
+  // (argv[1...]). `what` names a worker in messages ("the DICOM decoder"). Throws IoError when
+  // one cannot start.
   WorkerPool(std::string program, std::vector<std::string> arguments, int workers, double timeout_s, std::string what);
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
