@@ -92,7 +92,7 @@ std::vector<at::Tensor> CudaGraphCache::operator()(const at::Tensor& input) {
   if (!input.is_cuda()) throw core::DeviceError("a CUDA graph replays on CUDA tensors, not on " + input.device().str());
   const c10::cuda::CUDAGuard on_device(input.device());
   const GraphKey key{input.sizes().vec(), input.scalar_type(), input.device().index(),
-                     input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous()};
+                     input.suggest_memory_format() == at::MemoryFormat::ChannelsLast};
   std::lock_guard<std::mutex> lock(state_->mutex);
   auto found = state_->graphs.find(key);
   if (found == state_->graphs.end()) {

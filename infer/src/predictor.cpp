@@ -61,7 +61,7 @@ torch::Tensor network_input(const Member& m, const std::vector<cv::Mat>& images,
   normalise.mean = m.config.data.mean;
   normalise.std = m.config.data.std;
   torch::Tensor x = data::image_tensor(images, normalise).to(device);
-  if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  if (channels_last) x = models::to_channels_last(x);
   return x;
 }
 

@@ -34,9 +34,16 @@ torch::Tensor pneumothorax_logit(const ModelOutput& out, bool segmenter) {
 void use_channels_last(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& p : module.parameters())
-    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    if (p.dim() == 4) p.set_data(to_channels_last(p.data()));
   for (auto& b : module.buffers())
-    if (b.dim() == 4) b.set_data(b.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    if (b.dim() == 4) b.set_data(to_channels_last(b.data()));
+}
+
+torch::Tensor to_channels_last(const torch::Tensor& x) {
+  const auto nhwc = torch::MemoryFormat::ChannelsLast;
+  if (x.dim() != 4 || (x.is_contiguous(nhwc) && x.suggest_memory_format() == nhwc)) return x;
+  // empty() in NHWC sets the strides of size-1 dimensions in that order too.
+  return torch::empty(x.sizes(), x.options().memory_format(nhwc)).copy_(x);
 }
 
 }  // namespace pneumo::models

@@ -399,3 +399,30 @@ TEST_CASE("a folding the probe does not confirm is put back whole") {
   net->train();
   CHECK_NOTHROW(net->forward(torch::randn({2, 1, 64, 64})));  // the BatchNorms train again
 }
+
+TEST_CASE("channels-last: one-channel images and stem weights get NHWC strides so the stem runs in NHWC") {
+  const auto nhwc = torch::MemoryFormat::ChannelsLast;
+  torch::manual_seed(3);
+  const torch::Tensor image = torch::randn({2, 1, 64, 64});
+  // The pitfall: both orders are contiguous, so contiguous() keeps NCHW strides and PyTorch infers NCHW.
+  CHECK(image.contiguous(nhwc).suggest_memory_format() == torch::MemoryFormat::Contiguous);
+  const torch::Tensor x = models::to_channels_last(image);
+  CHECK(x.suggest_memory_format() == nhwc);
+  CHECK(torch::equal(x, image));
+
+  auto net = models::build_model(section("{name: unet, encoder: {name: resnet18, in_channels: 1}}"));
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor before = net->forward(image).masks;
+  models::use_channels_last(*net);
+  for (const auto& p : net->parameters())
+    if (p.dim() == 4) CHECK(p.suggest_memory_format() == nhwc);  // the stem's [64, 1, 7, 7] too
+  const torch::Tensor stem = net->named_modules()["encoder.conv1"]->as<torch::nn::Conv2dImpl>()->forward(x);
+  CHECK(stem.suggest_memory_format() == nhwc);
+  CHECK(torch::allclose(net->forward(x).masks, before, 1e-4, 1e-5));
+
+  const torch::Tensor rgb = torch::randn({2, 3, 8, 8}).contiguous(nhwc);
+  CHECK(models::to_channels_last(rgb).is_same(rgb));  // already NHWC: no copy
+  const torch::Tensor flat = torch::randn({2, 3});
+  CHECK(models::to_channels_last(flat).is_same(flat));
+}

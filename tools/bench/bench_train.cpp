@@ -114,7 +114,7 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
   const train::MixedPrecision precision = train::mixed_precision_for(runtime, device);
   train::GradScaler scaler(precision.needs_loss_scaling());
   torch::Tensor x = torch::rand({batch, 3, size, size}).to(device);
-  if (setup.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  if (setup.channels_last) x = models::to_channels_last(x);
   const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32).to(device);
   const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32).to(device);
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side

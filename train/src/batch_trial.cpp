@@ -11,6 +11,7 @@
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
 #include "pneumo/models/model_section.h"
+#include "pneumo/models/network.h"
 #include "pneumo/train/plan.h"
 #include "runtime_state.h"
 
@@ -51,7 +52,7 @@ data::Batch synthetic_batch(const ExperimentConfig& config, int64_t batch, const
   const auto on = torch::TensorOptions().device(device);
   data::Batch b;
   b.images = torch::randn({batch, config.data.channels, s, s}, on);
-  if (config.runtime.channels_last) b.images = b.images.contiguous(at::MemoryFormat::ChannelsLast);
+  if (config.runtime.channels_last) b.images = models::to_channels_last(b.images);
   b.masks = (torch::rand({batch, 1, s, s}, on) > 0.9).to(torch::kFloat);
   b.labels = torch::ones({batch}, on);
   if (!config.data.table.empty()) b.targets = torch::zeros({batch, config.model.classes}, on);

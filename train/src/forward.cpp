@@ -10,7 +10,7 @@ models::ModelOutput Forward::operator()(models::Network& model, const torch::Ten
   models::ModelOutput out;
   {
     AutocastScope autocast(precision);
-    out = model.forward(channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast) : images);
+    out = model.forward(channels_last ? models::to_channels_last(images) : images);
   }
   if (precision.enabled) {
     const auto to_float = [](const torch::Tensor& x) { return x.defined() ? x.to(torch::kFloat32) : x; };

@@ -40,7 +40,15 @@ class Network : public torch::nn::Module {
 torch::Tensor pneumothorax_logit(const ModelOutput& out, bool segmenter);
 
 // Moves every 4-D parameter and buffer of `module` (convolution weights) to channels-last
-// (NHWC) memory order; the values are unchanged. Do it before building the optimiser.
+// (NHWC) memory order (to_channels_last); the values are unchanged. Do it before building the
+// optimiser.
 void use_channels_last(torch::nn::Module& module);
+
+// `x` (4-D) with NHWC strides; other tensors as they are. Unlike x.contiguous(ChannelsLast),
+// also where a dimension of size 1 makes both orders contiguous (one-channel images, a stem's
+// weights on one input channel): contiguous() keeps their NCHW strides, from which PyTorch
+// infers NCHW, and the stem's convolution and max-pooling (20x slower there) then run in NCHW,
+// and every later use of their output is converted.
+torch::Tensor to_channels_last(const torch::Tensor& x);
 
 }  // namespace pneumo::models
