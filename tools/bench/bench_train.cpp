@@ -84,7 +84,7 @@ double ms_since(std::chrono::steady_clock::time_point start) {
 
 struct Setup {
   int size = 256, batch = 4, steps = 5, threads = 2;
-  bool channels_last = core::RuntimeSection{}.channels_last, amp = false, compile = false;
+  bool channels_last = false, amp = false, compile = false;
   std::string device = "cpu";
   std::string amp_dtype = "float16";
   std::string python = PNEUMO_PYTHON;
@@ -218,8 +218,7 @@ int main(int argc, char** argv) {
   app.add_option("--models", names, "any of unet, unet++, attention_unet, double_unet, classifier")
       ->delimiter(',')
       ->check(CLI::IsMember(families));
-  app.add_flag("--channels-last,!--nchw", channels_last,
-               "pneumo side: NHWC weights and inputs (runtime.channels_last; on by default, as in pneumo)");
+  app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
   app.add_option("--device", setup.device, "cpu or cuda (both sides)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--amp", setup.amp, "autocast on both sides (a loss scaler with float16)");
   app.add_option("--amp-dtype", setup.amp_dtype, "--amp's type: float16 (CUDA) or bfloat16 (CUDA or CPU)")
