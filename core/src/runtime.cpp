@@ -8,11 +8,13 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <fmt/format.h>
 
+#include "pneumo/core/config_schema.h"
 #include "pneumo/core/error.h"
 
 namespace pneumo::core {
@@ -87,6 +89,34 @@ bool cpu_has_bfloat16_instructions() {
 #else
   return true;
 #endif
+}
+
+std::string cpu_kernel_isa() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  return at::get_cpu_capability();
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // LibTorch 2.0 does not say; ATen's rule without its ATEN_CPU_CAPABILITY override.
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
+    return "AVX512";
+  return __builtin_cpu_supports("avx2") ? "AVX2" : "DEFAULT";
+#else
+  return "DEFAULT";
+#endif
+}
+
+bool channels_last_by_default(const c10::Device& device, bool segmenter) {
+  if (!device.is_cpu()) return false;
+  return cpu_kernel_isa() == "AVX512" || !segmenter;
+}
+
+bool resolve_channels_last(const std::string& setting, const c10::Device& device, bool segmenter) {
+  if (setting == "auto") return channels_last_by_default(device, segmenter);
+  bool on = false;
+  if (!config_detail::parse_scalar(setting, on))
+    throw ConfigError(fmt::format("runtime.channels_last: invalid value '{}'; expected auto, true or false", setting));
+  return on;
 }
 
 int hardware_threads() {

@@ -115,3 +115,25 @@ TEST_CASE("activate_runtime seeds LibTorch so random tensors repeat") {
   runtime.device = "cuda:7";
   if (!at::hasCUDA()) CHECK_THROWS_AS(activate_runtime(runtime, 1), DeviceError);
 }
+
+TEST_CASE("runtime.channels_last: auto picks the memory order by device and network and true or false are taken as written") {
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA, 0);
+  CHECK(resolve_channels_last("true", cuda, true));
+  CHECK_FALSE(resolve_channels_last("false", cpu, false));
+  CHECK(resolve_channels_last("True", cpu, true));
+  CHECK_FALSE(resolve_channels_last("auto", cuda, true));  // NCHW on CUDA until measured
+  CHECK_FALSE(resolve_channels_last("auto", cuda, false));
+  CHECK(resolve_channels_last("auto", cpu, false));  // the classifier: NHWC on every x86 CPU measured
+  const std::string isa = cpu_kernel_isa();
+  INFO(isa);
+  CHECK(resolve_channels_last("auto", cpu, true) == (isa == "AVX512"));
+  CHECK_THROWS_WITH(resolve_channels_last("yes", cpu, true), Contains("'yes'") && Contains("auto, true or false"));
+
+  // The key reads old configs (a boolean) and refuses anything else, naming the choices.
+  const auto read = [](const std::string& yaml) { return read_section<RuntimeSection>(parse_yaml(yaml, "r.yaml")); };
+  CHECK(RuntimeSection{}.channels_last == "auto");
+  CHECK(read("channels_last: false").channels_last == "false");
+  CHECK(read("channels_last: true").channels_last == "true");
+  CHECK(read("channels_last: auto").channels_last == "auto");
+  CHECK_THROWS_WITH(read("channels_last: nhwc"), Contains("channels_last") && Contains("auto, true or false"));
+}

@@ -285,8 +285,10 @@ TEST_CASE("SIGKILL at random points, again and again: every resume continues and
 
 TEST_CASE("RAdam trains, mixed precision asked on the CPU changes nothing, channels-last trains alike") {
   pneumo::testing::TempDir a, b, c;
-  const std::vector<std::string> sets = {"runtime.deterministic=true", "train.epochs=1", "train.optimizer.name=radam"};
-  std::vector<std::string> amp = sets, nhwc = sets;
+  const std::vector<std::string> common = {"runtime.deterministic=true", "train.epochs=1", "train.optimizer.name=radam"};
+  std::vector<std::string> sets = common, amp = common, nhwc = common;
+  sets.push_back("runtime.channels_last=false");
+  amp.push_back("runtime.channels_last=false");
   amp.push_back("runtime.mixed_precision=true");
   nhwc.push_back("runtime.channels_last=true");
   const auto plain = train::train_experiment(tiny(a, sets));

@@ -84,7 +84,8 @@ double ms_since(std::chrono::steady_clock::time_point start) {
 
 struct Setup {
   int size = 256, batch = 4, steps = 5, threads = 2;
-  bool channels_last = false, amp = false, compile = false;
+  bool amp = false, compile = false;
+  std::string channels_last = "auto";  // as runtime.channels_last: auto, true or false
   std::string device = "cpu";
   std::string amp_dtype = "float16";
   std::string python = PNEUMO_PYTHON;
@@ -105,7 +106,8 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
   auto net = models::build_model(section_of(name));
   models::load_weights(*net, models::read_weights(weights), true, weights.string());
   net->to(device);
-  if (setup.channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
+  const bool channels_last = core::resolve_channels_last(setup.channels_last, device, net->is_segmenter());
+  if (channels_last) models::use_channels_last(*net);  // as pneumo's runtime.channels_last does
   net->train();
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(1e-4));
   core::RuntimeSection runtime;  // as a run's runtime section would ask
@@ -114,7 +116,7 @@ Timing pneumo_steps(const std::string& name, const Setup& setup, const fs::path&
   const train::MixedPrecision precision = train::mixed_precision_for(runtime, device);
   train::GradScaler scaler(precision.needs_loss_scaling());
   torch::Tensor x = torch::rand({batch, 3, size, size}).to(device);
-  if (setup.channels_last) x = models::to_channels_last(x);
+  if (channels_last) x = models::to_channels_last(x);
   const torch::Tensor masks = (torch::rand({batch, 1, size, size}) > 0.7).to(torch::kFloat32).to(device);
   const torch::Tensor labels = (torch::rand({batch, 1}) > 0.5).to(torch::kFloat32).to(device);
   train::ComboLossOptions combo;  // BCE + soft Dice (smooth 1), as the Python side
@@ -208,7 +210,6 @@ int main(int argc, char** argv) {
   int& batch = setup.batch;
   int& steps = setup.steps;
   int& threads = setup.threads;
-  bool& channels_last = setup.channels_last;
   const std::vector<std::string> families{"unet", "unet++", "attention_unet", "double_unet", "classifier"};
   std::vector<std::string> names = families;
   app.add_option("--size", size, "image size")->check(CLI::Range(32, 1024));
@@ -218,7 +219,11 @@ int main(int argc, char** argv) {
   app.add_option("--models", names, "any of unet, unet++, attention_unet, double_unet, classifier")
       ->delimiter(',')
       ->check(CLI::IsMember(families));
-  app.add_flag("--channels-last", channels_last, "pneumo side: NHWC weights and inputs (runtime.channels_last)");
+  app.add_flag_callback("--channels-last", [&setup] { setup.channels_last = "true"; },
+                        "pneumo side: NHWC weights and inputs for every model (runtime.channels_last: true)");
+  app.add_flag_callback("--nchw", [&setup] { setup.channels_last = "false"; },
+                        "pneumo side: NCHW for every model (runtime.channels_last: false); without either flag the "
+                        "memory order is pneumo's default (auto), printed per model");
   app.add_option("--device", setup.device, "cpu or cuda (both sides)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--amp", setup.amp, "autocast on both sides (a loss scaler with float16)");
   app.add_option("--amp-dtype", setup.amp_dtype, "--amp's type: float16 (CUDA) or bfloat16 (CUDA or CPU)")
@@ -243,11 +248,13 @@ int main(int argc, char** argv) {
   core::configure_threads(threads);
   const fs::path dir = fs::temp_directory_path() / fmt::format("pneumo-bench-train-{}", ::getpid());
   fs::create_directories(dir);
-  const std::string variant = fmt::format("{}{}{}{}", setup.device == "cuda" ? ", CUDA" : "",
-                                          setup.amp ? ", " + setup.amp_dtype + " autocast" : "", channels_last ? ", channels-last" : "",
+  const std::string variant = fmt::format("{}{}{}", setup.device == "cuda" ? ", CUDA" : "",
+                                          setup.amp ? ", " + setup.amp_dtype + " autocast" : "",
                                           setup.compile ? ", Python torch.compile" : "");
-  fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}\n", size, batch,
-             threads, steps, core::describe_torch_runtime(), variant);
+  fmt::print("training step at {0}x{0}, batch {1}, {2} CPU thread(s), median of {3} steps{5}; {4}; CPU kernels {6}; "
+             "pneumo's memory order: runtime.channels_last {7} (Python: NCHW)\n",
+             size, batch, threads, steps, core::describe_torch_runtime(), variant, core::cpu_kernel_isa(),
+             setup.channels_last);
   fmt::print("{:<32} {:>12} {:>12} {:>8} {:>12} {:>12}\n", "model", "Python ms", "pneumo ms", "ratio", "Python MiB",
              "pneumo MiB");
   std::vector<std::pair<std::string, double>> achieved;  // pneumo's GFLOP/s per model
@@ -262,7 +269,8 @@ int main(int argc, char** argv) {
                                                     {"attention_unet", "Attention U-Net/ResNet34"},
                                                     {"double_unet", "Double U-Net/VGG19"},
                                                     {"classifier", "DenseNet121 classifier"}};
-    const std::string& label = labels.at(name);
+    const bool nhwc = core::resolve_channels_last(setup.channels_last, c10::Device(setup.device), name != "classifier");
+    const std::string label = labels.at(name) + (nhwc ? " NHWC" : " NCHW");
     fmt::print("{:<32} {:>12.1f} {:>12.1f} {:>7.2f}x {:>12.0f} {:>12.0f}\n", label, python.step_ms, ours.step_ms,
                python.step_ms / ours.step_ms, python.peak_rss_mb, ours.peak_rss_mb);
     achieved.emplace_back(label, python.gflop_per_step / (ours.step_ms / 1000.0));
@@ -271,7 +279,8 @@ int main(int argc, char** argv) {
     };
     fmt::print("{:<32} {:>12} {:>12}\n", "  forward/loss/backward/optim.", phases(python), phases(ours));
     std::fflush(stdout);
-    const std::string what = fmt::format("{} step, {}x{}, batch {}{}", label, size, size, batch, variant);
+    const std::string what = fmt::format("{} step, {}x{}, batch {}{}{}", labels.at(name), size, size, batch, variant,
+                                         nhwc ? ", channels-last" : "");
     summary.add("training", what, "ms/step", python.step_ms, ours.step_ms, false);
     summary.add("training", what + ", peak memory", "MiB", python.peak_rss_mb, ours.peak_rss_mb, false);
   }

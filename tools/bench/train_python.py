@@ -51,7 +51,10 @@ def main():
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     network_of = torch.compile(model) if compile_network else model
-    scaler = torch.cuda.amp.GradScaler(enabled=amp == "float16")
+    if hasattr(torch.amp, "GradScaler"):  # PyTorch >= 2.3; torch.cuda.amp's is deprecated there
+        scaler = torch.amp.GradScaler("cuda", enabled=amp == "float16")
+    else:
+        scaler = torch.cuda.amp.GradScaler(enabled=amp == "float16")
     x = torch.rand(batch, 3, size, size).to(device)
     masks = (torch.rand(batch, 1, size, size) > 0.7).float().to(device)
     labels = (torch.rand(batch, 1) > 0.5).float().to(device)

@@ -10,6 +10,7 @@
 #include "memory_meter.h"
 #include "pneumo/core/error.h"
 #include "pneumo/core/log.h"
+#include "pneumo/core/runtime.h"
 #include "pneumo/models/model_section.h"
 #include "pneumo/models/network.h"
 #include "pneumo/train/plan.h"
@@ -37,7 +38,7 @@ TrialModel build_trial_model(const ExperimentConfig& config, const c10::Device& 
   TrialModel m;
   m.net = models::build_model(section);
   m.net->to(device);
-  m.forward.channels_last = config.runtime.channels_last;
+  m.forward.channels_last = core::resolve_channels_last(config.runtime.channels_last, device, m.net->is_segmenter());
   if (m.forward.channels_last) models::use_channels_last(*m.net);
   m.forward.precision = mixed_precision_for(config.runtime, device);
   m.segmenter = m.net->is_segmenter();
@@ -52,7 +53,6 @@ data::Batch synthetic_batch(const ExperimentConfig& config, int64_t batch, const
   const auto on = torch::TensorOptions().device(device);
   data::Batch b;
   b.images = torch::randn({batch, config.data.channels, s, s}, on);
-  if (config.runtime.channels_last) b.images = models::to_channels_last(b.images);
   b.masks = (torch::rand({batch, 1, s, s}, on) > 0.9).to(torch::kFloat);
   b.labels = torch::ones({batch}, on);
   if (!config.data.table.empty()) b.targets = torch::zeros({batch, config.model.classes}, on);

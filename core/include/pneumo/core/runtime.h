@@ -36,6 +36,21 @@ int hardware_threads();
 // architectures, where this is not checked.
 bool cpu_has_bfloat16_instructions();
 
+// The instruction set LibTorch's CPU kernels dispatch to, as ATen names it: "AVX512", "AVX2" or
+// "DEFAULT" on x86 (ATEN_CPU_CAPABILITY lowers it), another architecture's name elsewhere.
+std::string cpu_kernel_isa();
+
+// runtime.channels_last's `auto`: whether a network trains in channels-last (NHWC) memory order
+// on `device`, as measured by bench_train (README, Performance): where LibTorch's CPU kernels use
+// AVX-512 every family's step is faster in NHWC (2-13%); with AVX2 the classifier's is (10-25%)
+// but the segmenters' are 4-50% slower (oneDNN's backward convolutions in NHWC); on CUDA NCHW
+// until the GPU issue measures it.
+bool channels_last_by_default(const c10::Device& device, bool segmenter);
+
+// runtime.channels_last resolved for one network: "true" or "false" as written, "auto" by
+// channels_last_by_default.
+bool resolve_channels_last(const std::string& setting, const c10::Device& device, bool segmenter);
+
 // How one process's share of the cores is divided when the experiment leaves it to pneumo
 // (runtime.threads: 0, data.workers: auto). On the CPU the network's arithmetic is nearly all
 // of a step (reading from the preprocessing cache and augmenting a batch take a few percent of

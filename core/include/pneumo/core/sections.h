@@ -35,7 +35,7 @@ struct RuntimeSection {
   bool cudnn_benchmark = false;
   bool mixed_precision = false;
   std::string mixed_precision_dtype = "float16";
-  bool channels_last = false;
+  std::string channels_last = "auto";
   std::string log_level = "info";
 
   template <class V>
@@ -60,7 +60,14 @@ struct RuntimeSection {
       "the autocast type: float16 (CUDA only; the CPU computes in float32) or bfloat16 (CUDA and "
       "CPU; no loss scaling, float32's range; fast on CPUs with AVX512-BF16 or AMX)",
       one_of({"float16", "bfloat16"}));
-    v("channels_last", channels_last, "keep images and convolution weights in NHWC memory order");
+    v("channels_last", channels_last,
+      "train with images and convolution weights in NHWC memory order: true, false, or auto (by "
+      "measurement: on the CPU for every network where LibTorch's kernels use AVX-512, for the "
+      "classifier with AVX2; NCHW on CUDA)",
+      Check<std::string>{"auto, true or false", [](const std::string& s) {
+                           bool b = false;
+                           return s == "auto" || config_detail::parse_scalar(s, b);
+                         }});
     v("log_level", log_level, "console and run-log verbosity",
       one_of({"debug", "info", "warn", "error"}));
   }
