@@ -7,7 +7,8 @@
 #   tools/bench.sh [--quick] [--out FILE.md] [--skip serve,train,...] [--isa avx2]
 #
 # --isa avx2: both sides (the same LibTorch) limited to AVX2 on a CPU that has AVX-512:
-# ATen's kernels (ATEN_CPU_CAPABILITY=avx2) and oneDNN's convolutions (ONEDNN_MAX_CPU_ISA=AVX2),
+# ATen's kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN's convolutions (ONEDNN_MAX_CPU_ISA=AVX2) and
+# OpenCV's dispatched code (OPENCV_CPU_DISABLE=AVX512F,...; both OpenCVs, pneumo's and Python's),
 # the figures of an AVX2-only machine of the same kind, measured on this one.
 #
 # --quick: short runs and small sizes (about 3 minutes; a smoke test of the suite, not figures
@@ -35,8 +36,8 @@ while [ $# -gt 0 ]; do
 done
 case "$isa" in
   "") isa_used="$(grep -q -w avx512f /proc/cpuinfo && echo "AVX-512$(grep -q -w avx512_bf16 /proc/cpuinfo && echo ' with AVX512-BF16')" || echo "AVX2 (no AVX-512)")" ;;
-  avx2) export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
-        isa_used="AVX2 (limited to it: ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)" ;;
+  avx2) export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512BW,AVX512CD,AVX512DQ,AVX512VL
+        isa_used="AVX2 (limited to it: ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, OPENCV_CPU_DISABLE=AVX512F,...)" ;;
   *) echo "bench: --isa takes avx2" >&2; exit 2 ;;
 esac
 echo "bench: instruction set in use: $isa_used"

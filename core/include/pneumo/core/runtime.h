@@ -42,8 +42,8 @@ std::string cpu_kernel_isa();
 
 // runtime.channels_last's `auto`: whether a network trains in channels-last (NHWC) memory order
 // on `device`, as measured by bench_train (README, Performance): where LibTorch's CPU kernels use
-// AVX-512 every family's step is faster in NHWC (2-13%); with AVX2 the classifier's is (10-25%)
-// but the segmenters' are 4-50% slower (oneDNN's backward convolutions in NHWC); on CUDA NCHW
+// AVX-512 every family's step is faster in NHWC (2-12%); with AVX2 the classifier's is (9-11%)
+// but the segmenters' are 3-32% slower (oneDNN's backward convolutions in NHWC); on CUDA NCHW
 // until the GPU issue measures it.
 bool channels_last_by_default(const c10::Device& device, bool segmenter);
 
