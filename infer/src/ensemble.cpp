@@ -188,8 +188,8 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
                                  const std::vector<std::string>& overrides, const c10::Device& device) {
   if (specs.empty()) throw core::UsageError("no model given; expected --model CHECKPOINT_OR_RUN_FOLDER");
   struct File {
-    const ModelSpec* spec;
-    fs::path path;
+    fs::path model_path;  // as given (--model): a checkpoint, run or cv folder, or export
+    fs::path path;        // one member's file
     double weight;
   };
   std::vector<File> files;
@@ -197,7 +197,7 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
     if (!(spec.weight > 0))
       throw core::UsageError(fmt::format("{}: ensemble weight {} must be > 0", spec.path.string(), spec.weight));
     const std::vector<fs::path> paths = expand_model(spec.path, members);
-    for (const fs::path& path : paths) files.push_back({&spec, path, spec.weight / static_cast<double>(paths.size())});
+    for (const fs::path& path : paths) files.push_back({spec.path, path, spec.weight / static_cast<double>(paths.size())});
   }
   // The next checkpoint is read (file, checksum, tensors) on a worker thread while this one
   // builds and folds the member before it: they take about as long as each other.
@@ -214,14 +214,14 @@ std::vector<Member> load_members(const std::vector<ModelSpec>& specs, const std:
     std::optional<train::Checkpoint> checkpoint = *checkpoints.next();
     if (!checkpoint) {
       Member m = load_exported(file, device);
-      m.model_path = file_entry.spec->path;
+      m.model_path = file_entry.model_path;
       m.weight = file_entry.weight;
       out.push_back(std::move(m));
       continue;
     }
     Member m;
     m.checkpoint = file;
-    m.model_path = file_entry.spec->path;
+    m.model_path = file_entry.model_path;
     m.weight = file_entry.weight;
     core::ConfigNode root = core::parse_yaml(checkpoint->config_yaml, file.string() + " (its config)");
     for (const std::string& o : overrides) core::apply_override(root, o);
