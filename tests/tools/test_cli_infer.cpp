@@ -223,6 +223,8 @@ TEST_CASE("a class-table classifier from the command line: data check, train, ev
   INFO(trained.err);
   REQUIRE(trained.exit_code == 0);
   CHECK_THAT(trained.err, Contains("val AUC per class:  Pneumothorax") && Contains("class weights |N|/|P|"));
+  // On the CPU the classifier trains channels-last (runtime.channels_last: auto), and the log says so.
+  CHECK_THAT(trained.err, Contains("memory order: NHWC (runtime.channels_last: auto; CPU kernels "));
   const std::string run = (dir / "runs/demo-classes/r").string();
 
   const auto fold = run_pneumo({"evaluate", "--model", run, "--out", (dir / "fold").string(), "--device", "cpu"});

@@ -266,8 +266,8 @@ void Trainer::prepare_model() {
   const std::string& memory_order = config_.runtime.channels_last;
   forward_.channels_last = core::resolve_channels_last(memory_order, device_, net_->is_segmenter());
   if (forward_.channels_last) models::use_channels_last(*net_);
-  core::log::info("memory order: {} (runtime.channels_last: {}{})", forward_.channels_last ? "channels-last (NHWC)" : "NCHW",
-                  memory_order, memory_order == "auto" && device_.is_cpu() ? ", CPU kernels " + core::cpu_kernel_isa() : "");
+  core::log::info("memory order: {} (runtime.channels_last: {}{})", forward_.channels_last ? "NHWC" : "NCHW", memory_order,
+                  memory_order == "auto" && device_.is_cpu() ? "; CPU kernels " + core::cpu_kernel_isa() : "");
   forward_.precision = mixed_precision_for(config_.runtime, device_);
   if (forward_.precision.enabled) core::log::info("computing in {}", forward_.precision.str());
   scaler_.emplace(forward_.precision.needs_loss_scaling());
