@@ -23,6 +23,13 @@ Check<std::string> non_empty() {
   return {"a non-empty string", [](const std::string& v) { return !v.empty(); }};
 }
 
+Check<std::string> auto_or_bool() {
+  return {"auto, true or false", [](const std::string& v) {
+            bool b = false;
+            return v == "auto" || config_detail::parse_scalar(v, b);
+          }};
+}
+
 namespace config_detail {
 
 bool parse_scalar(const std::string& text, bool& out) {

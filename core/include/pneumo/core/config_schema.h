@@ -39,6 +39,8 @@ template <class T>
 Check<T> in_range(T low, T high);
 Check<std::string> one_of(std::vector<std::string> choices);
 Check<std::string> non_empty();
+// "auto", or a boolean as parse_scalar reads one: a switch pneumo can also decide by itself.
+Check<std::string> auto_or_bool();
 
 // " (did you mean 'seed'?)" when one of `known` is a close spelling of `given`, else "".
 std::string did_you_mean(const std::string& given, const std::vector<std::string>& known);

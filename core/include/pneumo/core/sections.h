@@ -64,10 +64,7 @@ struct RuntimeSection {
       "train with images and convolution weights in NHWC memory order: true, false, or auto (by "
       "measurement: on the CPU for every network where LibTorch's kernels use AVX-512, for the "
       "classifier with AVX2; NCHW on CUDA)",
-      Check<std::string>{"auto, true or false", [](const std::string& s) {
-                           bool b = false;
-                           return s == "auto" || config_detail::parse_scalar(s, b);
-                         }});
+      auto_or_bool());
     v("log_level", log_level, "console and run-log verbosity",
       one_of({"debug", "info", "warn", "error"}));
   }
